@@ -9,6 +9,7 @@ trip. Checks on *shapes* always run.
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -50,10 +51,15 @@ def check_finite(name: str, value: Any) -> None:
   """Raises if a concrete array holds NaN or infinite entries."""
   if value is None or not is_concrete(value):
     return
-  array = np.asarray(value)
-  if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
-    bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-    raise ValueError(f'{name} holds {bad} NaN or infinite entries.')
+  if isinstance(value, jax.Array):
+    # Reduce on the device: a host copy of a large array would cost more.
+    finite = bool(jnp.all(jnp.isfinite(value)))
+  else:
+    array = np.asarray(value)
+    finite = (not np.issubdtype(array.dtype, np.inexact) or
+              bool(np.all(np.isfinite(array))))
+  if not finite:
+    raise ValueError(f'{name} holds NaN or infinite entries.')
 
 
 def check_rank_at_least(name: str, value: Any, rank: int) -> None:

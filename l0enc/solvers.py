@@ -1,0 +1,481 @@
+"""Classical sparse coding solvers, batched over many signals at once.
+
+The three problems (Wang et al., Deep l0 Encoders, eqs. 1-3), for a signal
+`x` in R^n and a dictionary `D` in R^{n x p}:
+
+  (1) l0-regularized:  min_a 1/2 ||x - D a||^2 + lam ||a||_0
+  (2) M-sparse:        min_a ||x - D a||^2   s.t.  ||a||_0 <= M
+  (3) l1-regularized:  min_a 1/2 ||x - D a||^2 + lam ||a||_1
+
+All solvers take `x` of shape `(..., n)` and return codes of shape `(..., p)`.
+They iterate a fixed number of times with `lax.scan` (reverse-mode
+differentiable, `tol=None`) or until every signal's relative change falls
+under `tol` with `lax.while_loop`.
+
+Step sizes. Proximal gradient steps use `mu <= 1 / ||D||_2^2` (the Lipschitz
+constant of the gradient of the quadratic term), the default being equality.
+The IHT step for (1) is then a hard threshold at `sqrt(2 lam mu)`. The paper
+writes IHT (eq. 6) with mu = 1 and threshold `lam_paper ** 0.5`, which is the
+same iteration for `||x - D a||^2 + lam_paper ||a||_0` (no 1/2) when
+`||D||_2 < 1`: in our scaling `lam = lam_paper / 2`, and with mu = 1 the
+threshold `sqrt(2 lam)` equals the paper's `lam_paper ** 0.5`.
+"""
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from l0enc import ops
+from l0enc import validation
+
+# Relative slack when checking step_size <= 1 / ||D||^2 (the norm is computed
+# in floating point).
+_STEP_SLACK = 1e-5
+
+
+class SolverResult(NamedTuple):
+  """Result of an iterative solver.
+
+  Attributes:
+    codes: the sparse codes, shape `(..., p)`.
+    num_iterations: iterations each signal needed, shape `(...)`, int32. With
+      a tolerance, the first iteration at which the signal's relative change
+      fell under it (the solver keeps iterating until all signals have);
+      otherwise the fixed number of iterations.
+    objective: the problem's objective at `codes`, shape `(...)`.
+  """
+  codes: jax.Array
+  num_iterations: jax.Array
+  objective: jax.Array
+
+
+# ----------------------------------------------------------------- objectives
+
+
+def _residual_energy(x, dictionary, codes):
+  residual = x - codes @ dictionary.T
+  return jnp.sum(residual * residual, axis=-1)
+
+
+def l1_objective(x, dictionary, codes, lam):
+  """`1/2 ||x - D a||^2 + lam ||a||_1` per signal (problem 3)."""
+  return (0.5 * _residual_energy(x, dictionary, codes) +
+          lam * jnp.sum(jnp.abs(codes), axis=-1))
+
+
+def l0_objective(x, dictionary, codes, lam):
+  """`1/2 ||x - D a||^2 + lam ||a||_0` per signal (problem 1)."""
+  return (0.5 * _residual_energy(x, dictionary, codes) +
+          lam * jnp.count_nonzero(codes, axis=-1).astype(codes.dtype))
+
+
+def msparse_objective(x, dictionary, codes):
+  """`||x - D a||^2` per signal (problem 2; the constraint is not checked)."""
+  return _residual_energy(x, dictionary, codes)
+
+
+# ---------------------------------------------------------------- step rules
+
+
+def lipschitz_constant(dictionary: jax.Array) -> jax.Array:
+  """`||D||_2^2`, the Lipschitz constant of the gradient of 1/2||x - D a||^2."""
+  return jnp.linalg.norm(dictionary, ord=2) ** 2
+
+
+def iht_threshold(lam, step_size):
+  """Hard threshold `sqrt(2 lam mu)` of one IHT step on problem (1)."""
+  return jnp.sqrt(2 * lam * step_size)
+
+
+def _gradient_step(codes, x, dictionary, step_size):
+  # a + mu D^T (x - D a): the same as W x + S a with W = mu D^T and
+  # S = I - mu D^T D (eq. 8), but O(np) instead of O(p^2) per signal.
+  residual = x - codes @ dictionary.T
+  return codes + step_size * (residual @ dictionary)
+
+
+def ista_step(codes, x, dictionary, lam, step_size):
+  """One ISTA step for problem (3): `s_{lam mu}(a + mu D^T (x - D a))`."""
+  return ops.soft_threshold(
+      _gradient_step(codes, x, dictionary, step_size), lam * step_size)
+
+
+def iht_step(codes, x, dictionary, step_size, *, lam=None, m=None):
+  """One IHT step (eqs. 6 and 10): `H(a + mu D^T (x - D a))`.
+
+  Args:
+    codes: current codes, shape `(..., p)`.
+    x: signals, shape `(..., n)`.
+    dictionary: shape `(n, p)`.
+    step_size: `mu <= 1 / ||D||_2^2`.
+    lam: for problem (1): H is the hard threshold at `sqrt(2 lam mu)`.
+    m: for problem (2): H keeps the `m` entries of largest magnitude.
+
+  Returns:
+    The new codes, shape `(..., p)`.
+  """
+  u = _gradient_step(codes, x, dictionary, step_size)
+  if m is not None:
+    return ops.top_m(u, m)
+  return ops.hard_threshold(u, iht_threshold(lam, step_size))
+
+
+# ------------------------------------------------------------------- drivers
+
+
+def _relative_change(new, old):
+  change = jnp.linalg.norm(new - old, axis=-1)
+  scale = jnp.maximum(jnp.linalg.norm(old, axis=-1),
+                      jnp.finfo(old.dtype).tiny)
+  return change / scale
+
+
+def _iterate(step: Callable, init_state, codes_of: Callable, num_iterations,
+             tol):
+  """Runs `state <- step(state)` a fixed number of times or to tolerance.
+
+  Returns:
+    `(final_state, num_iterations)` where the second has the batch shape.
+  """
+  batch_shape = codes_of(init_state).shape[:-1]
+  if tol is None:
+    state, _ = jax.lax.scan(lambda s, _: (step(s), None), init_state,
+                            length=num_iterations)
+    return state, jnp.full(batch_shape, num_iterations, jnp.int32)
+
+  def cond(carry):
+    k, _, done, _ = carry
+    return (k < num_iterations) & ~jnp.all(done)
+
+  def body(carry):
+    k, state, done, used = carry
+    new_state = step(state)
+    converged = _relative_change(codes_of(new_state), codes_of(state)) <= tol
+    used = jnp.where(done, used, k + 1)
+    return k + 1, new_state, done | converged, used
+
+  init = (jnp.int32(0), init_state, jnp.zeros(batch_shape, bool),
+          jnp.zeros(batch_shape, jnp.int32))
+  _, state, _, used = jax.lax.while_loop(cond, body, init)
+  return state, used
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _validate(x, dictionary, *, init=None, num_iterations=1, tol=None,
+              lam=None, step_size=None):
+  """Checks the shapes and values that all solvers share."""
+  if jnp.ndim(dictionary) != 2:
+    raise ValueError(
+        f'dictionary must have shape (n, p), got {jnp.shape(dictionary)}.')
+  if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != dictionary.shape[0]:
+    raise ValueError(
+        f'x must have shape (..., {dictionary.shape[0]}) to match the '
+        f'dictionary of shape {dictionary.shape}, got {jnp.shape(x)}.')
+  code_shape = jnp.shape(x)[:-1] + (dictionary.shape[1],)
+  if init is not None and jnp.shape(init) != code_shape:
+    raise ValueError(f'init must have shape {code_shape}, got '
+                     f'{jnp.shape(init)}.')
+  validation.check_int_in_range('num_iterations', num_iterations, 1, 2**31 - 1)
+  validation.check_positive('tol', tol)
+  validation.check_positive('lam', lam)
+  validation.check_positive('step_size', step_size)
+  validation.check_finite('x', x)
+  validation.check_finite('dictionary', dictionary)
+  validation.check_finite('init', init)
+
+
+def _step_size(dictionary, step_size):
+  """`step_size`, or `1 / ||D||_2^2` if None; checks it does not exceed that."""
+  if not validation.is_concrete(dictionary):
+    return (step_size if step_size is not None else
+            1 / lipschitz_constant(dictionary))
+  max_step = 1 / float(lipschitz_constant(dictionary))
+  if step_size is None:
+    return max_step
+  if validation.is_concrete(step_size) and float(step_size) > max_step * (
+      1 + _STEP_SLACK):
+    raise ValueError(
+        f'step_size={float(step_size):.6g} exceeds 1/||D||_2^2 = '
+        f'{max_step:.6g}; convergence is only guaranteed below it.')
+  return step_size
+
+
+def _zeros_or(init, x, dictionary):
+  if init is not None:
+    return jnp.asarray(init, x.dtype)
+  return jnp.zeros(x.shape[:-1] + (dictionary.shape[1],), x.dtype)
+
+
+# ------------------------------------------------------------------- solvers
+
+
+@functools.partial(jax.jit, static_argnames=('num_iterations', 'tol'))
+def _ista(x, dictionary, lam, step_size, init, num_iterations, tol):
+  step = lambda a: ista_step(a, x, dictionary, lam, step_size)
+  codes, used = _iterate(step, init, lambda a: a, num_iterations, tol)
+  return SolverResult(codes, used,
+                      l1_objective(x, dictionary, codes, lam[..., 0]))
+
+
+def ista(x, dictionary, lam, *, num_iterations=1000, tol=None,
+         step_size=None, init=None) -> SolverResult:
+  """ISTA for the l1 problem (3): `a <- s_{lam mu}(a + mu D^T (x - D a))`.
+
+  Args:
+    x: signals, shape `(..., n)`.
+    dictionary: shape `(n, p)`.
+    lam: l1 weight, positive; a scalar or shape `(...)` (one per signal).
+    num_iterations: the number of iterations (`tol=None`) or the cap.
+    tol: stop once every signal's relative change `||a_k+1 - a_k|| / ||a_k||`
+      is at most `tol` (`lax.while_loop`); None runs exactly `num_iterations`
+      (`lax.scan`, differentiable).
+    step_size: `mu`, at most (and by default) `1 / ||D||_2^2`.
+    init: starting codes, shape `(..., p)`; zeros by default.
+
+  Returns:
+    `SolverResult(codes, num_iterations, objective)` with the l1 objective.
+  """
+  _validate(x, dictionary, init=init, num_iterations=num_iterations, tol=tol,
+            lam=lam, step_size=step_size)
+  step_size = _step_size(dictionary, step_size)
+  lam = jnp.asarray(lam, x.dtype)[..., None]
+  return _ista(x, dictionary, lam, step_size, _zeros_or(init, x, dictionary),
+               num_iterations, tol)
+
+
+class _FistaState(NamedTuple):
+  codes: jax.Array
+  extrapolated: jax.Array
+  momentum: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=('num_iterations', 'tol'))
+def _fista(x, dictionary, lam, step_size, init, num_iterations, tol):
+
+  def step(state):
+    codes = ista_step(state.extrapolated, x, dictionary, lam, step_size)
+    momentum = (1 + jnp.sqrt(1 + 4 * state.momentum**2)) / 2
+    extrapolated = codes + ((state.momentum - 1) / momentum) * (
+        codes - state.codes)
+    return _FistaState(codes, extrapolated, momentum)
+
+  state, used = _iterate(step, _FistaState(init, init, jnp.ones((), x.dtype)),
+                         lambda s: s.codes, num_iterations, tol)
+  return SolverResult(state.codes, used, l1_objective(
+      x, dictionary, state.codes, lam[..., 0]))
+
+
+def fista(x, dictionary, lam, *, num_iterations=1000, tol=None,
+          step_size=None, init=None) -> SolverResult:
+  """FISTA (Beck and Teboulle, 2009) for the l1 problem (3).
+
+  ISTA's step taken at the extrapolated point `y_k = a_k + (t_k-1 - 1)/t_k
+  (a_k - a_k-1)`, `t_k = (1 + sqrt(1 + 4 t_k-1^2)) / 2`: O(1/k^2) instead of
+  O(1/k) convergence in objective.
+
+  Args:
+    x: signals, shape `(..., n)`.
+    dictionary: shape `(n, p)`.
+    lam: l1 weight, positive; a scalar or shape `(...)` (one per signal).
+    num_iterations: the number of iterations (`tol=None`) or the cap.
+    tol: relative-change tolerance (see `ista`); None for a fixed count.
+    step_size: `mu`, at most (and by default) `1 / ||D||_2^2`.
+    init: starting codes, shape `(..., p)`; zeros by default.
+
+  Returns:
+    `SolverResult(codes, num_iterations, objective)` with the l1 objective.
+  """
+  _validate(x, dictionary, init=init, num_iterations=num_iterations, tol=tol,
+            lam=lam, step_size=step_size)
+  step_size = _step_size(dictionary, step_size)
+  lam = jnp.asarray(lam, x.dtype)[..., None]
+  return _fista(x, dictionary, lam, step_size, _zeros_or(init, x, dictionary),
+                num_iterations, tol)
+
+
+@functools.partial(jax.jit, static_argnames=('m', 'num_iterations', 'tol'))
+def _iht(x, dictionary, lam, m, step_size, init, num_iterations, tol):
+  step = lambda a: iht_step(a, x, dictionary, step_size, lam=lam, m=m)
+  codes, used = _iterate(step, init, lambda a: a, num_iterations, tol)
+  if m is not None:
+    objective = msparse_objective(x, dictionary, codes)
+  else:
+    objective = l0_objective(x, dictionary, codes, lam[..., 0])
+  return SolverResult(codes, used, objective)
+
+
+def _check_problem(dictionary, lam, m):
+  if (lam is None) == (m is None):
+    raise ValueError('Give exactly one of lam (problem 1) and m (problem 2); '
+                     f'got lam={lam!r}, m={m!r}.')
+  if m is not None:
+    return validation.check_int_in_range(
+        f'm (at most the code size p={dictionary.shape[-1]})', m, 1,
+        dictionary.shape[-1])
+  return None
+
+
+def iht(x, dictionary, *, lam=None, m=None, num_iterations=1000, tol=None,
+        step_size=None, init=None) -> SolverResult:
+  """Iterative hard thresholding for problem (1) or (2) (eqs. 6 and 10).
+
+  `a <- H(a + mu D^T (x - D a))`, with H the hard threshold at
+  `sqrt(2 lam mu)` for problem (1) or keep-top-m for problem (2). With
+  `mu <= 1 / ||D||_2^2` the objective never increases (Blumensath and Davies,
+  2008). See the module docstring for the paper's lambda.
+
+  Args:
+    x: signals, shape `(..., n)`.
+    dictionary: shape `(n, p)`.
+    lam: l0 weight of problem (1), positive; scalar or shape `(...)`.
+    m: sparsity of problem (2), an int in [1, p]. Give exactly one of lam, m.
+    num_iterations: the number of iterations (`tol=None`) or the cap.
+    tol: relative-change tolerance (see `ista`); None for a fixed count.
+    step_size: `mu`, at most (and by default) `1 / ||D||_2^2`.
+    init: starting codes, shape `(..., p)`; zeros by default.
+
+  Returns:
+    `SolverResult(codes, num_iterations, objective)`, with the objective of
+    problem (1) or (2).
+  """
+  m = _check_problem(dictionary, lam, m)
+  _validate(x, dictionary, init=init, num_iterations=num_iterations, tol=tol,
+            lam=lam, step_size=step_size)
+  step_size = _step_size(dictionary, step_size)
+  if lam is not None:
+    lam = jnp.asarray(lam, x.dtype)[..., None]
+  return _iht(x, dictionary, lam, m, step_size,
+              _zeros_or(init, x, dictionary), num_iterations, tol)
+
+
+def default_l1_lam(x, dictionary, *, lam=None):
+  """The l1 weight `optimal_codes` warm-starts from.
+
+  For problem (1), `sqrt(2 lam)`: an atom `d_i` (unit norm) stays out of an
+  l0 solution when `|d_i^T r| < sqrt(2 lam)`, and out of an l1 solution when
+  `|d_i^T r| <= lam_1`, so both solutions share their off-support condition.
+  For problem (2), a tenth of `||D^T x||_inf` per signal, which gives a dense
+  enough support for IHT's first top-m step to choose from.
+  """
+  if lam is not None:
+    return jnp.sqrt(2 * jnp.asarray(lam, x.dtype))
+  return 0.1 * jnp.max(jnp.abs(x @ dictionary), axis=-1)
+
+
+def optimal_codes(x, dictionary, *, lam=None, m=None, l1_lam=None, tol=1e-6,
+                  max_iterations=10_000, step_size=None) -> SolverResult:
+  """The papers' ground-truth codes: l1 solution, then IHT to convergence.
+
+  The l0 problems are non-convex and IHT only reaches a local minimum that
+  depends on where it starts; the paper (Experiment A) starts it from the
+  solution of the l1 problem (3) for stability. We solve (3) with FISTA to
+  `tol`, then run IHT on problem (1) or (2) from there to `tol`.
+
+  Args:
+    x: signals, shape `(..., n)`.
+    dictionary: shape `(n, p)`.
+    lam: l0 weight of problem (1). Give exactly one of lam and m.
+    m: sparsity of problem (2).
+    l1_lam: weight of the l1 warm start; `default_l1_lam` when None.
+    tol: relative-change tolerance for both phases.
+    max_iterations: cap on the iterations of each phase.
+    step_size: `mu`, at most (and by default) `1 / ||D||_2^2`.
+
+  Returns:
+    `SolverResult` of the IHT phase (its `num_iterations` counts IHT only).
+  """
+  _check_problem(dictionary, lam, m)
+  _validate(x, dictionary, num_iterations=max_iterations, tol=tol, lam=lam,
+            step_size=step_size)
+  step_size = _step_size(dictionary, step_size)
+  if l1_lam is None:
+    l1_lam = default_l1_lam(x, dictionary, lam=lam)
+  warm_start = fista(x, dictionary, l1_lam, num_iterations=max_iterations,
+                     tol=tol, step_size=step_size)
+  return iht(x, dictionary, lam=lam, m=m, num_iterations=max_iterations,
+             tol=tol, step_size=step_size, init=warm_start.codes)
+
+
+# ------------------------------------------------------------------------ OMP
+
+
+def _solve_lower(lower, rhs, trans='N'):
+  """Batched `L^-1 b` (or `L^-T b`) for `L` of shape (B, m, m), b (B, m)."""
+  return jax.scipy.linalg.solve_triangular(
+      lower, rhs[..., None], lower=True, trans=trans)[..., 0]
+
+
+@functools.partial(jax.jit, static_argnames=('m',))
+def _omp(x, dictionary, m):
+  # Batch-OMP (Rubinstein, Zibulevsky and Elad, 2008): the Gram matrix is
+  # formed once, and the Cholesky factor of the selected atoms' Gram grows by
+  # one row per step, so each step costs a triangular solve of size <= m
+  # instead of a least-squares problem.
+  batch_shape, p = x.shape[:-1], dictionary.shape[1]
+  x_flat = x.reshape(-1, x.shape[-1])
+  num_signals = x_flat.shape[0]
+  rows = jnp.arange(num_signals)[:, None]
+  gram = dictionary.T @ dictionary
+  atom_norms = jnp.sqrt(jnp.diagonal(gram))
+  correlation0 = x_flat @ dictionary  # D^T x, shape (signals, p).
+  eye = jnp.eye(m, dtype=x.dtype)
+
+  def body(k, carry):
+    support, cholesky, codes, correlation = carry
+    # Counts, not .set: padded slots also point at atom 0, and the order of
+    # duplicate scatter writes is unspecified.
+    selected = jnp.zeros((num_signals, p), jnp.int32).at[rows, support].add(
+        jnp.arange(m) < k) > 0
+    score = jnp.where(selected, -1, jnp.abs(correlation) / atom_norms)
+    atom = jnp.argmax(score, axis=-1)
+    # New row of the Cholesky factor: [w^T, sqrt(G_jj - w^T w)], with
+    # L w = G[support, atom]; padded rows of L are the identity.
+    gram_column = jnp.where(jnp.arange(m) < k, gram[support, atom[:, None]], 0)
+    w = _solve_lower(cholesky, gram_column)
+    diagonal = jnp.sqrt(jnp.maximum(gram[atom, atom] - jnp.sum(w * w, -1),
+                                    jnp.finfo(x.dtype).eps))
+    new_row = w + diagonal[:, None] * eye[k]
+    cholesky = cholesky.at[:, k, :].set(new_row)
+    support = support.at[:, k].set(atom)
+    # Least squares on the support: L L^T gamma = D_S^T x.
+    rhs = jnp.where(jnp.arange(m) <= k, correlation0[rows, support], 0)
+    gamma = _solve_lower(cholesky, _solve_lower(cholesky, rhs), trans='T')
+    # .add, not .set: padded support slots point at atom 0 with gamma = 0.
+    codes = jnp.zeros((num_signals, p), x.dtype).at[rows, support].add(gamma)
+    correlation = correlation0 - codes @ gram
+    return support, cholesky, codes, correlation
+
+  init = (jnp.zeros((num_signals, m), jnp.int32),
+          jnp.broadcast_to(eye, (num_signals, m, m)),
+          jnp.zeros((num_signals, p), x.dtype), correlation0)
+  _, _, codes, _ = jax.lax.fori_loop(0, m, body, init)
+  codes = codes.reshape(batch_shape + (p,))
+  return SolverResult(codes, jnp.full(batch_shape, m, jnp.int32),
+                      msparse_objective(x, dictionary, codes))
+
+
+def omp(x, dictionary, m) -> SolverResult:
+  """Orthogonal matching pursuit for the M-sparse problem (2), batched.
+
+  Greedy: `m` times, add the atom most correlated with the residual
+  (`|d_j^T r| / ||d_j||`) to the support, then refit the codes on the support
+  by least squares. Every signal takes exactly `m` steps, so the batch runs in
+  lock step under `jit`.
+
+  Args:
+    x: signals, shape `(..., n)`.
+    dictionary: shape `(n, p)`, atoms of any nonzero norm.
+    m: number of atoms per signal, an int in [1, min(n, p)].
+
+  Returns:
+    `SolverResult(codes, num_iterations=m, objective=||x - D a||^2)`.
+  """
+  _validate(x, dictionary)
+  m = validation.check_int_in_range(
+      f'm (at most min(n, p) = {min(dictionary.shape)})', m, 1,
+      min(dictionary.shape))
+  return _omp(x, dictionary, m)
