@@ -431,7 +431,7 @@ def _omp(x, dictionary, m):
     selected = jnp.zeros((num_signals, p), jnp.int32).at[rows, support].add(
         jnp.arange(m) < k) > 0
     score = jnp.where(selected, -1, jnp.abs(correlation) / atom_norms)
-    atom = jnp.argmax(score, axis=-1)
+    atom = jnp.argmax(score, axis=-1).astype(jnp.int32)
     # New row of the Cholesky factor: [w^T, sqrt(G_jj - w^T w)], with
     # L w = G[support, atom]; padded rows of L are the identity.
     gram_column = jnp.where(jnp.arange(m) < k, gram[support, atom[:, None]], 0)

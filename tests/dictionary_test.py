@@ -1,0 +1,98 @@
+"""Tests of dictionary learning and the PCA basis."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from l0enc import dictionary as dictionary_lib
+
+
+def planted_problem(num_signals=3000, n=24, p=40, nonzero_prob=0.08, seed=0):
+  keys = jax.random.split(jax.random.PRNGKey(seed), 3)
+  true_dictionary = jax.random.normal(keys[0], (n, p))
+  true_dictionary /= jnp.linalg.norm(true_dictionary, axis=0)
+  codes = jax.random.normal(keys[1], (num_signals, p)) * (
+      jax.random.uniform(keys[2], (num_signals, p)) < nonzero_prob)
+  return codes @ true_dictionary.T, true_dictionary
+
+
+def recovered_fraction(learned, true_dictionary, cosine=0.99):
+  return float(jnp.mean(jnp.max(jnp.abs(true_dictionary.T @ learned), 1) >
+                        cosine))
+
+
+@pytest.mark.parametrize('coding', [{'m': 4}, {'lam': 0.02}])
+def test_learns_unit_norm_atoms_and_recovers_a_planted_dictionary(coding):
+  signals, true_dictionary = planted_problem()
+  logged = []
+  result = dictionary_lib.learn_dictionary(
+      jax.random.PRNGKey(1), signals, 40, num_steps=1500, batch_size=128,
+      num_coding_iterations=50, log_every=300,
+      callback=lambda step, objective: logged.append((step, objective)),
+      **coding)
+  chex.assert_shape(result.dictionary, (24, 40))
+  np.testing.assert_allclose(jnp.linalg.norm(result.dictionary, axis=0), 1,
+                             rtol=1e-5)
+  assert [step for step, _ in logged] == [300, 600, 900, 1200, 1500]
+  np.testing.assert_allclose(result.objective, [o for _, o in logged])
+  assert result.objective[-1] < 0.7 * result.objective[0]
+  # A random unit-norm dictionary matches almost none of the true atoms.
+  assert recovered_fraction(result.dictionary, true_dictionary) >= 0.75
+
+
+def test_same_key_same_dictionary():
+  signals, _ = planted_problem(num_signals=500)
+  run = lambda: dictionary_lib.learn_dictionary(
+      jax.random.PRNGKey(3), signals, 40, m=3, num_steps=20, log_every=10)
+  np.testing.assert_array_equal(run().dictionary, run().dictionary)
+
+
+def test_pca_basis_matches_numpy():
+  rng = np.random.default_rng(0)
+  signals = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)) + 3.0
+  basis = dictionary_lib.pca_basis(jnp.asarray(signals, jnp.float32))
+  covariance = np.cov(signals, rowvar=False)
+  variances, vectors = np.linalg.eigh(covariance)
+  np.testing.assert_allclose(basis.variances, variances[::-1],
+                             atol=1e-5 * variances.max())
+  np.testing.assert_allclose(basis.mean, signals.mean(0), rtol=1e-5)
+  # Same eigenvectors up to sign, and the library's sign rule holds.
+  np.testing.assert_allclose(np.abs(basis.components), np.abs(vectors[:, ::-1]),
+                             atol=1e-3)
+  chex.assert_trees_all_close(basis.components.T @ basis.components,
+                              jnp.eye(6), atol=1e-5)
+  pivots = np.take_along_axis(
+      np.asarray(basis.components),
+      np.argmax(np.abs(np.asarray(basis.components)), 0)[None], 0)
+  assert np.all(pivots > 0)
+  projected = dictionary_lib.pca_project(jnp.asarray(signals, jnp.float32),
+                                         basis)
+  np.testing.assert_allclose(np.var(np.asarray(projected), axis=0, ddof=1),
+                             variances[::-1], rtol=1e-3)
+
+
+@pytest.mark.parametrize('call,match', [
+    (lambda s: dictionary_lib.learn_dictionary(jax.random.PRNGKey(0), s, 10),
+     'exactly one'),
+    (lambda s: dictionary_lib.learn_dictionary(jax.random.PRNGKey(0), s, 10,
+                                               lam=-1.0), 'lam'),
+    (lambda s: dictionary_lib.learn_dictionary(jax.random.PRNGKey(0), s, 10,
+                                               m=9), 'm'),
+    (lambda s: dictionary_lib.learn_dictionary(jax.random.PRNGKey(0), s[0], 10,
+                                               m=2), 'shape'),
+    (lambda s: dictionary_lib.learn_dictionary(
+        jax.random.PRNGKey(0), s.at[0, 0].set(jnp.nan), 10, m=2), 'NaN'),
+    (lambda s: dictionary_lib.learn_dictionary(jax.random.PRNGKey(0), s, 10,
+                                               m=2, batch_size=0), 'batch'),
+    (lambda s: dictionary_lib.learn_dictionary(
+        jax.random.PRNGKey(0), s, 10, m=2, init=jnp.zeros((8, 9))), 'init'),
+    (lambda s: dictionary_lib.pca_basis(s[:1]), 'shape'),
+    (lambda s: dictionary_lib.pca_project(
+        s[:, :5], dictionary_lib.pca_basis(s)), 'dimension'),
+])
+def test_bad_input_raises_value_error(call, match):
+  signals = jax.random.normal(jax.random.PRNGKey(0), (50, 8))
+  with pytest.raises(ValueError, match=match):
+    call(signals)

@@ -1,0 +1,312 @@
+"""Tests of l0enc.models: shapes, the IHT/ISTA initialization, modes, errors."""
+
+import chex
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from l0enc import models
+from l0enc import solvers
+
+SIGNAL_DIM, CODE_DIM, M, LAM = 12, 20, 4, 0.05
+
+
+@pytest.fixture(autouse=True)
+def _enable_x64():
+  with jax.enable_x64(True):
+    yield
+
+
+def _dictionary(dtype=jnp.float64, seed=0):
+  atoms = np.random.default_rng(seed).normal(size=(SIGNAL_DIM, CODE_DIM))
+  return jnp.asarray(atoms / np.linalg.norm(atoms, axis=0), dtype)
+
+
+def _signals(shape=(32,), dtype=jnp.float64, seed=1):
+  return jnp.asarray(
+      np.random.default_rng(seed).normal(size=shape + (SIGNAL_DIM,)), dtype)
+
+
+def _random_model(kind, *, num_stages=2, tied=True, dtype=jnp.float32):
+  rngs = nnx.Rngs(0)
+  if kind == 'mlp':
+    return models.MLPEncoder(SIGNAL_DIM, CODE_DIM, param_dtype=dtype,
+                             rngs=rngs)
+  kwargs = dict(num_stages=num_stages, tied=tied, param_dtype=dtype,
+                rngs=rngs)
+  if kind == 'msparse':
+    return models.DeepMSparseEncoder(SIGNAL_DIM, CODE_DIM, m=M, **kwargs)
+  return {'lista': models.LISTA, 'l0': models.DeepL0Encoder}[kind](
+      SIGNAL_DIM, CODE_DIM, **kwargs)
+
+
+# NumPy references, written independently of the library.
+
+
+def np_iterate(x, dictionary, num_iterations, shrink, step_size=None):
+  """`a <- shrink(a + mu D^T (x - D a), mu)` from a = 0."""
+  x, dictionary = np.asarray(x), np.asarray(dictionary)
+  if step_size is None:
+    step_size = 1 / np.linalg.norm(dictionary, 2)**2
+  codes = np.zeros(x.shape[:-1] + dictionary.shape[1:])
+  for _ in range(num_iterations):
+    u = codes + step_size * (x - codes @ dictionary.T) @ dictionary
+    codes = shrink(u, step_size)
+  return codes
+
+
+def np_hard(u, step_size):
+  return np.where(np.abs(u) >= np.sqrt(2 * LAM * step_size), u, 0)
+
+
+def np_soft(u, step_size):
+  return np.sign(u) * np.maximum(np.abs(u) - LAM * step_size, 0)
+
+
+def np_top_m(u, step_size):
+  del step_size
+  out = np.zeros_like(u)
+  keep = np.argsort(-np.abs(u), axis=-1, kind='stable')[..., :M]
+  np.put_along_axis(out, keep, np.take_along_axis(u, keep, -1), -1)
+  return out
+
+
+# Shapes and dtypes.
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.float64])
+@pytest.mark.parametrize('tied', [True, False])
+@pytest.mark.parametrize('num_stages', [1, 2, 3, 4])
+@pytest.mark.parametrize('kind', ['lista', 'l0', 'msparse'])
+def test_unrolled_shapes_and_dtypes(kind, num_stages, tied, dtype):
+  model = _random_model(kind, num_stages=num_stages, tied=tied, dtype=dtype)
+  stages = () if tied else (num_stages - 1,)
+  chex.assert_shape(model.input_weights[...], (CODE_DIM, SIGNAL_DIM))
+  chex.assert_shape(model.recurrent_weights[...],
+                    stages + (CODE_DIM, CODE_DIM))
+  if kind != 'msparse':
+    chex.assert_shape(model.threshold[...],
+                      (() if tied else (num_stages,)) + (CODE_DIM,))
+  for shape in [(7,), (2, 3), ()]:
+    codes = model(_signals(shape, dtype))
+    chex.assert_shape(codes, shape + (CODE_DIM,))
+    chex.assert_type(codes, dtype)
+    chex.assert_tree_all_finite(codes)
+  if kind == 'msparse':
+    assert np.all(np.count_nonzero(model(_signals()), axis=-1) <= M)
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.float64])
+def test_mlp_shapes_and_dtypes(dtype):
+  model = _random_model('mlp', dtype=dtype)
+  assert len(model.hidden_layers) == 3
+  assert [d.rate for d in model.dropouts] == [0.1, 0.1, 0.5]
+  for shape in [(7,), (2, 3), ()]:
+    codes = model(_signals(shape, dtype))
+    chex.assert_shape(codes, shape + (CODE_DIM,))
+    chex.assert_type(codes, dtype)
+
+
+# The dictionary initialization is K iterations of the iterative algorithm.
+
+
+@pytest.mark.parametrize('tied', [True, False])
+@pytest.mark.parametrize('num_stages', [1, 2, 3, 4])
+@pytest.mark.parametrize('kind', ['l0', 'msparse', 'lista'])
+def test_from_dictionary_reproduces_iterations(kind, num_stages, tied):
+  dictionary, x = _dictionary(), _signals()
+  build = {
+      'l0': lambda: models.DeepL0Encoder.from_dictionary(
+          dictionary, lam=LAM, num_stages=num_stages, tied=tied),
+      'msparse': lambda: models.DeepMSparseEncoder.from_dictionary(
+          dictionary, m=M, num_stages=num_stages, tied=tied),
+      'lista': lambda: models.LISTA.from_dictionary(
+          dictionary, lam=LAM, num_stages=num_stages, tied=tied),
+  }[kind]
+  model = build()
+  model.eval()
+  codes = model(x)
+  chex.assert_type(codes, jnp.float64)
+  shrink = {'l0': np_hard, 'msparse': np_top_m, 'lista': np_soft}[kind]
+  reference = np_iterate(x, dictionary, num_stages, shrink)
+  if kind == 'lista':
+    solver = solvers.ista(x, dictionary, LAM, num_iterations=num_stages)
+  else:
+    solver = solvers.iht(x, dictionary, num_iterations=num_stages,
+                         **({'m': M} if kind == 'msparse' else {'lam': LAM}))
+  for expected in [reference, solver.codes]:
+    np.testing.assert_array_equal(codes != 0, expected != 0)
+    chex.assert_trees_all_close(codes, jnp.asarray(expected), atol=1e-12,
+                                rtol=1e-10)
+  # Enough happens for the test to mean something: sparse, nonzero codes.
+  assert 0 < np.count_nonzero(reference) < reference.size
+
+
+def test_from_dictionary_parameters_and_step_size():
+  dictionary, x = _dictionary(), _signals()
+  lipschitz = np.linalg.norm(np.asarray(dictionary), 2)**2
+  step_size = 0.5 / lipschitz
+  model = models.DeepL0Encoder.from_dictionary(
+      dictionary, lam=LAM, num_stages=3, step_size=step_size)
+  chex.assert_trees_all_close(model.input_weights[...],
+                              step_size * dictionary.T)
+  chex.assert_trees_all_close(
+      model.recurrent_weights[...],
+      jnp.eye(CODE_DIM) - step_size * dictionary.T @ dictionary)
+  chex.assert_trees_all_close(
+      model.threshold[...],
+      jnp.full((CODE_DIM,), np.sqrt(2 * LAM * step_size)))
+  model.eval()
+  chex.assert_trees_all_close(
+      model(x), jnp.asarray(np_iterate(x, dictionary, 3, np_hard, step_size)),
+      atol=1e-12)
+  lista = models.LISTA.from_dictionary(dictionary, lam=LAM)
+  chex.assert_trees_all_close(lista.threshold[...],
+                              jnp.full((CODE_DIM,), LAM / lipschitz))
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.float64])
+def test_from_dictionary_dtype(dtype):
+  model = models.DeepL0Encoder.from_dictionary(_dictionary(dtype), lam=LAM)
+  for value in jax.tree.leaves(nnx.state(model)):
+    chex.assert_type(value, dtype)
+  model = models.DeepL0Encoder.from_dictionary(
+      _dictionary(), lam=LAM, param_dtype=jnp.float32)
+  chex.assert_type(model.input_weights[...], jnp.float32)
+
+
+# Training and evaluation modes, sigma.
+
+
+def test_helu_sigma_in_training_mode_and_exact_helu_in_eval_mode():
+  model = models.DeepL0Encoder.from_dictionary(_dictionary(), lam=LAM)
+  x = _signals((256,))
+  assert not model.deterministic and float(model.sigma[...]) == 0.2
+  with_ramp = model(x)
+  model.eval()
+  exact = model(x)
+  assert not np.allclose(with_ramp, exact)
+  models.set_helu_sigma(model, 0.1)  # Ignored in evaluation mode.
+  chex.assert_trees_all_equal(model(x), exact)
+  model.train()
+  models.set_helu_sigma(model, 0.0)
+  chex.assert_trees_all_equal(model(x), exact)
+
+
+def test_sigma_changes_without_recompiling():
+  model = models.DeepL0Encoder.from_dictionary(_dictionary(), lam=LAM)
+  x = _signals((256,))
+
+  @jax.jit
+  def encode(graphdef, state, x):
+    return nnx.merge(graphdef, state)(x)
+
+  outputs = []
+  for sigma in [0.2, 0.02, 0.0]:
+    models.set_helu_sigma(model, sigma)
+    outputs.append(encode(*nnx.split(model), x))
+  assert encode._cache_size() == 1
+  assert not np.allclose(outputs[0], outputs[1])
+  model.eval()
+  chex.assert_trees_all_close(outputs[2], model(x))
+
+
+def test_set_helu_sigma_counts_nested_neurons():
+
+  class TwoEncoders(nnx.Module):
+
+    def __init__(self):
+      self.first = models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, rngs=nnx.Rngs(0))
+      self.second = models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM,
+                                         rngs=nnx.Rngs(1))
+
+  pair = TwoEncoders()
+  assert models.set_helu_sigma(pair, 0.05) == 2
+  assert float(pair.second.sigma[...]) == pytest.approx(0.05)
+  assert models.set_helu_sigma(_random_model('mlp'), 0.05) == 0
+  assert models.set_helu_sigma(_random_model('lista'), 0.05) == 0
+
+
+def test_sigma_is_state_not_a_parameter():
+  model = _random_model('l0')
+  assert not nnx.state(model, nnx.Param).get('sigma')
+  assert 'sigma' in nnx.state(model, models.HeluSigma)
+
+
+def test_mlp_dropout_only_in_training_mode():
+  model = _random_model('mlp')
+  x = _signals((64,), jnp.float32)
+  first, second = model(x), model(x)
+  assert not np.allclose(first, second)  # A fresh mask per call.
+  model.eval()
+  deterministic = model(x)
+  chex.assert_trees_all_equal(deterministic, model(x))
+  assert not np.allclose(first, deterministic)
+  without_dropout = models.MLPEncoder(
+      SIGNAL_DIM, CODE_DIM, dropout_rates=(0.0, 0.0, 0.0), rngs=nnx.Rngs(0))
+  chex.assert_trees_all_close(without_dropout(x), deterministic)
+
+
+# Gradients.
+
+
+@pytest.mark.parametrize('tied', [True, False])
+@pytest.mark.parametrize('kind', ['lista', 'l0', 'msparse', 'mlp'])
+def test_gradients_reach_every_parameter(kind, tied):
+  if kind == 'mlp' and not tied:
+    pytest.skip('tied does not apply to the MLP.')
+  model = _random_model(kind, num_stages=3, tied=tied)
+  if kind == 'l0':
+    # Thresholds near the pre-activations put entries on the ramps.
+    model.threshold[...] = jnp.full_like(model.threshold[...], 1.0)
+  x = _signals((64,), jnp.float32)
+  grads = nnx.grad(lambda model: jnp.sum(model(x)**2))(model)
+  for path, grad in nnx.to_flat_state(grads):
+    value = grad.get_value()
+    chex.assert_tree_all_finite(value)
+    assert np.any(value != 0), path
+
+
+# Bad input.
+
+
+@pytest.mark.parametrize('build, match', [
+    (lambda: models.DeepMSparseEncoder(SIGNAL_DIM, CODE_DIM, m=0,
+                                       rngs=nnx.Rngs(0)), 'm must be'),
+    (lambda: models.DeepMSparseEncoder(SIGNAL_DIM, CODE_DIM, m=CODE_DIM + 1,
+                                       rngs=nnx.Rngs(0)), 'm must be'),
+    (lambda: models.DeepMSparseEncoder.from_dictionary(_dictionary(), m=2.5),
+     'integer'),
+    (lambda: models.LISTA(SIGNAL_DIM, CODE_DIM, num_stages=0,
+                          rngs=nnx.Rngs(0)), 'num_stages'),
+    (lambda: models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, threshold=0.0,
+                                  rngs=nnx.Rngs(0)), 'threshold'),
+    (lambda: models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, sigma=-0.1,
+                                  rngs=nnx.Rngs(0)), 'sigma'),
+    (lambda: models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, sigma=1.0,
+                                  rngs=nnx.Rngs(0)), 'sigma'),
+    (lambda: models.DeepL0Encoder.from_dictionary(_dictionary(), lam=0.0),
+     'lam'),
+    (lambda: models.LISTA.from_dictionary(_dictionary(), lam=-1.0), 'lam'),
+    (lambda: models.DeepL0Encoder.from_dictionary(
+        _dictionary(), lam=LAM, step_size=0.0), 'step_size'),
+    (lambda: models.DeepL0Encoder.from_dictionary(jnp.ones(5), lam=LAM),
+     'dictionary'),
+    (lambda: models.DeepL0Encoder.from_dictionary(
+        _dictionary().at[0, 0].set(jnp.nan), lam=LAM), 'dictionary'),
+    (lambda: models.MLPEncoder(SIGNAL_DIM, CODE_DIM, dropout_rates=(1.0,),
+                               rngs=nnx.Rngs(0)), 'dropout'),
+    (lambda: models.set_helu_sigma(_random_model('l0'), 1.5), 'sigma'),
+])
+def test_bad_arguments_raise(build, match):
+  with pytest.raises(ValueError, match=match):
+    build()
+
+
+@pytest.mark.parametrize('kind', ['lista', 'l0', 'msparse', 'mlp'])
+def test_wrong_signal_dimension_raises(kind):
+  model = _random_model(kind)
+  with pytest.raises(ValueError, match=f'shape \\(..., {SIGNAL_DIM}\\)'):
+    model(jnp.ones((4, SIGNAL_DIM + 1)))

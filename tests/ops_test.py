@@ -1,0 +1,228 @@
+"""Tests of l0enc.ops against plain NumPy references."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from l0enc import ops
+
+DTYPES = [jnp.float32, jnp.float64]
+
+
+@pytest.fixture(autouse=True)
+def _enable_x64():
+  with jax.enable_x64(True):
+    yield
+
+
+def _random(shape, dtype, seed=0):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=shape), dtype)
+
+
+# NumPy references, written independently of the library.
+
+
+def np_soft(u, t):
+  return np.sign(u) * np.maximum(np.abs(u) - t, 0)
+
+
+def np_hard(u, t):
+  return np.where(np.abs(u) >= t, u, 0)
+
+
+def np_helu(u, sigma):
+  out = np.zeros_like(u)
+  for i, v in np.ndenumerate(u):
+    if abs(v) >= 1:
+      out[i] = v
+    elif sigma > 0 and 1 - sigma < v < 1:
+      out[i] = (v - 1 + sigma) / sigma
+    elif sigma > 0 and -1 < v < sigma - 1:
+      out[i] = (v + 1 - sigma) / sigma
+  return out
+
+
+def np_top_m(u, m):
+  flat = u.reshape(-1, u.shape[-1])
+  out = np.zeros_like(flat)
+  for row, values in enumerate(flat):
+    # Stable sort on -|u|: ties go to the lower index.
+    keep = np.argsort(-np.abs(values), kind='stable')[:m]
+    out[row, keep] = values[keep]
+  return out.reshape(u.shape)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('shape', [(7,), (4, 9), (2, 3, 6)])
+def test_soft_and_hard_threshold_values(dtype, shape):
+  u = _random(shape, dtype)
+  threshold = jnp.asarray(np.linspace(0.2, 1.0, shape[-1]), dtype)
+  soft = ops.soft_threshold(u, threshold)
+  hard = ops.hard_threshold(u, threshold)
+  chex.assert_type([soft, hard], dtype)
+  chex.assert_shape([soft, hard], shape)
+  np.testing.assert_allclose(soft, np_soft(np.asarray(u), threshold), rtol=1e-6)
+  np.testing.assert_array_equal(hard, np_hard(np.asarray(u), threshold))
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('sigma', [0.0, 0.02, 0.2, 0.5])
+def test_helu_matches_eq9(dtype, sigma):
+  u = jnp.asarray(np.linspace(-1.6, 1.6, 161), dtype)
+  out = ops.helu(u, sigma)
+  chex.assert_type(out, dtype)
+  np.testing.assert_allclose(out, np_helu(np.asarray(u, np.float64), sigma),
+                             atol=1e-5 if dtype == jnp.float32 else 1e-12)
+
+
+def test_helu_is_continuous_for_positive_sigma_and_equals_helu_at_zero():
+  u = jnp.linspace(-2, 2, 40001, dtype=jnp.float64)
+  out = np.asarray(ops.helu(u, 0.2))
+  assert np.max(np.abs(np.diff(out))) < 1e-4 / 0.2 * 2
+  np.testing.assert_array_equal(ops.helu(u, 0.0), ops.hard_threshold(u, 1.0))
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('shape,m', [((10,), 3), ((5, 12), 1), ((5, 12), 12),
+                                      ((2, 3, 8), 4)])
+def test_top_m_keeps_exactly_m_and_matches_reference(dtype, shape, m):
+  u = _random(shape, dtype, seed=m)
+  out = ops.top_m(u, m)
+  chex.assert_type(out, dtype)
+  np.testing.assert_array_equal(out, np_top_m(np.asarray(u), m))
+  np.testing.assert_array_equal(np.count_nonzero(out, axis=-1), m)
+
+
+def test_top_m_breaks_ties_towards_lower_index_and_keeps_fewer_if_sparse():
+  u = jnp.array([[1.0, -1.0, 1.0, 0.5], [0.0, 0.0, 2.0, 0.0]])
+  np.testing.assert_array_equal(
+      ops.top_m(u, 2), [[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])
+
+
+def test_max_m_pool_unpool_round_trip():
+  u = _random((3, 4, 10), jnp.float32)
+  pooled = ops.max_m_pool(u, 4)
+  chex.assert_shape([pooled.values, pooled.indices], (3, 4, 4))
+  np.testing.assert_array_equal(ops.max_m_unpool(pooled, 10), ops.top_m(u, 4))
+  # Pooled values come in decreasing order of magnitude.
+  assert np.all(np.diff(np.abs(np.asarray(pooled.values)), axis=-1) <= 0)
+
+
+# Gradients.
+
+
+def _vjp(fn, u, cotangent):
+  _, pullback = jax.vjp(fn, u)
+  return pullback(cotangent)[0]
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_hard_threshold_gradient_is_mask(dtype):
+  u = _random((6, 8), dtype)
+  g = _random((6, 8), dtype, seed=1)
+  threshold = 0.7
+  grad_u = _vjp(lambda v: ops.hard_threshold(v, threshold), u, g)
+  # Reference: autodiff of a plain jnp.where implementation.
+  ref = _vjp(lambda v: jnp.where(jnp.abs(v) >= threshold, v, 0.0), u, g)
+  np.testing.assert_array_equal(grad_u, ref)
+  grad_t = jax.grad(lambda t: ops.hard_threshold(u, t).sum())(
+      jnp.asarray(threshold, dtype))
+  assert grad_t == 0
+
+
+@pytest.mark.parametrize('m', [1, 3, 8])
+def test_top_m_gradient_passes_full_gradient_on_kept_positions(m):
+  u = _random((5, 8), jnp.float64, seed=2)
+  g = _random((5, 8), jnp.float64, seed=3)
+  grad = _vjp(lambda v: ops.top_m(v, m), u, g)
+  mask = np_top_m(np.asarray(u), m) != 0
+  np.testing.assert_array_equal(grad, np.where(mask, g, 0))
+  # Same as autodiff through the (gather/scatter) pool-unpool pair.
+  ref = _vjp(lambda v: ops.max_m_unpool(ops.max_m_pool(v, m), 8), u, g)
+  np.testing.assert_allclose(grad, ref)
+
+
+def _finite_difference_check(fn, u, eps=1e-6):
+  """Central differences of sum(fn * weights) against jax.grad."""
+  weights = np.random.default_rng(4).normal(size=u.shape)
+  scalar = lambda v: jnp.sum(fn(v) * weights)
+  grad = np.asarray(jax.grad(scalar)(u))
+  numeric = np.zeros_like(grad)
+  for i in np.ndindex(u.shape):
+    step = np.zeros(u.shape)
+    step[i] = eps
+    numeric[i] = (scalar(u + step) - scalar(u - step)) / (2 * eps)
+  np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('name', ['hard', 'top_m', 'soft', 'helu_sigma'])
+def test_gradients_match_finite_differences_away_from_kinks(name):
+  # Away from the kinks (|u| = 1, and 1 - sigma = 0.7 for HELU_0.3) every op
+  # is locally linear, so finite
+  # differences are exact up to rounding.
+  rng = np.random.default_rng(5)
+  u = rng.uniform(0.05, 2.0, size=(3, 7)) * rng.choice([-1, 1], size=(3, 7))
+  u = np.where(np.abs(np.abs(u) - 1.0) < 0.05, 1.5 * np.sign(u), u)
+  u = np.where(np.abs(np.abs(u) - 0.7) < 0.05, 0.85 * np.sign(u), u)
+  fn = {
+      'hard': lambda v: ops.hard_threshold(v, 1.0),
+      'top_m': lambda v: ops.top_m(v, 3),
+      'soft': lambda v: ops.soft_threshold(v, 1.0),
+      'helu_sigma': lambda v: ops.helu(v, 0.3),
+  }[name]
+  _finite_difference_check(fn, jnp.asarray(u))
+
+
+def test_helu_gradient_in_sigma_matches_finite_differences():
+  u = jnp.asarray([0.75, -0.9, 0.95, 1.2, -0.3], jnp.float64)
+  f = lambda s: jnp.sum(ops.helu(u, s) * jnp.arange(1.0, 6.0))
+  sigma, eps = 0.3, 1e-6
+  numeric = (f(sigma + eps) - f(sigma - eps)) / (2 * eps)
+  np.testing.assert_allclose(jax.grad(f)(sigma), numeric, rtol=1e-6)
+
+
+@pytest.mark.parametrize('transform', ['jit', 'vmap', 'grad'])
+@pytest.mark.parametrize('name', ['soft', 'hard', 'helu', 'top_m'])
+def test_ops_under_transformations(transform, name):
+  fn = {
+      'soft': lambda v: ops.soft_threshold(v, 0.5),
+      'hard': lambda v: ops.hard_threshold(v, 0.5),
+      'helu': lambda v: ops.helu(v, 0.1),
+      'top_m': lambda v: ops.top_m(v, 3),
+  }[name]
+  u = _random((4, 6), jnp.float32)
+  if transform == 'jit':
+    np.testing.assert_allclose(jax.jit(fn)(u), fn(u), rtol=1e-6)
+  elif transform == 'vmap':
+    np.testing.assert_allclose(jax.vmap(fn)(u), fn(u), rtol=1e-6)
+  else:
+    per_row = jax.vmap(jax.grad(lambda row: jnp.sum(fn(row) ** 2)))(u)
+    whole = jax.grad(lambda v: jnp.sum(fn(v) ** 2))(u)
+    np.testing.assert_allclose(per_row, whole)
+
+
+def test_sigma_can_change_under_jit_without_recompiling():
+  f = jax.jit(ops.helu)
+  u = jnp.linspace(-1, 1, 11)
+  f(u, 0.2)
+  f(u, 0.02)
+  assert f._cache_size() == 1
+
+
+@pytest.mark.parametrize('call,match', [
+    (lambda: ops.top_m(jnp.ones((2, 5)), 6), 'm'),
+    (lambda: ops.top_m(jnp.ones((2, 5)), 0), 'm'),
+    (lambda: ops.top_m(jnp.ones((2, 5)), 2.5), 'm'),
+    (lambda: ops.max_m_pool(jnp.ones((5,)), 9), 'm'),
+    (lambda: ops.hard_threshold(jnp.ones(3), 0.0), 'threshold'),
+    (lambda: ops.soft_threshold(jnp.ones(3), -1.0), 'threshold'),
+    (lambda: ops.hard_threshold(jnp.ones(3), jnp.array([1.0, jnp.nan, 1.0])),
+     'threshold'),
+    (lambda: ops.helu(jnp.ones(3), -0.1), 'sigma'),
+    (lambda: ops.helu(jnp.ones(3), 1.0), 'sigma'),
+])
+def test_bad_input_raises_value_error(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
