@@ -1,0 +1,75 @@
+"""Results files: atomic JSON and text writes, Markdown tables, timing.
+
+Experiments write their numbers only through these helpers, so that a killed
+run never leaves a half-written results file and every table in the README
+is the output of a script.
+"""
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+
+
+def write_text_atomic(path: str, text: str) -> None:
+  """Writes `text` to `path` via a temporary file and an atomic rename."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  with tempfile.NamedTemporaryFile('w', dir=directory, delete=False,
+                                   suffix='.tmp') as handle:
+    handle.write(text)
+    temporary = handle.name
+  os.replace(temporary, path)
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+  """Writes `data` as indented JSON, atomically."""
+  write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + '\n')
+
+
+def save_figure_atomic(figure: Any, path: str, **savefig_kwargs) -> None:
+  """Saves a Matplotlib figure via a temporary file and an atomic rename."""
+  root, extension = os.path.splitext(path)
+  temporary = f'{root}.tmp{extension}'
+  figure.savefig(temporary, **savefig_kwargs)
+  os.replace(temporary, path)
+
+
+def read_json(path: str) -> Any:
+  with open(path) as handle:
+    return json.load(handle)
+
+
+def markdown_table(headers: Sequence[str],
+                   rows: Sequence[Sequence[Any]]) -> str:
+  """A GitHub Markdown table; floats are printed as given (format them)."""
+  lines = ['| ' + ' | '.join(headers) + ' |',
+           '|' + '|'.join(' --- ' for _ in headers) + '|']
+  lines += ['| ' + ' | '.join(str(cell) for cell in row) + ' |'
+            for row in rows]
+  return '\n'.join(lines) + '\n'
+
+
+def time_call(fn: Callable[[], Any], *, warmup: int = 1,
+              repeats: int = 3) -> float:
+  """Median wall time of `fn()` in seconds, after `warmup` untimed calls.
+
+  JAX dispatches asynchronously, so the result is blocked on
+  (`block_until_ready` on every array leaf) before the clock stops; the
+  warm-up calls absorb compilation.
+  """
+  def run():
+    return jax.block_until_ready(fn())
+
+  for _ in range(warmup):
+    run()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
