@@ -32,10 +32,7 @@ from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import matplotlib.figure
 import numpy as np
 from sklearn import decomposition
 from sklearn import exceptions
@@ -196,7 +193,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 def plot(results: dict[str, Any], path: str) -> None:
   """Time against objective gap for the l1 problem; bars for M-sparse."""
-  figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+  figure = matplotlib.figure.Figure(figsize=(11, 4.2))
+  left, right = figure.subplots(1, 2)
   l1_rows = [r for r in results['rows'] if r['problem'] == 'l1']
   best = min([r['objective'] for r in l1_rows] +
              [s['objective'] for s in results['fista_ladder']])
@@ -223,7 +221,6 @@ def plot(results: dict[str, Any], path: str) -> None:
   figure.suptitle(markdown(results).split('\n')[0], fontsize=8)
   figure.tight_layout()
   reporting.save_figure_atomic(figure, path, dpi=120)
-  plt.close(figure)
 
 
 def main(argv):

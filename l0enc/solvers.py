@@ -193,7 +193,8 @@ def _step_size(dictionary, step_size):
   if not validation.is_concrete(dictionary):
     return (step_size if step_size is not None else
             1 / lipschitz_constant(dictionary))
-  max_step = 1 / float(lipschitz_constant(dictionary))
+  with jax.ensure_compile_time_eval():  # Also for a closed-over dictionary.
+    max_step = 1 / float(lipschitz_constant(dictionary))
   if step_size is None:
     return max_step
   if validation.is_concrete(step_size) and float(step_size) > max_step * (

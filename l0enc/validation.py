@@ -52,8 +52,10 @@ def check_finite(name: str, value: Any) -> None:
   if value is None or not is_concrete(value):
     return
   if isinstance(value, jax.Array):
-    # Reduce on the device: a host copy of a large array would cost more.
-    finite = bool(jnp.all(jnp.isfinite(value)))
+    # Reduce on the device (a host copy of a large array would cost more),
+    # eagerly even when a concrete array is closed over inside a trace.
+    with jax.ensure_compile_time_eval():
+      finite = bool(jnp.all(jnp.isfinite(value)))
   else:
     array = np.asarray(value)
     finite = (not np.issubdtype(array.dtype, np.inexact) or

@@ -196,6 +196,9 @@ def test_solvers_under_jit_vmap_and_grad(solver):
                              atol=1e-10)
   np.testing.assert_allclose(
       jax.vmap(lambda v: call(v, dictionary).codes)(x), eager, atol=1e-10)
+  # A concrete dictionary closed over inside jit is checked eagerly.
+  np.testing.assert_allclose(
+      jax.jit(lambda v: call(v, dictionary).codes)(x), eager, atol=1e-10)
   grad = jax.grad(lambda v: jnp.sum(call(v, dictionary).codes**2))(x)
   chex.assert_tree_all_finite(grad)
   chex.assert_shape(grad, x.shape)

@@ -1,0 +1,440 @@
+"""The l0 code-approximation experiment (Tables 1-3 of the l0 paper).
+
+Given a dictionary, the "optimal codes" of problem (1) or (2) (an l1
+solution refined by IHT to convergence, `solvers.optimal_codes`) are the
+regression targets. Three approximations are compared on held-out signals:
+IHT truncated to a few iterations, the baseline fully connected encoder, and
+the deep encoder (Deep l0-Regularized or Deep M-Sparse) initialized from the
+dictionary (eq. 8) and trained to regress the codes.
+
+`run(config, workdir)` does one (dataset, problem, p) setting and caches every
+expensive intermediate in `workdir` (the preprocessed problem with its codes,
+the training checkpoints, the results), so a killed run resumes where it
+stopped. `paper_tables` lays several runs out like the paper's tables.
+"""
+
+import dataclasses
+import logging
+import os
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+import matplotlib.figure
+import numpy as np
+
+from l0enc import data
+from l0enc import dictionary as dictionary_lib
+from l0enc import metrics
+from l0enc import models
+from l0enc import reporting
+from l0enc import solvers
+from l0enc import train
+from l0enc import validation
+
+PROBLEMS = ('l0', 'msparse')
+DATASETS = ('synthetic', 'mnist')
+
+# The paper's Tables 1-3 (Wang et al., AAAI 2016), p = 128 / 256 / 512.
+PAPER_TABLES = {
+    'l0': {
+        'IHT (2 iterations)': (17.52, 18.73, 22.40),
+        'IHT (5 iterations)': (8.14, 6.75, 9.37),
+        'IHT (10 iterations)': (3.55, 4.33, 4.08),
+        'Baseline encoder': (8.94, 8.76, 10.17),
+        'Deep l0-Regularized encoder': (0.92, 0.91, 0.81),
+    },
+    'msparse': {
+        'IHT (2 iterations)': (17.23, 19.27, 19.31),
+        'IHT (5 iterations)': (10.84, 12.52, 12.40),
+        'IHT (10 iterations)': (5.67, 5.44, 5.20),
+        'Baseline encoder': (14.04, 16.76, 12.86),
+        'Deep M-Sparse encoder': (2.94, 2.87, 3.29),
+    },
+    'support': {
+        'IHT (2 iterations)': (10.8, 13.4, 13.2),
+        'IHT (5 iterations)': (6.1, 8.0, 8.8),
+        'IHT (10 iterations)': (4.6, 5.6, 5.3),
+        'Deep M-Sparse encoder': (2.2, 2.7, 2.7),
+    },
+}
+PAPER_CODE_DIMS = (128, 256, 512)
+DEEP_NAMES = {'l0': 'Deep l0-Regularized encoder',
+              'msparse': 'Deep M-Sparse encoder'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """One setting of the experiment.
+
+  Attributes:
+    dataset: 'synthetic' (built in) or 'mnist'.
+    problem: 'l0' (problem 1) or 'msparse' (problem 2).
+    code_dim: p, the dictionary size.
+    lam: l0 weight of problem (1) in `1/2||x - Da||^2 + lam||a||_0`; the
+      paper's lam = 0.5 (in its IHT scaling) is 0.25 here.
+    m: M of problem (2).
+    num_stages: K, stages of the deep encoder.
+    num_epochs: training epochs of the deep encoder.
+    baseline_epochs: training epochs of the baseline encoder.
+    batch_size: SGD batch size (paper: 128).
+    learning_rate: SGD learning rate, no momentum (paper: 0.01).
+    min_sigma: floor of the HELU_sigma annealing (paper: none, i.e. 0).
+    validation_fraction: share of the training signals held out to monitor
+      training each epoch; the test set is used once, at the end.
+    iht_iterations: the IHT rows of the tables.
+    seed: seed of every random choice (data, dictionary, models, order).
+    signal_dim: n of the synthetic problem.
+    num_train: synthetic training signals.
+    num_test: synthetic test signals.
+    nonzero_prob: probability of a nonzero in the synthetic codes.
+    snr_db: SNR of the synthetic signals.
+    data_dir: MNIST directory (mnist.npz or IDX files); None tries
+      tensorflow-datasets.
+    dictionary_steps: minibatches of MNIST dictionary learning.
+    dictionary_lam: l1 weight of the dictionary-learning coding step.
+    codes_tol: tolerance of `optimal_codes` (both phases).
+    codes_max_iterations: iteration cap of each phase of `optimal_codes`.
+  """
+  dataset: str = 'synthetic'
+  problem: str = 'l0'
+  code_dim: int = 128
+  lam: float = 0.05
+  m: int = 8
+  num_stages: int = 2
+  num_epochs: int = 20
+  baseline_epochs: int = 20
+  batch_size: int = 128
+  learning_rate: float = 0.01
+  min_sigma: float = 0.0
+  validation_fraction: float = 0.1
+  iht_iterations: tuple[int, ...] = (2, 5, 10)
+  seed: int = 0
+  signal_dim: int = 64
+  num_train: int = 20_000
+  num_test: int = 2_000
+  nonzero_prob: float = 0.05
+  snr_db: float = 20.0
+  data_dir: str | None = None
+  dictionary_steps: int = 2_000
+  dictionary_lam: float = 1.0
+  codes_tol: float = 1e-6
+  codes_max_iterations: int = 10_000
+
+  def __post_init__(self):
+    if self.dataset not in DATASETS:
+      raise ValueError(f'dataset must be one of {DATASETS}, got '
+                       f'{self.dataset!r}.')
+    if self.problem not in PROBLEMS:
+      raise ValueError(f'problem must be one of {PROBLEMS}, got '
+                       f'{self.problem!r}.')
+    validation.check_int_in_range('code_dim', self.code_dim, 1, 2**31 - 1)
+    validation.check_positive('lam', self.lam)
+    validation.check_int_in_range(f'm (at most code_dim={self.code_dim})',
+                                  self.m, 1, self.code_dim)
+    validation.check_int_in_range('num_stages', self.num_stages, 1, 64)
+    if not 0 < self.validation_fraction < 1:
+      raise ValueError('validation_fraction must be in (0, 1), got '
+                       f'{self.validation_fraction}.')
+
+  @property
+  def problem_kwargs(self) -> dict[str, Any]:
+    return {'lam': self.lam} if self.problem == 'l0' else {'m': self.m}
+
+
+class Problem(NamedTuple):
+  """Signals, dictionary and optimal codes of one setting (NumPy arrays)."""
+  dictionary: np.ndarray
+  x_train: np.ndarray
+  codes_train: np.ndarray
+  x_test: np.ndarray
+  codes_test: np.ndarray
+
+
+def _signals(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(train signals, test signals, dictionary) of the configured dataset."""
+  key = jax.random.PRNGKey(config.seed)
+  if config.dataset == 'synthetic':
+    # The generating dictionary is known: it is the one the codes refer to.
+    generated = data.make_synthetic(
+        key, config.num_train + config.num_test,
+        signal_dim=config.signal_dim, code_dim=config.code_dim,
+        nonzero_prob=config.nonzero_prob, snr_db=config.snr_db)
+    signals = np.asarray(generated.signals)
+    return (signals[:config.num_train], signals[config.num_train:],
+            np.asarray(generated.dictionary))
+  split = data.load_mnist(config.data_dir)
+  x_train = data.preprocess_patches(split.x_train).patches
+  x_test = data.preprocess_patches(split.x_test).patches
+  logging.info('MNIST: %d train and %d test patches of dimension %d.',
+               len(x_train), len(x_test), x_train.shape[1])
+  learned = dictionary_lib.learn_dictionary(
+      jax.random.fold_in(key, 1), jnp.asarray(x_train), config.code_dim,
+      lam=config.dictionary_lam, num_steps=config.dictionary_steps,
+      log_every=max(config.dictionary_steps // 10, 1))
+  return x_train, x_test, np.asarray(learned.dictionary)
+
+
+def optimal_codes_in_chunks(signals: np.ndarray, dictionary: np.ndarray,
+                            config: Config,
+                            chunk_size: int = 10_000) -> np.ndarray:
+  """`solvers.optimal_codes` over a large set, a chunk at a time, logged."""
+  codes = []
+  for start in range(0, len(signals), chunk_size):
+    result = solvers.optimal_codes(
+        jnp.asarray(signals[start:start + chunk_size]),
+        jnp.asarray(dictionary), tol=config.codes_tol,
+        max_iterations=config.codes_max_iterations, **config.problem_kwargs)
+    codes.append(np.asarray(result.codes))
+    logging.info('optimal codes: %d/%d signals, up to %d IHT iterations, '
+                 'mean objective %.5g', min(start + chunk_size, len(signals)),
+                 len(signals), int(result.num_iterations.max()),
+                 float(result.objective.mean()))
+  return np.concatenate(codes)
+
+
+def prepare_problem(config: Config, workdir: str) -> Problem:
+  """The signals, dictionary and optimal codes, cached in `workdir`."""
+  path = os.path.join(workdir, 'problem.npz')
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as cached:
+      logging.info('Loaded the problem from %s.', path)
+      return Problem(**{name: cached[name] for name in Problem._fields})
+  x_train, x_test, dictionary = _signals(config)
+  problem = Problem(dictionary, x_train,
+                    optimal_codes_in_chunks(x_train, dictionary, config),
+                    x_test, optimal_codes_in_chunks(x_test, dictionary, config))
+  os.makedirs(workdir, exist_ok=True)
+  temporary = os.path.join(workdir, 'problem.tmp.npz')
+  np.savez(temporary, **problem._asdict())
+  os.replace(temporary, path)
+  return problem
+
+
+def _code_metrics(predicted, target) -> dict[str, float]:
+  return {'prediction_error': float(metrics.prediction_error(predicted,
+                                                             target)),
+          'support_error': float(metrics.support_error(predicted, target)),
+          'nmse_db': float(metrics.nmse_db(predicted, target))}
+
+
+def _metric_fn(outputs, targets):
+  return {'prediction_error': metrics.prediction_error(outputs, targets)}
+
+
+def iht_curve(problem: Problem, config: Config,
+              max_iterations: int) -> list[dict[str, float]]:
+  """Test metrics of IHT from zero after 1, 2, ..., max_iterations steps."""
+  x, dictionary = jnp.asarray(problem.x_test), jnp.asarray(problem.dictionary)
+  codes = jnp.zeros((len(problem.x_test), problem.dictionary.shape[1]),
+                    x.dtype)
+  curve = []
+  for _ in range(max_iterations):
+    # One step at a time from the previous codes: one compilation in all.
+    codes = solvers.iht(x, dictionary, num_iterations=1, init=codes,
+                        **config.problem_kwargs).codes
+    curve.append(_code_metrics(codes, problem.codes_test))
+  return curve
+
+
+def build_deep_encoder(problem: Problem, config: Config) -> nnx.Module:
+  """The deep encoder of the problem, initialized from the dictionary (eq. 8)."""
+  dictionary = jnp.asarray(problem.dictionary)
+  if config.problem == 'l0':
+    return models.DeepL0Encoder.from_dictionary(
+        dictionary, lam=config.lam, num_stages=config.num_stages)
+  return models.DeepMSparseEncoder.from_dictionary(
+      dictionary, m=config.m, num_stages=config.num_stages)
+
+
+def _train(model, problem: Problem, config: Config, num_epochs: int,
+           workdir: str) -> list[dict[str, Any]]:
+  num_validation = int(len(problem.x_train) * config.validation_fraction)
+  order = np.random.default_rng(config.seed).permutation(len(problem.x_train))
+  fit_part, validation_part = order[num_validation:], order[:num_validation]
+  result = train.fit(
+      model, problem.x_train[fit_part], problem.codes_train[fit_part],
+      key=jax.random.PRNGKey(config.seed), workdir=workdir,
+      config=train.TrainConfig(num_epochs=num_epochs,
+                               batch_size=config.batch_size,
+                               learning_rate=config.learning_rate,
+                               min_sigma=config.min_sigma),
+      metric_fn=_metric_fn, x_eval=problem.x_train[validation_part],
+      y_eval=problem.codes_train[validation_part])
+  return [record._asdict() for record in result.history]
+
+
+def _encoding_speed(model: nnx.Module, problem: Problem,
+                    config: Config) -> dict[str, float]:
+  """Seconds to code the whole test set: the encoder against 10 IHT steps."""
+  model.eval()
+  graphdef, state = nnx.split(model)
+  encode = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+  x, dictionary = jnp.asarray(problem.x_test), jnp.asarray(problem.dictionary)
+  step_size = 1 / solvers.lipschitz_constant(dictionary)
+  iterations = max(config.iht_iterations)
+  iht = jax.jit(lambda x: solvers.iht(
+      x, dictionary, num_iterations=iterations, step_size=step_size,
+      **config.problem_kwargs).codes)
+  encoder_seconds = reporting.time_call(lambda: encode(state, x), repeats=5)
+  iht_seconds = reporting.time_call(lambda: iht(x), repeats=5)
+  return {'num_signals': len(problem.x_test), 'encoder_seconds': encoder_seconds,
+          f'iht_{iterations}_seconds': iht_seconds,
+          'speedup': iht_seconds / encoder_seconds}
+
+
+def run(config: Config, workdir: str) -> dict[str, Any]:
+  """Runs one setting end to end; returns (and writes) its results.
+
+  Args:
+    config: the setting.
+    workdir: directory for the cached problem, checkpoints and results;
+      a finished setting is read back from its `results.json`.
+
+  Returns:
+    A JSON-able dict: the config, the table rows (test metrics of each
+    method), the IHT curve, the training histories and the encoding speed.
+  """
+  results_path = os.path.join(workdir, 'results.json')
+  if os.path.exists(results_path):
+    results = reporting.read_json(results_path)
+    if results['config'] == _jsonable(config):
+      logging.info('Setting already done: %s', results_path)
+      return results
+    raise ValueError(f'{results_path} holds another configuration; use '
+                     'another workdir.')
+  problem = prepare_problem(config, workdir)
+  curve = iht_curve(problem, config, max(config.iht_iterations))
+  rows = {f'IHT ({k} iterations)': curve[k - 1] for k in config.iht_iterations}
+
+  baseline = models.MLPEncoder(problem.x_train.shape[1], config.code_dim,
+                               rngs=nnx.Rngs(config.seed))
+  baseline_history = _train(baseline, problem, config, config.baseline_epochs,
+                            os.path.join(workdir, 'baseline'))
+  rows['Baseline encoder'] = _code_metrics(
+      train.predict(baseline, problem.x_test), problem.codes_test)
+
+  deep = build_deep_encoder(problem, config)
+  untrained = _code_metrics(train.predict(deep, problem.x_test),
+                            problem.codes_test)
+  deep_history = _train(deep, problem, config, config.num_epochs,
+                        os.path.join(workdir, 'deep'))
+  rows[DEEP_NAMES[config.problem]] = _code_metrics(
+      train.predict(deep, problem.x_test), problem.codes_test)
+
+  results = {
+      'config': _jsonable(config),
+      'data': {'num_train': len(problem.x_train),
+               'num_test': len(problem.x_test),
+               'signal_dim': problem.x_train.shape[1],
+               'mean_nonzeros_of_optimal_codes': float(np.mean(
+                   np.count_nonzero(problem.codes_test, axis=1))),
+               'dictionary_lipschitz': float(solvers.lipschitz_constant(
+                   jnp.asarray(problem.dictionary)))},
+      'rows': rows,
+      'untrained_deep_encoder': untrained,
+      'iht_curve': curve,
+      'history': {'baseline': baseline_history, 'deep': deep_history},
+      'speed': _encoding_speed(deep, problem, config),
+      'device': jax.devices()[0].device_kind,
+  }
+  reporting.write_json_atomic(results_path, results)
+  return results
+
+
+def _jsonable(config: Config) -> dict[str, Any]:
+  return json_roundtrip(dataclasses.asdict(config))
+
+
+def json_roundtrip(value: Any) -> Any:
+  """Tuples to lists, as a JSON file gives them back."""
+  if isinstance(value, dict):
+    return {key: json_roundtrip(item) for key, item in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_roundtrip(item) for item in value]
+  return value
+
+
+def paper_tables(results: Sequence[dict[str, Any]]) -> str:
+  """Tables 1-3 in the paper's layout: ours, with the paper's in brackets.
+
+  The paper's numbers are shown only beside MNIST runs at its code sizes.
+
+  Args:
+    results: outputs of `run`, any mix of problems and code sizes.
+
+  Returns:
+    Markdown: one table per problem (prediction error, %) and the support
+    error table for problem (2), with a column per code size present.
+  """
+  sections = []
+  titles = {'l0': 'Prediction error (%), problem (1)',
+            'msparse': 'Prediction error (%), problem (2)',
+            'support': 'Support error (mismatched positions per sample), '
+                       'problem (2)'}
+  for table in ('l0', 'msparse', 'support'):
+    problem = 'l0' if table == 'l0' else 'msparse'
+    runs = sorted((r for r in results if r['config']['problem'] == problem),
+                  key=lambda r: r['config']['code_dim'])
+    if not runs:
+      continue
+    code_dims = [r['config']['code_dim'] for r in runs]
+    metric = 'support_error' if table == 'support' else 'prediction_error'
+    method_names = [name for name in runs[0]['rows']
+                    if table != 'support' or name != 'Baseline encoder']
+    body = []
+    for name in method_names:
+      cells = [name]
+      for run_result, code_dim in zip(runs, code_dims):
+        ours = run_result['rows'][name][metric]
+        paper = PAPER_TABLES[table].get(name)
+        on_paper_setting = (run_result['config']['dataset'] == 'mnist' and
+                            code_dim in PAPER_CODE_DIMS)
+        cells.append(f'{ours:.2f}' if paper is None or not on_paper_setting else
+                     f'{ours:.2f} ({paper[PAPER_CODE_DIMS.index(code_dim)]})')
+      body.append(cells)
+    sections.append(f'**{titles[table]}** — ours (paper)\n\n' +
+                    reporting.markdown_table(
+                        ['method'] + [f'p = {p}' for p in code_dims], body))
+  return '\n'.join(sections)
+
+
+def plot(results: Sequence[dict[str, Any]], path: str) -> None:
+  """Error against iterations / stages, and validation error per epoch.
+
+  One column per run. Top: test prediction error of IHT after 1..10
+  iterations (line), of the deep encoder with its K stages (star) and of
+  the baseline encoder (dashed). Bottom: validation prediction error of the
+  two trained encoders after each epoch.
+  """
+  # The object-oriented API: no pyplot state, no backend switch for users.
+  figure = matplotlib.figure.Figure(figsize=(4.2 * len(results), 7))
+  axes = figure.subplots(2, len(results), squeeze=False)
+  for column, result in enumerate(results):
+    config = result['config']
+    deep_name = DEEP_NAMES[config['problem']]
+    top, bottom = axes[0, column], axes[1, column]
+    curve = [point['prediction_error'] for point in result['iht_curve']]
+    top.plot(range(1, len(curve) + 1), curve, 'o-', label='IHT (iterations)')
+    top.plot([config['num_stages']],
+             [result['rows'][deep_name]['prediction_error']], '*',
+             markersize=14, label=f"{deep_name} ({config['num_stages']} stages)")
+    top.axhline(result['rows']['Baseline encoder']['prediction_error'],
+                linestyle='--', color='gray', label='Baseline encoder')
+    top.set(yscale='log', xlabel='IHT iterations / encoder stages',
+            ylabel='test prediction error (%)',
+            title=f"{config['dataset']}, problem "
+                  f"{'(1)' if config['problem'] == 'l0' else '(2)'}, "
+                  f"p = {config['code_dim']}")
+    top.legend(fontsize=7)
+    for name, label in (('deep', deep_name), ('baseline', 'Baseline encoder')):
+      history = result['history'][name]
+      bottom.plot([r['epoch'] for r in history],
+                  [r['eval_metrics']['prediction_error'] for r in history],
+                  label=label)
+    bottom.set(yscale='log', xlabel='epoch',
+               ylabel='validation prediction error (%)')
+    bottom.legend(fontsize=7)
+  figure.tight_layout()
+  reporting.save_figure_atomic(figure, path, dpi=110)
