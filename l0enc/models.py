@@ -1,0 +1,488 @@
+"""Learned sparse encoders as Flax NNX modules (Wang et al. 2016, Figs. 1, 3, 4).
+
+The unrolled encoders compute K stages of
+
+    z_{k+1} = neuron(W x + S z_k),   z_0 = 0,                          (4), (8)
+
+with codes along the last axis: inputs `(..., n)` give codes `(..., p)`. The
+neuron is the soft threshold for `LISTA` (eq. 5), the learned hard threshold
+`theta * HELU_sigma(u / theta)` for `DeepL0Encoder` (eqs. 7, 9) and max-M
+pooling/unpooling for `DeepMSparseEncoder` (eqs. 10, 11). `MLPEncoder` is the
+paper's fully connected baseline.
+
+Stages share W, S and theta (`tied=True`, the paper's setting), or carry
+their own S and theta (`tied=False`); either way they run under `lax.scan`.
+Since z_0 = 0, the first stage is `neuron(W x)`, so an untied encoder stores
+`num_stages - 1` recurrent matrices.
+
+`from_dictionary` initializes an encoder as K iterations of IHT (or ISTA for
+LISTA) with step size mu (eq. 8, in the general form of `l0enc.solvers`):
+`W = mu D^T`, `S = I - mu D^T D`; before training, K stages reproduce K
+iterations from zero.
+
+Training and evaluation mode: `model.train()` / `model.eval()` (Flax's
+`deterministic` attribute) switch the `DeepL0Encoder` between HELU_sigma with
+its current sigma and the exact HELU (sigma = 0), and the `MLPEncoder` between
+dropout on and off. Sigma is model state of type `HeluSigma` (not a `Param`,
+so no optimizer touches it): change it with `set_helu_sigma`; a jitted
+function of the model's state sees the new value without recompiling.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+
+from l0enc import ops
+from l0enc import solvers
+from l0enc import validation
+
+
+class HeluSigma(nnx.Variable):
+  """The ramp width sigma of HELU_sigma (eq. 9): model state, not trained."""
+
+
+def set_helu_sigma(model: nnx.Module, sigma: float) -> int:
+  """Sets sigma of every HELU_sigma neuron in `model`, nested modules included.
+
+  Args:
+    model: any NNX module, e.g. a `DeepL0Encoder` or a task model holding one.
+    sigma: the new ramp width, in [0, 1). It only acts in training mode; in
+      evaluation mode the neurons are exact HELUs.
+
+  Returns:
+    The number of `HeluSigma` variables set (0 for models without HELU).
+  """
+  _check_sigma(sigma)
+  count = 0
+  for _, node in nnx.iter_graph(model):
+    if isinstance(node, HeluSigma):
+      node[...] = jnp.asarray(sigma, node[...].dtype)
+      count += 1
+  return count
+
+
+def _check_sigma(sigma: float) -> None:
+  validation.check_nonnegative('sigma', sigma)
+  if float(sigma) >= 1:
+    raise ValueError(f'sigma must be in [0, 1), got {sigma}.')
+
+
+def _check_inputs(x: jax.Array, signal_dim: int) -> jax.Array:
+  x = jnp.asarray(x)
+  if x.ndim < 1 or x.shape[-1] != signal_dim:
+    raise ValueError(f'inputs must have shape (..., {signal_dim}), got '
+                     f'{x.shape}.')
+  return x
+
+
+def _constant(value: jax.Array) -> nnx.Initializer:
+  """An initializer that broadcasts a fixed array to the requested shape."""
+  def init(key, shape, dtype):
+    del key
+    return jnp.broadcast_to(jnp.asarray(value, dtype), shape)
+  return init
+
+
+def _scaled_normal() -> nnx.Initializer:
+  """N(0, 1/fan_in) for weights stored as `(stages..., fan_out, fan_in)`.
+
+  The paper's orientation of W and S; the fan-in is the last axis.
+  """
+  def init(key, shape, dtype):
+    return jax.random.normal(key, shape, dtype) / jnp.sqrt(
+        jnp.asarray(shape[-1], dtype))
+  return init
+
+
+class _UnrolledEncoder(nnx.Module):
+  """Shared body of the unrolled encoders: `z_{k+1} = neuron(W x + S z_k)`.
+
+  Subclasses define `_neuron(u, neuron_params)` and `_neuron_parameters()`
+  (a pytree of per-stage neuron parameters, leading stage axis if untied).
+  """
+
+  def __init__(self, signal_dim: int, code_dim: int, *, num_stages: int,
+               tied: bool, param_dtype: Any, input_init: nnx.Initializer,
+               recurrent_init: nnx.Initializer, rngs: nnx.Rngs):
+    self.signal_dim = validation.check_int_in_range(
+        'signal_dim', signal_dim, 1, 2**31 - 1)
+    self.code_dim = validation.check_int_in_range(
+        'code_dim', code_dim, 1, 2**31 - 1)
+    self.num_stages = validation.check_int_in_range(
+        'num_stages', num_stages, 1, 2**31 - 1)
+    self.tied = bool(tied)
+    recurrent_shape = (() if self.tied else (self.num_stages - 1,)) + (
+        code_dim, code_dim)
+    self.input_weights = nnx.Param(
+        input_init(rngs.params(), (code_dim, signal_dim), param_dtype))
+    self.recurrent_weights = nnx.Param(
+        recurrent_init(rngs.params(), recurrent_shape, param_dtype))
+
+  @property
+  def _stage_shape(self) -> tuple[int, ...]:
+    """Leading shape of per-stage parameters: () if tied, (K,) if untied."""
+    return () if self.tied else (self.num_stages,)
+
+  def _neuron(self, u: jax.Array, neuron_params: Any) -> jax.Array:
+    raise NotImplementedError
+
+  def _neuron_parameters(self) -> Any:
+    raise NotImplementedError
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Encodes signals: K stages of `z <- neuron(W x + S z)` from `z = 0`.
+
+    Args:
+      x: signals, shape `(..., signal_dim)`.
+
+    Returns:
+      Codes of shape `(..., code_dim)`.
+    """
+    x = _check_inputs(x, self.signal_dim)
+    drive = x @ self.input_weights[...].T  # W x, the same in every stage.
+    recurrent = self.recurrent_weights[...]
+    neuron_params = self._neuron_parameters()
+    if self.tied:
+      first_params, later_params = neuron_params, None
+    else:
+      first_params = jax.tree.map(lambda a: a[0], neuron_params)
+      later_params = (recurrent, jax.tree.map(lambda a: a[1:], neuron_params))
+
+    def stage(codes, stage_params):
+      weights, params = ((recurrent, neuron_params) if self.tied
+                         else stage_params)
+      return self._neuron(drive + codes @ weights.T, params), None
+
+    codes = self._neuron(drive, first_params)  # S z_0 = 0.
+    codes, _ = jax.lax.scan(stage, codes, later_params,
+                            length=self.num_stages - 1)
+    return codes
+
+  @classmethod
+  def _from_iteration(cls, dictionary: jax.Array, step_size: float | None,
+                      param_dtype: Any, **kwargs):
+    """Builds the encoder with `W = mu D^T`, `S = I - mu D^T D` (eq. 8).
+
+    Args:
+      dictionary: `D`, shape `(signal_dim, code_dim)`.
+      step_size: mu; `1 / ||D||_2^2` when None.
+      param_dtype: parameter dtype; the dictionary's dtype when None.
+      **kwargs: the remaining constructor arguments of `cls`.
+
+    Returns:
+      `(encoder, step_size)`.
+    """
+    dictionary = jnp.asarray(dictionary)
+    if dictionary.ndim != 2:
+      raise ValueError('dictionary must have shape (signal_dim, code_dim), '
+                       f'got {dictionary.shape}.')
+    validation.check_finite('dictionary', dictionary)
+    if step_size is None:
+      step_size = 1.0 / solvers.lipschitz_constant(dictionary)
+    validation.check_positive('step_size', step_size)
+    signal_dim, code_dim = dictionary.shape
+    input_weights = step_size * dictionary.T
+    recurrent_weights = (jnp.eye(code_dim, dtype=dictionary.dtype)
+                         - step_size * dictionary.T @ dictionary)
+    encoder = cls(signal_dim, code_dim,
+                  param_dtype=(dictionary.dtype if param_dtype is None
+                               else param_dtype),
+                  input_init=_constant(input_weights),
+                  recurrent_init=_constant(recurrent_weights),
+                  rngs=nnx.Rngs(0), **kwargs)
+    return encoder, step_size
+
+
+class LISTA(_UnrolledEncoder):
+  """Learned ISTA (Gregor and LeCun 2010; eqs. 4-5, Fig. 1).
+
+  `z_{k+1} = s_theta(W x + S z_k)` with the soft threshold
+  `[s_theta(u)]_i = sign(u_i) (|u_i| - theta_i)_+`; W, S and the per-entry
+  thresholds theta are trained.
+
+  Attributes:
+    input_weights: W, shape `(code_dim, signal_dim)`.
+    recurrent_weights: S, shape `(code_dim, code_dim)` if tied, else
+      `(num_stages - 1, code_dim, code_dim)` (stages 2..K).
+    threshold: theta, shape `(code_dim,)` if tied, else `(num_stages,
+      code_dim)`.
+  """
+
+  def __init__(self, signal_dim: int, code_dim: int, *, num_stages: int = 2,
+               tied: bool = True, threshold: float = 0.1,
+               param_dtype: Any = jnp.float32,
+               input_init: nnx.Initializer = _scaled_normal(),
+               recurrent_init: nnx.Initializer = _scaled_normal(),
+               rngs: nnx.Rngs):
+    """Builds a LISTA encoder with random weights.
+
+    Args:
+      signal_dim: n, the length of the input signals.
+      code_dim: p, the length of the codes.
+      num_stages: K >= 1, the number of unrolled stages.
+      tied: share S and theta across stages (True) or not.
+      threshold: initial value of every theta_i, positive.
+      param_dtype: dtype of the parameters.
+      input_init: initializer of W, shape `(code_dim, signal_dim)`.
+      recurrent_init: initializer of S.
+      rngs: random streams; `rngs.params` initializes W and S.
+    """
+    super().__init__(signal_dim, code_dim, num_stages=num_stages, tied=tied,
+                     param_dtype=param_dtype, input_init=input_init,
+                     recurrent_init=recurrent_init, rngs=rngs)
+    validation.check_positive('threshold', threshold)
+    self.threshold = nnx.Param(jnp.full(self._stage_shape + (code_dim,),
+                                        threshold, param_dtype))
+
+  @classmethod
+  def from_dictionary(cls, dictionary: jax.Array, *, lam: float,
+                      num_stages: int = 2, tied: bool = True,
+                      step_size: float | None = None,
+                      param_dtype: Any = None) -> 'LISTA':
+    """K stages of ISTA on problem (3), `1/2||x - D a||^2 + lam ||a||_1`.
+
+    `W = mu D^T`, `S = I - mu D^T D` and `theta = lam * mu` (the proximal
+    step of ISTA), so that the untrained encoder computes exactly K ISTA
+    iterations from zero.
+
+    Args:
+      dictionary: D, shape `(signal_dim, code_dim)`.
+      lam: the l1 weight, positive.
+      num_stages: K >= 1.
+      tied: share S and theta across stages.
+      step_size: mu; `1 / ||D||_2^2` by default.
+      param_dtype: parameter dtype; the dictionary's by default.
+
+    Returns:
+      The initialized encoder.
+    """
+    validation.check_positive('lam', lam)
+    encoder, step_size = cls._from_iteration(
+        dictionary, step_size, param_dtype, num_stages=num_stages, tied=tied)
+    encoder.threshold[...] = jnp.full_like(encoder.threshold[...],
+                                           lam * step_size)
+    return encoder
+
+  def _neuron_parameters(self) -> jax.Array:
+    return self.threshold[...]
+
+  def _neuron(self, u: jax.Array, threshold: jax.Array) -> jax.Array:
+    return ops.soft_threshold(u, threshold)
+
+
+class DeepL0Encoder(_UnrolledEncoder):
+  """The Deep l0-Regularized Encoder (Fig. 3): unrolled IHT for problem (1).
+
+  `z_{k+1} = theta * HELU_sigma((W x + S z_k) / theta)`: the learned hard
+  threshold `h_theta` (eq. 7) written as two diagonal scaling layers around
+  a unit hard threshold, so that theta receives gradients. In training mode
+  the neuron is HELU_sigma (eq. 9) with the current `sigma` (set it with
+  `set_helu_sigma`; `l0enc.train.fit` anneals it 0.2, 0.02, ...); in
+  evaluation mode (`model.eval()`) it is the exact HELU.
+
+  Attributes:
+    input_weights: W, shape `(code_dim, signal_dim)`.
+    recurrent_weights: S, shape `(code_dim, code_dim)` if tied, else
+      `(num_stages - 1, code_dim, code_dim)` (stages 2..K).
+    threshold: theta, shape `(code_dim,)` if tied, else `(num_stages,
+      code_dim)`. Its sign does not matter (HELU is odd); it must not be 0.
+    sigma: `HeluSigma`, a scalar in [0, 1).
+    deterministic: True in evaluation mode.
+  """
+
+  def __init__(self, signal_dim: int, code_dim: int, *, num_stages: int = 2,
+               tied: bool = True, threshold: float = 0.1, sigma: float = 0.2,
+               param_dtype: Any = jnp.float32,
+               input_init: nnx.Initializer = _scaled_normal(),
+               recurrent_init: nnx.Initializer = _scaled_normal(),
+               rngs: nnx.Rngs):
+    """Builds a Deep l0-Regularized Encoder with random weights.
+
+    Args:
+      signal_dim: n, the length of the input signals.
+      code_dim: p, the length of the codes.
+      num_stages: K >= 1, the number of unrolled stages.
+      tied: share S and theta across stages (True, the paper's setting).
+      threshold: initial value of every theta_i, positive.
+      sigma: initial HELU_sigma ramp width for training mode, in [0, 1).
+      param_dtype: dtype of the parameters (and of sigma).
+      input_init: initializer of W, shape `(code_dim, signal_dim)`.
+      recurrent_init: initializer of S.
+      rngs: random streams; `rngs.params` initializes W and S.
+    """
+    super().__init__(signal_dim, code_dim, num_stages=num_stages, tied=tied,
+                     param_dtype=param_dtype, input_init=input_init,
+                     recurrent_init=recurrent_init, rngs=rngs)
+    validation.check_positive('threshold', threshold)
+    _check_sigma(sigma)
+    self.threshold = nnx.Param(jnp.full(self._stage_shape + (code_dim,),
+                                        threshold, param_dtype))
+    self.sigma = HeluSigma(jnp.asarray(sigma, param_dtype))
+    self.deterministic = False
+
+  @classmethod
+  def from_dictionary(cls, dictionary: jax.Array, *, lam: float,
+                      num_stages: int = 2, tied: bool = True,
+                      step_size: float | None = None, sigma: float = 0.2,
+                      param_dtype: Any = None) -> 'DeepL0Encoder':
+    """K stages of IHT on problem (1), `1/2||x - D a||^2 + lam ||a||_0` (eq. 8).
+
+    `W = mu D^T`, `S = I - mu D^T D` and `theta = sqrt(2 lam mu)`
+    (`l0enc.solvers.iht_threshold`). In evaluation mode the untrained encoder
+    computes exactly K IHT iterations from zero. The paper's `theta =
+    lam^0.5` (with mu = 1 and no 1/2 in the objective) is `lam = lam_paper / 2`
+    here.
+
+    Args:
+      dictionary: D, shape `(signal_dim, code_dim)`.
+      lam: the l0 weight, positive.
+      num_stages: K >= 1.
+      tied: share S and theta across stages.
+      step_size: mu; `1 / ||D||_2^2` by default.
+      sigma: initial HELU_sigma ramp width for training mode, in [0, 1).
+      param_dtype: parameter dtype; the dictionary's by default.
+
+    Returns:
+      The initialized encoder.
+    """
+    validation.check_positive('lam', lam)
+    encoder, step_size = cls._from_iteration(
+        dictionary, step_size, param_dtype, num_stages=num_stages, tied=tied,
+        sigma=sigma)
+    encoder.threshold[...] = jnp.full_like(
+        encoder.threshold[...], solvers.iht_threshold(lam, step_size))
+    return encoder
+
+  def _neuron_parameters(self) -> jax.Array:
+    return self.threshold[...]
+
+  def _neuron(self, u: jax.Array, threshold: jax.Array) -> jax.Array:
+    sigma = 0.0 if self.deterministic else self.sigma[...]
+    return threshold * ops.helu(u / threshold, sigma)
+
+
+class DeepMSparseEncoder(_UnrolledEncoder):
+  """The Deep M-Sparse Encoder (Fig. 4): unrolled IHT for problem (2).
+
+  `z_{k+1} = h_M(W x + S z_k)`, where `h_M` is max-M pooling followed by
+  unpooling (eqs. 10-11, `l0enc.ops.top_m`): every stage keeps the M entries
+  of largest magnitude. W and S are trained.
+
+  Attributes:
+    input_weights: W, shape `(code_dim, signal_dim)`.
+    recurrent_weights: S, shape `(code_dim, code_dim)` if tied, else
+      `(num_stages - 1, code_dim, code_dim)` (stages 2..K).
+    m: the number of nonzeros kept, `1 <= m <= code_dim`.
+  """
+
+  def __init__(self, signal_dim: int, code_dim: int, *, m: int,
+               num_stages: int = 2, tied: bool = True,
+               param_dtype: Any = jnp.float32,
+               input_init: nnx.Initializer = _scaled_normal(),
+               recurrent_init: nnx.Initializer = _scaled_normal(),
+               rngs: nnx.Rngs):
+    """Builds a Deep M-Sparse Encoder with random weights.
+
+    Args:
+      signal_dim: n, the length of the input signals.
+      code_dim: p, the length of the codes.
+      m: M, the number of nonzeros per code, `1 <= m <= code_dim`.
+      num_stages: K >= 1, the number of unrolled stages.
+      tied: share S across stages (True, the paper's setting).
+      param_dtype: dtype of the parameters.
+      input_init: initializer of W, shape `(code_dim, signal_dim)`.
+      recurrent_init: initializer of S.
+      rngs: random streams; `rngs.params` initializes W and S.
+    """
+    super().__init__(signal_dim, code_dim, num_stages=num_stages, tied=tied,
+                     param_dtype=param_dtype, input_init=input_init,
+                     recurrent_init=recurrent_init, rngs=rngs)
+    self.m = validation.check_int_in_range('m', m, 1, self.code_dim)
+
+  @classmethod
+  def from_dictionary(cls, dictionary: jax.Array, *, m: int,
+                      num_stages: int = 2, tied: bool = True,
+                      step_size: float | None = None,
+                      param_dtype: Any = None) -> 'DeepMSparseEncoder':
+    """K stages of M-sparse IHT on problem (2) (eqs. 8, 10).
+
+    `W = mu D^T` and `S = I - mu D^T D`; the untrained encoder computes
+    exactly K iterations of `a <- h_M(a + mu D^T (x - D a))` from zero.
+
+    Args:
+      dictionary: D, shape `(signal_dim, code_dim)`.
+      m: M, the number of nonzeros per code, `1 <= m <= code_dim`.
+      num_stages: K >= 1.
+      tied: share S across stages.
+      step_size: mu; `1 / ||D||_2^2` by default.
+      param_dtype: parameter dtype; the dictionary's by default.
+
+    Returns:
+      The initialized encoder.
+    """
+    encoder, _ = cls._from_iteration(dictionary, step_size, param_dtype, m=m,
+                                     num_stages=num_stages, tied=tied)
+    return encoder
+
+  def _neuron_parameters(self) -> tuple[()]:
+    return ()
+
+  def _neuron(self, u: jax.Array, neuron_params: tuple[()]) -> jax.Array:
+    del neuron_params
+    return ops.top_m(u, self.m)
+
+
+class MLPEncoder(nnx.Module):
+  """The paper's baseline encoder: a fully connected ReLU network.
+
+  Hidden layers of width `hidden_dim` (p by default) with ReLU and dropout,
+  then a linear layer to the codes. The default three hidden layers with
+  dropout rates 0.1, 0.1, 0.5 are the paper's keep probabilities 0.9, 0.9,
+  0.5. Dropout is active in training mode only (`model.eval()` disables it)
+  and draws its masks from `rngs.dropout`.
+  """
+
+  def __init__(self, signal_dim: int, code_dim: int, *,
+               hidden_dim: int | None = None,
+               dropout_rates: Sequence[float] = (0.1, 0.1, 0.5),
+               param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    """Builds the baseline with one hidden layer per dropout rate.
+
+    Args:
+      signal_dim: n, the length of the input signals.
+      code_dim: p, the length of the codes.
+      hidden_dim: width of the hidden layers; `code_dim` by default.
+      dropout_rates: the dropout rate (1 - keep probability) after each
+        hidden layer, each in [0, 1); its length is the number of hidden
+        layers.
+      param_dtype: dtype of the parameters.
+      rngs: random streams: `params` for the weights, `dropout` for masks.
+    """
+    self.signal_dim = validation.check_int_in_range(
+        'signal_dim', signal_dim, 1, 2**31 - 1)
+    validation.check_int_in_range('code_dim', code_dim, 1, 2**31 - 1)
+    hidden_dim = validation.check_int_in_range(
+        'hidden_dim', code_dim if hidden_dim is None else hidden_dim, 1,
+        2**31 - 1)
+    for rate in dropout_rates:
+      validation.check_nonnegative('dropout rate', rate)
+      if rate >= 1:
+        raise ValueError(f'dropout rates must be in [0, 1), got {rate}.')
+    widths = [signal_dim] + [hidden_dim] * len(dropout_rates)
+    self.hidden_layers = nnx.List([
+        nnx.Linear(fan_in, fan_out, param_dtype=param_dtype, rngs=rngs)
+        for fan_in, fan_out in zip(widths[:-1], widths[1:])])
+    self.dropouts = nnx.List([nnx.Dropout(rate, rngs=rngs)
+                              for rate in dropout_rates])
+    self.output_layer = nnx.Linear(widths[-1], code_dim,
+                                   param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Encodes signals of shape `(..., signal_dim)` into `(..., code_dim)`."""
+    x = _check_inputs(x, self.signal_dim)
+    for layer, dropout in zip(self.hidden_layers, self.dropouts):
+      x = dropout(jax.nn.relu(layer(x)))
+    return self.output_layer(x)

@@ -1,0 +1,574 @@
+"""Training of the encoders: a jit-compiled functional core and a `fit` loop.
+
+The core is two pure functions of a split NNX state (`nnx.split`):
+
+    graphdef, state = nnx.split((model, optimizer))
+    state, loss = train_step(graphdef, state, inputs, targets, loss_fn)
+
+and `eval_step(graphdef, state, inputs)` for `nnx.split(model)`, which runs
+the model in evaluation mode (exact HELU, no dropout). A loss is any
+`loss_fn(outputs, targets) -> scalar` averaged over the batch;
+`squared_error_loss` regresses codes (Experiment A), task losses such as a
+softmax cross entropy plug in the same way.
+
+`fit` runs SGD epochs over plain arrays with per-epoch shuffling from an
+explicit PRNG key, HELU sigma annealing (0.2, 0.02, ... by default, for
+models holding `l0enc.models.HeluSigma`), evaluation after each epoch, log
+lines and an optional callback. With several devices each step is data
+parallel: the batch is sharded along the 1-D mesh axis `'data'` and the
+parameters are replicated, so XLA all-reduces the gradients.
+
+Checkpoints (`workdir`): after every epoch, `state_<epoch>.npz` holds every
+array of the model and optimizer state under its path (`model/...`,
+`optimizer/...`; PRNG keys as raw key data), written with `allow_pickle`
+off, and `checkpoint.json` records the epoch, step, sigma, PRNG key, config
+and history, and names the npz file. Both are written to a temporary file
+and renamed, the JSON last, so a crash leaves the previous checkpoint valid.
+`fit` with a `workdir` that holds a checkpoint resumes from it and ends with
+the same parameters as an uninterrupted run.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+import functools
+import json
+import os
+import time
+from typing import Any, NamedTuple
+
+from absl import logging
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from l0enc import models
+from l0enc import validation
+
+DATA_AXIS = 'data'
+CHECKPOINT_RECORD = 'checkpoint.json'
+_CHECKPOINT_FORMAT = 1
+
+LossFn = Callable[[jax.Array, Any], jax.Array]
+MetricFn = Callable[[jax.Array, Any], Mapping[str, Any]]
+
+
+class TrainConfig(NamedTuple):
+  """Settings of `fit`; the defaults are the paper's (Experiment section).
+
+  Attributes:
+    num_epochs: epochs to train in total (a resumed run trains the rest).
+    batch_size: examples per SGD step; a multiple of the number of devices.
+      Each epoch uses `num_examples // batch_size` full batches.
+    learning_rate: SGD step size (ignored when `fit` gets a `tx`).
+    momentum: SGD momentum, or None for none (ignored with a `tx`).
+    initial_sigma: HELU_sigma ramp width in the first epoch, in [0, 1).
+    sigma_decay: sigma is multiplied by this after each epoch, in [0, 1].
+    min_sigma: a floor for sigma (0 in the paper). The ramps of HELU_sigma
+      have slope 1/sigma, so a pre-activation that falls on one takes a step
+      of that size; a floor keeps late epochs stable.
+    eval_batch_size: examples per evaluation batch.
+  """
+  num_epochs: int = 10
+  batch_size: int = 128
+  learning_rate: float = 0.01
+  momentum: float | None = None
+  initial_sigma: float = 0.2
+  sigma_decay: float = 0.1
+  min_sigma: float = 0.0
+  eval_batch_size: int = 1024
+
+
+class EpochRecord(NamedTuple):
+  """What happened in one epoch.
+
+  Attributes:
+    epoch: the number of epochs completed (1 after the first).
+    step: the number of SGD steps completed.
+    sigma: the HELU_sigma ramp width used, None if the model has no HELU.
+    train_loss: the mean of the epoch's batch losses.
+    eval_loss: the loss on the evaluation set, None without one.
+    eval_metrics: `metric_fn` on the evaluation set, as floats.
+    seconds: wall time of the epoch, evaluation included.
+  """
+  epoch: int
+  step: int
+  sigma: float | None
+  train_loss: float
+  eval_loss: float | None
+  eval_metrics: dict[str, float]
+  seconds: float
+
+
+class FitResult(NamedTuple):
+  """Result of `fit`.
+
+  Attributes:
+    model: the trained model (the model passed in, updated in place).
+    history: one `EpochRecord` per epoch, those of resumed runs included.
+  """
+  model: nnx.Module
+  history: list[EpochRecord]
+
+
+class Evaluation(NamedTuple):
+  """Result of `evaluate`: the loss and the metrics, as floats."""
+  loss: float
+  metrics: dict[str, float]
+
+
+def squared_error_loss(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+  """`||outputs - targets||^2` summed over the last axis, averaged over the rest.
+
+  The default loss of `fit`: code regression against target codes.
+
+  Args:
+    outputs: predicted codes, shape `(..., p)`.
+    targets: target codes, same shape.
+
+  Returns:
+    A scalar.
+  """
+  return jnp.mean(jnp.sum(jnp.square(outputs - targets), axis=-1))
+
+
+def sigma_at_epoch(config: TrainConfig, epoch: int) -> float:
+  """HELU_sigma of epoch `epoch` (0-based): `max(sigma_0 decay^epoch, floor)`."""
+  return max(config.initial_sigma * config.sigma_decay**epoch,
+             config.min_sigma)
+
+
+@functools.partial(jax.jit, static_argnames=('graphdef', 'loss_fn'),
+                   donate_argnames=('state',))
+def train_step(graphdef: nnx.GraphDef, state: nnx.State, inputs: jax.Array,
+               targets: Any, loss_fn: LossFn = squared_error_loss
+               ) -> tuple[nnx.State, jax.Array]:
+  """One optimizer step on a batch, as a pure function of the state.
+
+  Args:
+    graphdef: from `nnx.split((model, optimizer))`.
+    state: the matching state; donated (do not reuse it after the call).
+    inputs: a batch of signals, shape `(batch, n)`.
+    targets: what `loss_fn` compares the outputs with, e.g. codes.
+    loss_fn: `loss_fn(outputs, targets) -> scalar`, hashable (static).
+
+  Returns:
+    `(new_state, loss)`, the loss before the update.
+  """
+  model, optimizer = nnx.merge(graphdef, state)
+  loss, grads = nnx.value_and_grad(
+      lambda model: loss_fn(model(inputs), targets))(model)
+  optimizer.update(model, grads)
+  return nnx.state((model, optimizer)), loss
+
+
+@functools.partial(jax.jit, static_argnames=('graphdef',))
+def eval_step(graphdef: nnx.GraphDef, state: nnx.State,
+              inputs: jax.Array) -> jax.Array:
+  """The model's outputs in evaluation mode (exact HELU, no dropout).
+
+  Args:
+    graphdef: from `nnx.split(model)`.
+    state: the matching state.
+    inputs: a batch of signals, shape `(batch, n)`.
+
+  Returns:
+    The outputs, e.g. codes of shape `(batch, p)`.
+  """
+  model = nnx.merge(graphdef, state)
+  model.eval()
+  return model(inputs)
+
+
+def data_parallel_mesh(
+    devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A 1-D mesh with axis `'data'` over `devices` (all devices by default)."""
+  devices = jax.devices() if devices is None else devices
+  return jax.sharding.Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def _check_mesh(mesh: jax.sharding.Mesh | None) -> jax.sharding.Mesh:
+  mesh = data_parallel_mesh() if mesh is None else mesh
+  if tuple(mesh.axis_names) != (DATA_AXIS,):
+    raise ValueError("mesh must be 1-D with the axis name 'data', got axes "
+                     f'{mesh.axis_names}.')
+  return mesh
+
+
+def _replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def _batch_sharded(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(DATA_AXIS))
+
+
+def predict(model: nnx.Module, inputs: Any, *, batch_size: int = 1024,
+            mesh: jax.sharding.Mesh | None = None) -> np.ndarray:
+  """Runs `model` in evaluation mode over `inputs` in large jitted batches.
+
+  The model itself is left in its current mode. Batches are sharded over
+  the mesh; the last one is padded (with copies of its last row) to the full
+  batch shape, so everything compiles once.
+
+  Args:
+    model: the model.
+    inputs: signals, shape `(num_examples, n)`.
+    batch_size: examples per batch (rounded up to a multiple of the number
+      of devices).
+    mesh: a 1-D mesh with axis `'data'`; all devices by default.
+
+  Returns:
+    The outputs, a NumPy array with `num_examples` rows.
+  """
+  mesh = _check_mesh(mesh)
+  inputs = np.asarray(inputs)
+  num_examples = len(inputs)
+  if num_examples == 0:
+    raise ValueError('predict needs at least one example.')
+  batch_size = validation.check_int_in_range('batch_size', batch_size, 1,
+                                             2**31 - 1)
+  batch_size = min(batch_size, num_examples)
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  graphdef, state = nnx.split(model)
+  state = jax.device_put(state, _replicated(mesh))
+  outputs = []
+  for start in range(0, num_examples, batch_size):
+    batch = inputs[start:start + batch_size]
+    padding = batch_size - len(batch)
+    batch = np.pad(batch, [(0, padding)] + [(0, 0)] * (batch.ndim - 1),
+                   mode='edge')
+    batch_outputs = eval_step(graphdef, state,
+                              jax.device_put(batch, _batch_sharded(mesh)))
+    outputs.append(np.asarray(batch_outputs)[:batch_size - padding])
+  return np.concatenate(outputs)
+
+
+def evaluate(model: nnx.Module, inputs: Any, targets: Any, *,
+             loss_fn: LossFn = squared_error_loss,
+             metric_fn: MetricFn | None = None, batch_size: int = 1024,
+             mesh: jax.sharding.Mesh | None = None) -> Evaluation:
+  """The loss and metrics of `model` (evaluation mode) on a whole data set.
+
+  Args:
+    model: the model.
+    inputs: signals, shape `(num_examples, n)`.
+    targets: the matching targets.
+    loss_fn: `loss_fn(outputs, targets) -> scalar`.
+    metric_fn: `metric_fn(outputs, targets) -> {name: scalar}` on all the
+      outputs at once (so it may match clusters, count supports, ...).
+    batch_size: examples per batch of `predict`.
+    mesh: as for `predict`.
+
+  Returns:
+    `Evaluation(loss, metrics)`.
+  """
+  outputs = predict(model, inputs, batch_size=batch_size, mesh=mesh)
+  metrics = {} if metric_fn is None else metric_fn(outputs, targets)
+  return Evaluation(float(loss_fn(outputs, targets)),
+                    {name: float(value) for name, value in metrics.items()})
+
+
+def _check_config(config: TrainConfig, num_devices: int) -> None:
+  validation.check_int_in_range('num_epochs', config.num_epochs, 0, 2**31 - 1)
+  validation.check_int_in_range('batch_size', config.batch_size, 1, 2**31 - 1)
+  validation.check_int_in_range('eval_batch_size', config.eval_batch_size, 1,
+                                2**31 - 1)
+  validation.check_positive('learning_rate', config.learning_rate)
+  if config.momentum is not None and not 0 <= config.momentum < 1:
+    raise ValueError(f'momentum must be None or in [0, 1), got '
+                     f'{config.momentum}.')
+  if not 0 <= config.initial_sigma < 1:
+    raise ValueError(f'initial_sigma must be in [0, 1), got '
+                     f'{config.initial_sigma}.')
+  if not 0 <= config.min_sigma <= config.initial_sigma:
+    raise ValueError(f'min_sigma must be in [0, initial_sigma], got '
+                     f'{config.min_sigma}.')
+  if not 0 <= config.sigma_decay <= 1:
+    raise ValueError(f'sigma_decay must be in [0, 1], got '
+                     f'{config.sigma_decay}.')
+  if config.batch_size % num_devices:
+    raise ValueError(f'batch_size={config.batch_size} must be a multiple of '
+                     f'the number of devices, {num_devices}.')
+
+
+@functools.cache
+def _sgd(learning_rate: float, momentum: float | None
+         ) -> optax.GradientTransformation:
+  # The optimizer's transformation is part of the static graph definition:
+  # one object per setting lets later `fit` calls reuse the compiled step.
+  return optax.sgd(learning_rate, momentum)
+
+
+def _as_typed_key(key: jax.Array) -> jax.Array:
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return key
+  return jax.random.wrap_key_data(key)
+
+
+def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
+        config: TrainConfig = TrainConfig(),
+        tx: optax.GradientTransformation | None = None,
+        loss_fn: LossFn = squared_error_loss,
+        metric_fn: MetricFn | None = None, x_eval: Any = None,
+        y_eval: Any = None, workdir: str | os.PathLike | None = None,
+        callback: Callable[[EpochRecord], None] | None = None,
+        mesh: jax.sharding.Mesh | None = None) -> FitResult:
+  """Trains `model` on `(x_train, y_train)` by minibatch gradient descent.
+
+  Each epoch visits `num_examples // batch_size` batches in the order of
+  `jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)`;
+  the HELU_sigma of the model (if any) is `sigma_at_epoch(config, epoch)`
+  for the whole epoch. After each epoch the model is evaluated on
+  `(x_eval, y_eval)` (if given), a line is logged, `callback` is called and
+  a checkpoint is written to `workdir` (if given). If `workdir` already
+  holds a checkpoint, training resumes after its last epoch; the model and
+  optimizer are restored from it, so they must be built as in the first
+  run.
+
+  Args:
+    model: the model to train, updated in place; `fit` puts it in training
+      mode (`model.train()`).
+    x_train: training signals, shape `(num_examples, n)`.
+    y_train: training targets with `num_examples` rows (e.g. codes).
+    key: PRNG key of the data order.
+    config: the training settings.
+    tx: the optax transformation; `optax.sgd(config.learning_rate,
+      config.momentum)` by default. It is applied to the `nnx.Param`s.
+    loss_fn: `loss_fn(outputs, targets) -> scalar` (hashable: one
+      compilation per function object).
+    metric_fn: `metric_fn(outputs, targets) -> {name: scalar}`, evaluated on
+      the whole evaluation set.
+    x_eval: evaluation signals, or None.
+    y_eval: evaluation targets (required with `x_eval`).
+    workdir: directory for checkpoints, or None for none.
+    callback: called with each `EpochRecord`.
+    mesh: a 1-D mesh with axis `'data'`; all devices by default.
+
+  Returns:
+    `FitResult(model, history)`.
+  """
+  mesh = _check_mesh(mesh)
+  _check_config(config, mesh.size)
+  key = _as_typed_key(key)
+  x_train, y_train = np.asarray(x_train), np.asarray(y_train)
+  num_examples = len(x_train)
+  if len(y_train) != num_examples:
+    raise ValueError(f'x_train has {num_examples} examples, y_train '
+                     f'{len(y_train)}.')
+  if num_examples < config.batch_size:
+    raise ValueError(f'batch_size={config.batch_size} exceeds the '
+                     f'{num_examples} training examples.')
+  if (x_eval is None) != (y_eval is None):
+    raise ValueError('give both x_eval and y_eval, or neither.')
+  if tx is None:
+    tx = _sgd(config.learning_rate, config.momentum)
+  model.train()
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  run = _RunRecord(config, key, num_examples)
+  history = []
+  if workdir is not None and _has_checkpoint(workdir):
+    history = _restore(workdir, model, optimizer, run)
+    logging.info('Resuming from %s after epoch %d.', workdir, len(history))
+
+  steps_per_epoch = num_examples // config.batch_size
+  replicated, batch_sharded = _replicated(mesh), _batch_sharded(mesh)
+  graphdef, state = nnx.split((model, optimizer))
+  try:
+    for epoch in range(len(history), config.num_epochs):
+      start_time = time.perf_counter()
+      sigma = sigma_at_epoch(config, epoch)
+      if not models.set_helu_sigma(model, sigma):
+        sigma = None
+      state = jax.device_put(nnx.state((model, optimizer)), replicated)
+      order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch),
+                                                num_examples))
+      losses = []
+      for step in range(steps_per_epoch):
+        indices = order[step * config.batch_size:(step + 1) * config.batch_size]
+        state, loss = train_step(
+            graphdef, state, jax.device_put(x_train[indices], batch_sharded),
+            jax.device_put(y_train[indices], batch_sharded), loss_fn)
+        losses.append(loss)
+      nnx.update((model, optimizer), state)
+      evaluation = Evaluation(None, {})
+      if x_eval is not None:
+        evaluation = evaluate(model, x_eval, y_eval, loss_fn=loss_fn,
+                              metric_fn=metric_fn,
+                              batch_size=config.eval_batch_size, mesh=mesh)
+      record = EpochRecord(
+          epoch=epoch + 1, step=(epoch + 1) * steps_per_epoch, sigma=sigma,
+          train_loss=float(jnp.mean(jnp.stack(losses))),
+          eval_loss=evaluation.loss, eval_metrics=evaluation.metrics,
+          seconds=time.perf_counter() - start_time)
+      history.append(record)
+      _log(record, config.num_epochs)
+      if workdir is not None:
+        _save(workdir, model, optimizer, run, history)
+      if callback is not None:
+        callback(record)
+  finally:
+    # train_step donates its input state: leave the model holding the newest
+    # arrays even when the loop is interrupted.
+    nnx.update((model, optimizer), state)
+  return FitResult(model, history)
+
+
+def _log(record: EpochRecord, num_epochs: int) -> None:
+  parts = [f'epoch {record.epoch}/{num_epochs}', f'step {record.step}',
+           f'train loss {record.train_loss:.6g}']
+  if record.sigma is not None:
+    parts.append(f'sigma {record.sigma:.3g}')
+  if record.eval_loss is not None:
+    parts.append(f'eval loss {record.eval_loss:.6g}')
+  parts += [f'{name} {value:.6g}' for name, value in
+            record.eval_metrics.items()]
+  parts.append(f'{record.seconds:.1f} s')
+  logging.info(', '.join(parts))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+class _RunRecord(NamedTuple):
+  """What a checkpoint must agree with to be resumed."""
+  config: TrainConfig
+  key: jax.Array
+  num_examples: int
+
+  def as_json(self) -> dict[str, Any]:
+    # num_epochs may grow between runs: resuming trains further.
+    return {**{f'config.{name}': value
+               for name, value in self.config._asdict().items()
+               if name != 'num_epochs'},
+            'num_train_examples': self.num_examples,
+            'key': np.asarray(jax.random.key_data(self.key)).tolist(),
+            'key_impl': str(jax.random.key_impl(self.key))}
+
+
+def _has_checkpoint(workdir: str | os.PathLike) -> bool:
+  return os.path.exists(os.path.join(workdir, CHECKPOINT_RECORD))
+
+
+def _write_atomically(path: str, write: Callable[[Any], None]) -> None:
+  temporary = f'{path}.tmp'
+  with open(temporary, 'wb') as file:
+    write(file)
+    file.flush()
+    os.fsync(file.fileno())
+  os.replace(temporary, path)
+
+
+def _flatten(state: nnx.State) -> dict[str, np.ndarray]:
+  """`{'model/input_weights': array, ...}`; PRNG keys become raw key data."""
+  arrays = {}
+  for path, variable in nnx.to_flat_state(state):
+    value = variable.get_value()
+    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+      value = jax.random.key_data(value)
+    arrays['/'.join(map(str, path))] = np.asarray(value)
+  return arrays
+
+
+def _unflatten(arrays: Mapping[str, np.ndarray], template: nnx.State,
+               source: str) -> nnx.State:
+  """The state shaped as `template` with values from `arrays` (checked)."""
+  flat_template = list(nnx.to_flat_state(template))
+  names = ['/'.join(map(str, path)) for path, _ in flat_template]
+  template_arrays = _flatten(template)
+  problems = [f'missing {name}' for name in names if name not in arrays]
+  problems += [f'unexpected {name}' for name in arrays
+               if name not in template_arrays]
+  problems += [
+      f'{name}: {arrays[name].dtype}{list(arrays[name].shape)} there, '
+      f'{expected.dtype}{list(expected.shape)} here'
+      for name, expected in template_arrays.items() if name in arrays
+      and (arrays[name].shape, arrays[name].dtype)
+      != (expected.shape, expected.dtype)]
+  if problems:
+    raise ValueError(f'{source} does not match this model and optimizer: '
+                     + '; '.join(problems[:10]))
+  restored = []
+  for name, (path, variable) in zip(names, flat_template):
+    value = variable.get_value()
+    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+      loaded = jax.random.wrap_key_data(arrays[name],
+                                        impl=jax.random.key_impl(value))
+    else:
+      loaded = jnp.asarray(arrays[name])
+    restored.append((path, variable.replace(loaded)))
+  return nnx.from_flat_state(restored)
+
+
+def _save(workdir: str | os.PathLike, model: nnx.Module,
+          optimizer: nnx.Optimizer, run: _RunRecord,
+          history: list[EpochRecord]) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  last = history[-1]
+  arrays_name = f'state_{last.epoch:06d}.npz'
+  arrays = _flatten(nnx.state({'model': model, 'optimizer': optimizer}))
+  _write_atomically(os.path.join(workdir, arrays_name),
+                    lambda file: np.savez(file, allow_pickle=False, **arrays))
+  record = {'format': _CHECKPOINT_FORMAT, 'epoch': last.epoch,
+            'step': last.step, 'sigma': last.sigma, 'arrays': arrays_name,
+            'run': run.as_json(), 'history': [r._asdict() for r in history]}
+  _write_atomically(os.path.join(workdir, CHECKPOINT_RECORD),
+                    lambda file: file.write(json.dumps(record, indent=1)
+                                            .encode()))
+  # Only after the record names the new arrays may older ones go.
+  for name in os.listdir(workdir):
+    if name.startswith('state_') and name.endswith('.npz') and (
+        name != arrays_name):
+      os.remove(os.path.join(workdir, name))
+
+
+def _read_checkpoint(workdir: str | os.PathLike
+                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+  with open(os.path.join(workdir, CHECKPOINT_RECORD)) as file:
+    record = json.load(file)
+  if record.get('format') != _CHECKPOINT_FORMAT:
+    raise ValueError(f'{workdir}: unknown checkpoint format '
+                     f'{record.get("format")!r}.')
+  with np.load(os.path.join(workdir, record['arrays']),
+               allow_pickle=False) as npz:
+    arrays = dict(npz)
+  return record, arrays
+
+
+def _restore(workdir: str | os.PathLike, model: nnx.Module,
+             optimizer: nnx.Optimizer, run: _RunRecord) -> list[EpochRecord]:
+  """Loads the checkpoint into model and optimizer; returns its history."""
+  record, arrays = _read_checkpoint(workdir)
+  saved = record['run']
+  mismatches = [f'{field}: {saved.get(field)!r} there, {value!r} here'
+                for field, value in run.as_json().items()
+                if saved.get(field) != value]
+  if mismatches:
+    raise ValueError(
+        f'The checkpoint in {workdir} is from a different run ('
+        + '; '.join(mismatches) + '). Use another workdir or the same '
+        'settings.')
+  nodes = {'model': model, 'optimizer': optimizer}
+  nnx.update(nodes, _unflatten(arrays, nnx.state(nodes),
+                               f'The checkpoint in {workdir}'))
+  return [EpochRecord(**epoch) for epoch in record['history']]
+
+
+def restore_model(workdir: str | os.PathLike, model: nnx.Module
+                  ) -> nnx.Module:
+  """Loads the parameters of the last checkpoint in `workdir` into `model`.
+
+  Args:
+    workdir: a `fit` working directory.
+    model: a model built as the one that was trained.
+
+  Returns:
+    `model`, updated in place.
+  """
+  _, arrays = _read_checkpoint(workdir)
+  model_arrays = {name: array for name, array in arrays.items()
+                  if name.startswith('model/')}
+  nodes = {'model': model}
+  nnx.update(nodes, _unflatten(model_arrays, nnx.state(nodes),
+                               f'The checkpoint in {workdir}'))
+  return model

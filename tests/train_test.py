@@ -1,0 +1,344 @@
+"""Tests of l0enc.train: steps, fit, sigma annealing, checkpoints, sharding."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import chex
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from l0enc import models
+from l0enc import solvers
+from l0enc import train
+
+SIGNAL_DIM, CODE_DIM, M, LAM = 12, 20, 4, 0.05
+NUM_EXAMPLES = 256
+
+
+def _dictionary(seed=0):
+  atoms = np.random.default_rng(seed).normal(size=(SIGNAL_DIM, CODE_DIM))
+  return jnp.asarray(atoms / np.linalg.norm(atoms, axis=0), jnp.float32)
+
+
+def _problem(m=None, seed=1):
+  """Signals and their converged IHT codes for the dictionary of seed 0."""
+  x = jax.random.normal(jax.random.key(seed), (NUM_EXAMPLES, SIGNAL_DIM))
+  codes = solvers.iht(x, _dictionary(), lam=None if m else LAM, m=m,
+                      num_iterations=100).codes
+  return np.asarray(x), np.asarray(codes)
+
+
+def _model(kind):
+  if kind == 'l0':
+    return models.DeepL0Encoder.from_dictionary(_dictionary(), lam=LAM)
+  if kind == 'msparse':
+    return models.DeepMSparseEncoder.from_dictionary(_dictionary(), m=M)
+  if kind == 'lista':
+    return models.LISTA(SIGNAL_DIM, CODE_DIM, rngs=nnx.Rngs(0))
+  return models.MLPEncoder(SIGNAL_DIM, CODE_DIM, rngs=nnx.Rngs(0))
+
+
+def _params(model):
+  """The model's state as NumPy arrays (PRNG keys as their key data)."""
+  def to_numpy(value):
+    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+      value = jax.random.key_data(value)
+    return np.asarray(value)
+  return jax.tree.map(to_numpy, nnx.state(model))
+
+
+class SigmaProbe(nnx.Module):
+  """Outputs its HELU sigma (0 in evaluation mode) in every entry."""
+
+  def __init__(self):
+    self.sigma = models.HeluSigma(jnp.asarray(0.5))
+    self.deterministic = False
+
+  def __call__(self, x):
+    sigma = 0.0 if self.deterministic else self.sigma[...]
+    return jnp.broadcast_to(sigma, x.shape)
+
+
+class Interrupt(Exception):
+  pass
+
+
+def test_squared_error_loss():
+  outputs = jnp.array([[1.0, 2.0], [0.0, 0.0]])
+  targets = jnp.array([[0.0, 0.0], [3.0, 0.0]])
+  assert float(train.squared_error_loss(outputs, targets)) == 7.0
+
+
+def test_sigma_schedule():
+  config = train.TrainConfig()
+  np.testing.assert_allclose(
+      [train.sigma_at_epoch(config, epoch) for epoch in range(4)],
+      [0.2, 0.02, 0.002, 0.0002])
+  floored = config._replace(min_sigma=0.01)
+  assert train.sigma_at_epoch(floored, 3) == 0.01
+
+
+def test_train_step_is_pure_and_compiles_once():
+  x, y = _problem(m=M)
+  model = _model('msparse')
+  optimizer = nnx.Optimizer(model, optax.sgd(0.01), wrt=nnx.Param)
+  graphdef, state = nnx.split((model, optimizer))
+  losses = []
+  for step in range(8):
+    batch = slice(32 * step, 32 * (step + 1))
+    state, loss = train.train_step(graphdef, state, x[batch], y[batch])
+    losses.append(float(loss))
+  assert train.train_step._cache_size() >= 1
+  size = train.train_step._cache_size()
+  state, _ = train.train_step(graphdef, state, x[:32], y[:32])
+  assert train.train_step._cache_size() == size
+  model, optimizer = nnx.merge(graphdef, state)
+  assert int(optimizer.step[...]) == 9
+  assert np.all(np.isfinite(losses))
+  assert not np.allclose(model.input_weights[...],
+                         _model('msparse').input_weights[...])
+
+
+@pytest.mark.parametrize('kind', ['l0', 'msparse', 'lista', 'mlp'])
+def test_fit_reduces_the_loss(kind):
+  x, y = _problem(m=M if kind == 'msparse' else None)
+  model = _model(kind)
+  before = train.evaluate(model, x, y).loss
+  result = train.fit(model, x, y, key=jax.random.key(0), x_eval=x, y_eval=y,
+                     config=train.TrainConfig(num_epochs=2, batch_size=32))
+  assert result.model is model
+  assert [record.epoch for record in result.history] == [1, 2]
+  assert [record.step for record in result.history] == [8, 16]
+  assert result.history[-1].eval_loss < 0.9 * before
+  assert result.history[-1].eval_loss == pytest.approx(
+      train.evaluate(model, x, y).loss)
+
+
+def test_sigma_annealing_reaches_the_model():
+  x = np.ones((64, 3), np.float32)
+  model = SigmaProbe()
+  result = train.fit(
+      model, x, np.zeros_like(x), key=jax.random.key(0), x_eval=x,
+      y_eval=np.zeros_like(x),
+      config=train.TrainConfig(num_epochs=3, batch_size=16))
+  sigmas = [record.sigma for record in result.history]
+  np.testing.assert_allclose(sigmas, [0.2, 0.02, 0.002])
+  # The training loss is 3 sigma^2: the train step ran with each epoch's
+  # sigma. Evaluation runs in evaluation mode, where the probe outputs 0.
+  np.testing.assert_allclose([r.train_loss for r in result.history],
+                             3 * np.square(sigmas), rtol=1e-5)
+  assert all(record.eval_loss == 0 for record in result.history)
+  assert float(model.sigma[...]) == pytest.approx(0.002)
+
+
+def test_models_without_helu_record_no_sigma():
+  x, y = _problem(m=M)
+  result = train.fit(_model('msparse'), x, y, key=jax.random.key(0),
+                     config=train.TrainConfig(num_epochs=1))
+  assert result.history[0].sigma is None
+
+
+def test_eval_metrics_and_custom_loss():
+  x, y = _problem()
+  labels = (np.abs(y).sum(-1) > np.median(np.abs(y).sum(-1))).astype(np.int32)
+
+  def cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits[..., :2], labels).mean()
+
+  def accuracy(logits, labels):
+    return {'accuracy': np.mean(np.argmax(logits[..., :2], -1) == labels)}
+
+  records = []
+  result = train.fit(_model('mlp'), x, labels, key=jax.random.key(0),
+                     x_eval=x, y_eval=labels, loss_fn=cross_entropy,
+                     metric_fn=accuracy, callback=records.append,
+                     config=train.TrainConfig(num_epochs=2, batch_size=64))
+  assert records == result.history
+  assert set(records[-1].eval_metrics) == {'accuracy'}
+  assert 0 <= records[-1].eval_metrics['accuracy'] <= 1
+  assert records[-1].train_loss < records[0].train_loss * 1.5
+  assert np.isfinite(records[-1].eval_loss)
+
+
+def test_predict_pads_the_last_batch_and_keeps_the_mode():
+  x, _ = _problem()
+  model = _model('mlp')
+  outputs = train.predict(model, x[:37], batch_size=16)
+  assert not model.dropouts[0].deterministic  # Still in training mode.
+  model.eval()
+  chex.assert_trees_all_close(outputs, np.asarray(model(x[:37])), atol=1e-6)
+
+
+# Checkpoints.
+
+
+@pytest.mark.parametrize('kind', ['l0', 'mlp'])
+def test_kill_and_resume_gives_the_same_parameters(kind, tmp_path):
+  x, y = _problem()
+  # Momentum gives the optimizer a state; the MLP's dropout draws from an RNG
+  # stream and the l0 encoder anneals sigma: all must survive the restart.
+  config = train.TrainConfig(num_epochs=4, batch_size=64, momentum=0.9,
+                             learning_rate=0.001)
+  key = jax.random.key(7)
+  reference = train.fit(_model(kind), x, y, key=key, config=config,
+                        workdir=tmp_path / 'uninterrupted')
+
+  def kill_after_epoch_2(record):
+    if record.epoch == 2:
+      raise Interrupt
+
+  workdir = tmp_path / 'killed'
+  with pytest.raises(Interrupt):
+    train.fit(_model(kind), x, y, key=key, config=config, workdir=workdir,
+              callback=kill_after_epoch_2)
+  assert json.loads((workdir / 'checkpoint.json').read_text())['epoch'] == 2
+  resumed_epochs = []
+  resumed = train.fit(_model(kind), x, y, key=key, config=config,
+                      workdir=workdir,
+                      callback=lambda r: resumed_epochs.append(r.epoch))
+  assert resumed_epochs == [3, 4]
+  chex.assert_trees_all_equal(_params(resumed.model),
+                              _params(reference.model))
+  strip = lambda history: [r._replace(seconds=0) for r in history]
+  assert strip(resumed.history) == strip(reference.history)
+
+
+def test_checkpoint_files(tmp_path):
+  x, y = _problem()
+  config = train.TrainConfig(num_epochs=2, batch_size=64)
+  model = train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
+                    workdir=tmp_path).model
+  assert sorted(os.listdir(tmp_path)) == ['checkpoint.json',
+                                          'state_000002.npz']
+  record = json.loads((tmp_path / 'checkpoint.json').read_text())
+  assert (record['epoch'], record['step']) == (2, 8)
+  assert record['sigma'] == pytest.approx(0.02)
+  assert record['run']['config.batch_size'] == 64
+  with np.load(tmp_path / 'state_000002.npz', allow_pickle=False) as arrays:
+    assert {'model/input_weights', 'model/recurrent_weights',
+            'model/threshold', 'model/sigma', 'optimizer/step'} <= set(arrays)
+  restored = train.restore_model(tmp_path, _model('l0'))
+  chex.assert_trees_all_equal(_params(restored), _params(model))
+  # A finished run resumes to no further epochs.
+  again = train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
+                    workdir=tmp_path)
+  assert len(again.history) == 2
+  chex.assert_trees_all_equal(_params(again.model), _params(model))
+
+
+@pytest.mark.parametrize('change, match', [
+    (dict(config=train.TrainConfig(num_epochs=2, batch_size=32)),
+     'config.batch_size'),
+    (dict(key=jax.random.key(1)), 'key'),
+    (dict(model=models.DeepL0Encoder.from_dictionary(
+        _dictionary()[:, :10], lam=LAM)), 'model/input_weights'),
+])
+def test_resuming_a_different_run_raises(change, match, tmp_path):
+  x, y = _problem()
+  run = dict(model=_model('l0'), key=jax.random.key(0),
+             config=train.TrainConfig(num_epochs=1, batch_size=64))
+  train.fit(run.pop('model'), x, y, workdir=tmp_path, **run)
+  run = dict(dict(run, model=_model('l0')), **change)
+  if 'model' in change:
+    y = y[:, :10]
+  with pytest.raises(ValueError, match=match):
+    train.fit(run.pop('model'), x, y, workdir=tmp_path, **run)
+
+
+# Bad input.
+
+
+@pytest.mark.parametrize('arguments, match', [
+    (dict(y_train=np.zeros((10, CODE_DIM))), 'examples'),
+    (dict(config=train.TrainConfig(batch_size=1000)), 'exceeds'),
+    (dict(x_eval=np.zeros((4, SIGNAL_DIM))), 'x_eval and y_eval'),
+    (dict(config=train.TrainConfig(learning_rate=0.0)), 'learning_rate'),
+    (dict(config=train.TrainConfig(initial_sigma=1.0)), 'initial_sigma'),
+    (dict(config=train.TrainConfig(momentum=1.0)), 'momentum'),
+    (dict(config=train.TrainConfig(num_epochs=-1)), 'num_epochs'),
+    (dict(mesh=jax.sharding.Mesh(np.asarray(jax.devices()), ('batch',))),
+     "'data'"),
+    (dict(x_train=np.zeros((NUM_EXAMPLES, SIGNAL_DIM + 1))),
+     f'shape \\(..., {SIGNAL_DIM}\\)'),
+])
+def test_fit_bad_arguments_raise(arguments, match):
+  x, y = _problem()
+  arguments = dict(dict(x_train=x, y_train=y), **arguments)
+  with pytest.raises(ValueError, match=match):
+    train.fit(_model('l0'), arguments.pop('x_train'),
+              arguments.pop('y_train'), key=jax.random.key(0), **arguments)
+
+
+# Data parallelism over two (simulated) CPU devices.
+
+_DATA_PARALLEL_SCRIPT = textwrap.dedent('''
+    import sys
+    import jax
+    jax.config.update('jax_enable_x64', True)
+    import numpy as np
+    from flax import nnx
+    from l0enc import models, train
+
+    assert len(jax.devices()) == 2, jax.devices()
+    rng = np.random.default_rng(0)
+    dictionary = rng.normal(size=(12, 20))
+    dictionary /= np.linalg.norm(dictionary, axis=0)
+    x = rng.normal(size=(256, 12))
+    y = rng.normal(size=(256, 20)) * (rng.random((256, 20)) < 0.2)
+    config = train.TrainConfig(num_epochs=2, batch_size=64, momentum=0.9,
+                               learning_rate=0.001)
+    results = {}
+    for kind in ['l0', 'mlp']:
+      for num_devices in [1, 2]:
+        if kind == 'l0':
+          model = models.DeepL0Encoder.from_dictionary(dictionary, lam=0.05)
+        else:
+          model = models.MLPEncoder(12, 20, param_dtype=np.float64,
+                                    rngs=nnx.Rngs(0))
+        mesh = train.data_parallel_mesh(jax.devices()[:num_devices])
+        train.fit(model, x, y, key=jax.random.key(0), config=config,
+                  mesh=mesh, x_eval=x[:37], y_eval=y[:37])
+        sharding = model.input_weights[...].sharding if kind == 'l0' else (
+            model.output_layer.kernel[...].sharding)
+        assert len(sharding.device_set) == num_devices, sharding
+        assert sharding.is_fully_replicated, sharding
+        for name, value in train._flatten(nnx.state(model)).items():
+          results[f'{kind}/{num_devices}/{name}'] = value
+    try:
+      train.fit(models.DeepL0Encoder.from_dictionary(dictionary, lam=0.05),
+                x, y, key=jax.random.key(0),
+                config=config._replace(batch_size=63))
+    except ValueError as error:
+      assert 'multiple of the number of devices' in str(error), error
+    else:
+      raise AssertionError('batch_size=63 on 2 devices did not raise')
+    np.savez(sys.argv[1], **results)
+''')
+
+
+def test_two_device_data_parallel_matches_one_device(tmp_path):
+  output = tmp_path / 'results.npz'
+  environment = dict(os.environ,
+                     XLA_FLAGS='--xla_force_host_platform_device_count=2',
+                     JAX_PLATFORMS='cpu')
+  completed = subprocess.run(
+      [sys.executable, '-c', _DATA_PARALLEL_SCRIPT, str(output)],
+      env=environment, capture_output=True, text=True, timeout=300)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  with np.load(output) as results:
+    results = dict(results)
+  for kind in ['l0', 'mlp']:
+    one = {name.split('/', 2)[2]: value for name, value in results.items()
+           if name.startswith(f'{kind}/1/')}
+    two = {name.split('/', 2)[2]: value for name, value in results.items()
+           if name.startswith(f'{kind}/2/')}
+    assert one and one.keys() == two.keys()
+    chex.assert_trees_all_close(two, one, atol=1e-10, rtol=1e-10)
