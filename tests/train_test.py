@@ -22,6 +22,13 @@ SIGNAL_DIM, CODE_DIM, M, LAM = 12, 20, 4, 0.05
 NUM_EXAMPLES = 256
 
 
+@pytest.fixture(autouse=True)
+def _exact_matmuls():
+  # No TF32 on GPUs: predictions are compared across batchings.
+  with jax.default_matmul_precision('highest'):
+    yield
+
+
 def _dictionary(seed=0):
   atoms = np.random.default_rng(seed).normal(size=(SIGNAL_DIM, CODE_DIM))
   return jnp.asarray(atoms / np.linalg.norm(atoms, axis=0), jnp.float32)
