@@ -25,12 +25,12 @@ from l0enc import reporting
 PRESETS = {
     # Built in, no download, a few minutes on two CPU cores.
     'quick': dict(dataset='synthetic', problems=('l0', 'msparse'),
-                  code_dims=(128,), lam=0.05, m=8, num_epochs=20,
-                  baseline_epochs=20),
+                  code_dims=(128,), lam=0.05, m=8, num_epochs=30,
+                  baseline_epochs=30, optimizer='adam', learning_rate=1e-3),
     # The paper's Experiment A on MNIST (16x16 patches, n = 256).
     'paper': dict(dataset='mnist', problems=('l0', 'msparse'),
                   code_dims=(128, 256, 512), lam=0.25, m=32, num_epochs=50,
-                  baseline_epochs=50),
+                  baseline_epochs=50, optimizer='adam', learning_rate=1e-3),
 }
 
 flags.DEFINE_enum('preset', 'quick', list(PRESETS),
@@ -52,8 +52,16 @@ flags.DEFINE_integer('num_epochs', None, 'Training epochs of the deep encoder '
                      "(default: the preset's).")
 flags.DEFINE_integer('baseline_epochs', None, 'Training epochs of the '
                      "baseline encoder (default: the preset's).")
-flags.DEFINE_integer('batch_size', 128, 'SGD batch size.')
-flags.DEFINE_float('learning_rate', 0.01, 'SGD learning rate (no momentum).')
+flags.DEFINE_integer('batch_size', 128, 'Minibatch size (paper: 128).')
+flags.DEFINE_enum('optimizer', None, list(approximation.OPTIMIZERS),
+                  "sgd (the paper's, no momentum) or adam (default: the "
+                  "preset's).")
+flags.DEFINE_float('learning_rate', None, "Learning rate (default: the "
+                   "preset's).")
+flags.DEFINE_float('clip_norm', 1.0, 'Global gradient-norm clipping, applied '
+                   'before the optimizer.')
+flags.DEFINE_float('min_sigma', 0.01, 'Floor of the HELU_sigma annealing '
+                   '(0.2, then divided by 10 each epoch).')
 flags.DEFINE_integer('seed', 0, 'Seed of data, dictionary, models and order.')
 flags.DEFINE_string('data_dir', None, 'Directory with mnist.npz or the four '
                     'MNIST IDX files; without it, tensorflow-datasets is '
@@ -74,8 +82,10 @@ def configs_from_flags() -> list[approximation.Config]:
       dataset=pick('dataset', 'dataset'), lam=pick('lam', 'lam'),
       m=pick('m', 'm'), num_epochs=pick('num_epochs', 'num_epochs'),
       baseline_epochs=pick('baseline_epochs', 'baseline_epochs'),
+      optimizer=pick('optimizer', 'optimizer'),
+      learning_rate=pick('learning_rate', 'learning_rate'),
       num_stages=FLAGS.num_stages, batch_size=FLAGS.batch_size,
-      learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
+      clip_norm=FLAGS.clip_norm, min_sigma=FLAGS.min_sigma, seed=FLAGS.seed,
       data_dir=FLAGS.data_dir)
   return [approximation.Config(problem=problem, code_dim=code_dim, **common)
           for problem in pick('problem', 'problems')

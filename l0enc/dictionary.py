@@ -76,7 +76,7 @@ def _update_atoms(dictionary, code_covariance, signal_code_covariance,
     a_j = code_covariance[:, j]
     usage = a_j[j]
     updated = dictionary[:, j] + (signal_code_covariance[:, j] -
-                                  dictionary @ a_j) / jnp.maximum(
+                                  solvers.matmul(dictionary, a_j)) / jnp.maximum(
                                       usage, jnp.finfo(usage.dtype).tiny)
     atom = jnp.where(usage > 1e-10, updated, replacements[:, j])
     atom = atom / jnp.maximum(jnp.linalg.norm(atom), 1e-12)
@@ -103,9 +103,9 @@ def _learn_chunk(state, keys, signals, *, lam, m, batch_size,
     step = state.step + 1
     keep = 1 - 1 / jnp.minimum(step, averaging_window).astype(batch.dtype)
     code_covariance = keep * state.code_covariance + (
-        1 - keep) * codes.T @ codes / batch_size
+        1 - keep) * solvers.matmul(codes.T, codes) / batch_size
     signal_code_covariance = keep * state.signal_code_covariance + (
-        1 - keep) * batch.T @ codes / batch_size
+        1 - keep) * solvers.matmul(batch.T, codes) / batch_size
     replacements = _unit_columns(signals[jax.random.randint(
         replacement_key, (state.dictionary.shape[1],), 0,
         signals.shape[0])].T)
@@ -238,7 +238,7 @@ class PCABasis(NamedTuple):
 def _pca_basis(signals):
   mean = jnp.mean(signals, axis=0)
   centered = signals - mean
-  covariance = centered.T @ centered / max(signals.shape[0] - 1, 1)
+  covariance = solvers.matmul(centered.T, centered) / max(signals.shape[0] - 1, 1)
   variances, components = jnp.linalg.eigh(covariance)
   variances, components = variances[::-1], components[:, ::-1]
   pivot = jnp.take_along_axis(
@@ -265,4 +265,4 @@ def pca_project(signals: jax.Array, basis: PCABasis) -> jax.Array:
   if jnp.shape(signals)[-1] != basis.mean.shape[0]:
     raise ValueError(f'signals must have last dimension {basis.mean.shape[0]}, '
                      f'got shape {jnp.shape(signals)}.')
-  return (signals - basis.mean) @ basis.components
+  return solvers.matmul(signals - basis.mean, basis.components)

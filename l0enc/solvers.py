@@ -35,6 +35,13 @@ from l0enc import validation
 _STEP_SLACK = 1e-5
 
 
+def matmul(a, b):
+  """`a @ b` in full float32 precision, on every backend."""
+  # Full float32 precision: on GPUs the default lets XLA use TF32 (about three
+  # significant digits), too coarse for solving to a tolerance of 1e-6.
+  return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
 class SolverResult(NamedTuple):
   """Result of an iterative solver.
 
@@ -55,7 +62,7 @@ class SolverResult(NamedTuple):
 
 
 def _residual_energy(x, dictionary, codes):
-  residual = x - codes @ dictionary.T
+  residual = x - matmul(codes, dictionary.T)
   return jnp.sum(residual * residual, axis=-1)
 
 
@@ -92,8 +99,8 @@ def iht_threshold(lam, step_size):
 def _gradient_step(codes, x, dictionary, step_size):
   # a + mu D^T (x - D a): the same as W x + S a with W = mu D^T and
   # S = I - mu D^T D (eq. 8), but O(np) instead of O(p^2) per signal.
-  residual = x - codes @ dictionary.T
-  return codes + step_size * (residual @ dictionary)
+  residual = x - matmul(codes, dictionary.T)
+  return codes + step_size * matmul(residual, dictionary)
 
 
 def ista_step(codes, x, dictionary, lam, step_size):
@@ -372,7 +379,7 @@ def default_l1_lam(x, dictionary, *, lam=None):
   """
   if lam is not None:
     return jnp.sqrt(2 * jnp.asarray(lam, x.dtype))
-  return 0.1 * jnp.max(jnp.abs(x @ dictionary), axis=-1)
+  return 0.1 * jnp.max(jnp.abs(matmul(x, dictionary)), axis=-1)
 
 
 def optimal_codes(x, dictionary, *, lam=None, m=None, l1_lam=None, tol=1e-6,
@@ -428,9 +435,9 @@ def _omp(x, dictionary, m):
   x_flat = x.reshape(-1, x.shape[-1])
   num_signals = x_flat.shape[0]
   rows = jnp.arange(num_signals)[:, None]
-  gram = dictionary.T @ dictionary
+  gram = matmul(dictionary.T, dictionary)
   atom_norms = jnp.sqrt(jnp.diagonal(gram))
-  correlation0 = x_flat @ dictionary  # D^T x, shape (signals, p).
+  correlation0 = matmul(x_flat, dictionary)  # D^T x, shape (signals, p).
   eye = jnp.eye(m, dtype=x.dtype)
 
   def body(k, carry):
@@ -455,7 +462,7 @@ def _omp(x, dictionary, m):
     gamma = _solve_lower(cholesky, _solve_lower(cholesky, rhs), trans='T')
     # .add, not .set: padded support slots point at atom 0 with gamma = 0.
     codes = jnp.zeros((num_signals, p), x.dtype).at[rows, support].add(gamma)
-    correlation = correlation0 - codes @ gram
+    correlation = correlation0 - matmul(codes, gram)
     return support, cholesky, codes, correlation
 
   init = (jnp.zeros((num_signals, m), jnp.int32),
