@@ -11,7 +11,7 @@ Both sides code the same signals over the same unit-norm random dictionary:
 "Matched quality": FISTA runs on a ladder of tolerances, and the loosest one
 whose mean objective is within `--match_rtol` of the best scikit-learn
 objective is the one timed. OMP is the same greedy algorithm on both sides.
-IHT (from zero, to tolerance) reaches a different local minimum of (2); its
+IHT (100 iterations from zero) reaches a different local minimum of (2); its
 row is there for its speed and quality, not as a matched comparison.
 
     python experiments/solvers_benchmark.py                  # the default
@@ -64,6 +64,7 @@ FLAGS = flags.FLAGS
 # FISTA relative-change tolerances tried, loosest first.
 TOLERANCE_LADDER = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
 MAX_ITERATIONS = 20_000
+IHT_ITERATIONS = 100
 
 
 def _mean_objective(problem: str, x: np.ndarray, dictionary: np.ndarray,
@@ -140,12 +141,11 @@ def run_benchmark(*, num_signals: int, signal_dim: int, code_dim: int,
   omp = lambda: solvers.omp(x, dictionary, m)
   record('m', 'l0enc omp', reporting.time_call(omp, repeats=repeats),
          np.asarray(omp().codes), matched=True)
-  iht = lambda: solvers.iht(x, dictionary, m=m, tol=1e-4,
-                            num_iterations=MAX_ITERATIONS)
-  result = iht()
-  record('m', 'l0enc iht (from zero, tol=1e-4)',
-         reporting.time_call(iht, repeats=repeats), np.asarray(result.codes),
-         iterations=int(result.num_iterations.max()), matched=False)
+  iht = lambda: solvers.iht(x, dictionary, m=m, num_iterations=IHT_ITERATIONS)
+  result = iht()  # Compiles; IHT's top-m runs on one CPU core, so time once.
+  record('m', f'l0enc iht ({IHT_ITERATIONS} iterations from zero)',
+         reporting.time_call(iht, warmup=0, repeats=1),
+         np.asarray(result.codes), iterations=IHT_ITERATIONS, matched=False)
 
   for row in rows:
     if row['method'].startswith('l0enc'):
@@ -185,7 +185,7 @@ def markdown(results: dict[str, Any]) -> str:
       f"lam = {config['lam']}, M = {config['m']}; "
       f"{environment['jax_backend']} ({environment['device']}, "
       f"{environment['cpu_count']} CPU cores); l0enc: median of "
-      f"{config['repeats']} runs after a warm-up, scikit-learn: one run.\n\n')
+      f"{config['repeats']} runs after a warm-up, scikit-learn: one run.\n\n")
   return caption + reporting.markdown_table(
       ['problem', 'method', 'time (s)', 'mean objective', 'mean nonzeros',
        'speed-up', 'matched quality'], table_rows)
