@@ -18,6 +18,7 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 
 from l0enc import approximation
 from l0enc import reporting
@@ -96,6 +97,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   python_logging.getLogger('jax').setLevel(python_logging.WARNING)
+  # Full float32 matmuls everywhere: GPUs default to TF32, which would make
+  # the optimal codes inexact and time the encoder at lower precision than
+  # the IHT it is compared with.
+  jax.config.update('jax_default_matmul_precision', 'highest')
   # Every configuration is checked before the first long computation.
   configs = configs_from_flags()
   workdir = FLAGS.workdir or os.path.join('results',
@@ -104,7 +109,8 @@ def main(argv):
   for config in configs:
     logging.info('Setting: %s', dataclasses.asdict(config))
     results.append(approximation.run(
-        config, os.path.join(workdir, f'{config.problem}_p{config.code_dim}')))
+        config, os.path.join(workdir, f'{config.problem}_p{config.code_dim}'),
+        dictionary_dir=os.path.join(workdir, 'dictionaries')))
   tables = approximation.paper_tables(results)
   speed = reporting.markdown_table(
       ['setting', 'test signals', 'encoder (s)', 'IHT, 10 it. (s)',

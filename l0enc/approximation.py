@@ -166,8 +166,13 @@ class Problem(NamedTuple):
   codes_test: np.ndarray
 
 
-def _signals(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(train signals, test signals, dictionary) of the configured dataset."""
+def _signals(config: Config, dictionary_dir: str | None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(train signals, test signals, dictionary) of the configured dataset.
+
+  A learned dictionary is cached in `dictionary_dir` (if given) under a name
+  that holds every setting it depends on, so problems (1) and (2) share it.
+  """
   key = jax.random.PRNGKey(config.seed)
   if config.dataset == 'synthetic':
     # The generating dictionary is known: it is the one the codes refer to.
@@ -183,11 +188,20 @@ def _signals(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   x_test = data.preprocess_patches(split.x_test).patches
   logging.info('MNIST: %d train and %d test patches of dimension %d.',
                len(x_train), len(x_test), x_train.shape[1])
-  learned = dictionary_lib.learn_dictionary(
+  path = dictionary_dir and os.path.join(
+      dictionary_dir, f'mnist_p{config.code_dim}_lam{config.dictionary_lam:g}_'
+      f'steps{config.dictionary_steps}_seed{config.seed}.npy')
+  if path and os.path.exists(path):
+    return x_train, x_test, np.load(path)
+  dictionary = np.asarray(dictionary_lib.learn_dictionary(
       jax.random.fold_in(key, 1), jnp.asarray(x_train), config.code_dim,
       lam=config.dictionary_lam, num_steps=config.dictionary_steps,
-      log_every=max(config.dictionary_steps // 10, 1))
-  return x_train, x_test, np.asarray(learned.dictionary)
+      log_every=max(config.dictionary_steps // 10, 1)).dictionary)
+  if path:
+    os.makedirs(dictionary_dir, exist_ok=True)
+    np.save(path + '.tmp.npy', dictionary)
+    os.replace(path + '.tmp.npy', path)
+  return x_train, x_test, dictionary
 
 
 def optimal_codes_in_chunks(signals: np.ndarray, dictionary: np.ndarray,
@@ -208,14 +222,15 @@ def optimal_codes_in_chunks(signals: np.ndarray, dictionary: np.ndarray,
   return np.concatenate(codes)
 
 
-def prepare_problem(config: Config, workdir: str) -> Problem:
+def prepare_problem(config: Config, workdir: str,
+                    dictionary_dir: str | None = None) -> Problem:
   """The signals, dictionary and optimal codes, cached in `workdir`."""
   path = os.path.join(workdir, 'problem.npz')
   if os.path.exists(path):
     with np.load(path, allow_pickle=False) as cached:
       logging.info('Loaded the problem from %s.', path)
       return Problem(**{name: cached[name] for name in Problem._fields})
-  x_train, x_test, dictionary = _signals(config)
+  x_train, x_test, dictionary = _signals(config, dictionary_dir)
   problem = Problem(dictionary, x_train,
                     optimal_codes_in_chunks(x_train, dictionary, config),
                     x_test, optimal_codes_in_chunks(x_test, dictionary, config))
@@ -299,13 +314,16 @@ def _encoding_speed(model: nnx.Module, problem: Problem,
           'speedup': iht_seconds / encoder_seconds}
 
 
-def run(config: Config, workdir: str) -> dict[str, Any]:
+def run(config: Config, workdir: str,
+        dictionary_dir: str | None = None) -> dict[str, Any]:
   """Runs one setting end to end; returns (and writes) its results.
 
   Args:
     config: the setting.
     workdir: directory for the cached problem, checkpoints and results;
       a finished setting is read back from its `results.json`.
+    dictionary_dir: where learned dictionaries are cached and shared between
+      settings; None to learn each one afresh.
 
   Returns:
     A JSON-able dict: the config, the table rows (test metrics of each
@@ -319,7 +337,7 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
       return results
     raise ValueError(f'{results_path} holds another configuration; use '
                      'another workdir.')
-  problem = prepare_problem(config, workdir)
+  problem = prepare_problem(config, workdir, dictionary_dir)
   curve = iht_curve(problem, config, max(config.iht_iterations))
   rows = {f'IHT ({k} iterations)': curve[k - 1] for k in config.iht_iterations}
 

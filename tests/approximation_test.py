@@ -1,0 +1,94 @@
+"""Tests of the code-approximation experiment on a tiny synthetic problem."""
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+import pytest
+
+from l0enc import approximation
+
+TINY = dict(signal_dim=8, code_dim=16, num_train=640, num_test=64,
+            nonzero_prob=0.15, num_epochs=2, baseline_epochs=1, m=3,
+            lam=0.02)
+
+
+@pytest.fixture(scope='module', params=['l0', 'msparse'])
+def finished_run(request, tmp_path_factory):
+  config = approximation.Config(problem=request.param, **TINY)
+  workdir = str(tmp_path_factory.mktemp(request.param))
+  return config, workdir, approximation.run(config, workdir)
+
+
+def test_rows_and_files(finished_run):
+  config, workdir, results = finished_run
+  assert list(results['rows']) == [
+      'IHT (2 iterations)', 'IHT (5 iterations)', 'IHT (10 iterations)',
+      'Baseline encoder', approximation.DEEP_NAMES[config.problem]]
+  for row in results['rows'].values():
+    assert np.isfinite(row['prediction_error']) and row['prediction_error'] >= 0
+  assert os.path.exists(os.path.join(workdir, 'results.json'))
+  assert os.path.exists(os.path.join(workdir, 'problem.npz'))
+  assert len(results['history']['deep']) == 2
+  assert results['speed']['encoder_seconds'] > 0
+
+
+def test_untrained_encoder_is_iht_with_as_many_iterations(finished_run):
+  config, _, results = finished_run
+  # Eq. (8): before training, K stages are K IHT iterations from zero.
+  np.testing.assert_allclose(
+      results['untrained_deep_encoder']['prediction_error'],
+      results['iht_curve'][config.num_stages - 1]['prediction_error'],
+      rtol=1e-4, atol=1e-4)
+
+
+def test_iht_error_decreases_and_msparse_support_error_is_counted(
+    finished_run):
+  config, _, results = finished_run
+  errors = [point['prediction_error'] for point in results['iht_curve']]
+  assert errors[-1] < errors[0]
+  if config.problem == 'msparse':
+    support = results['rows']['IHT (2 iterations)']['support_error']
+    assert 0 <= support <= 2 * config.m
+
+
+def test_a_finished_setting_is_read_back(finished_run):
+  config, workdir, results = finished_run
+  os.remove(os.path.join(workdir, 'problem.npz'))  # Not needed any more.
+  assert approximation.run(config, workdir) == results
+  with pytest.raises(ValueError, match='another configuration'):
+    approximation.run(dataclasses.replace(config, seed=1), workdir)
+
+
+def test_paper_tables_show_the_papers_numbers_only_for_mnist(finished_run):
+  _, _, results = finished_run
+  synthetic = approximation.paper_tables([results])
+  assert 'p = 16' in synthetic
+  assert not re.search(r'\d \(\d+\.\d+\)', synthetic)
+  mnist = approximation.json_roundtrip(results)
+  mnist['config'] = dict(mnist['config'], dataset='mnist', code_dim=128)
+  table = approximation.paper_tables([mnist])
+  assert '(17.52)' in table or '(17.23)' in table
+
+
+def test_plot_writes_a_png(finished_run, tmp_path):
+  _, _, results = finished_run
+  path = str(tmp_path / 'errors.png')
+  approximation.plot([results], path)
+  with open(path, 'rb') as handle:
+    assert handle.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.mark.parametrize('override,match', [
+    (dict(dataset='cifar'), 'dataset'),
+    (dict(problem='l1'), 'problem'),
+    (dict(m=200), 'm'),
+    (dict(lam=0.0), 'lam'),
+    (dict(optimizer='rmsprop'), 'optimizer'),
+    (dict(validation_fraction=1.0), 'validation_fraction'),
+    (dict(num_stages=0), 'num_stages'),
+])
+def test_bad_config_raises_before_any_work(override, match):
+  with pytest.raises(ValueError, match=match):
+    approximation.Config(**dict(TINY, **override))
