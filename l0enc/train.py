@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
 
 from l0enc import models
 from l0enc import validation
@@ -313,7 +314,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
         metric_fn: MetricFn | None = None, x_eval: Any = None,
         y_eval: Any = None, workdir: str | os.PathLike | None = None,
         callback: Callable[[EpochRecord], None] | None = None,
-        mesh: jax.sharding.Mesh | None = None) -> FitResult:
+        mesh: jax.sharding.Mesh | None = None,
+        progress: bool = True) -> FitResult:
   """Trains `model` on `(x_train, y_train)` by minibatch gradient descent.
 
   Each epoch visits `num_examples // batch_size` batches in the order of
@@ -344,6 +346,7 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
     workdir: directory for checkpoints, or None for none.
     callback: called with each `EpochRecord`.
     mesh: a 1-D mesh with axis `'data'`; all devices by default.
+    progress: show a progress bar over each epoch's steps (stderr).
 
   Returns:
     `FitResult(model, history)`.
@@ -384,7 +387,9 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
       order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch),
                                                 num_examples))
       losses = []
-      for step in range(steps_per_epoch):
+      # The bar only counts steps: showing the loss would sync every step.
+      for step in tqdm.trange(steps_per_epoch, leave=False, disable=not progress,
+                              desc=f'epoch {epoch + 1}/{config.num_epochs}'):
         indices = order[step * config.batch_size:(step + 1) * config.batch_size]
         state, loss = train_step(
             graphdef, state, jax.device_put(x_train[indices], batch_sharded),
