@@ -16,6 +16,14 @@ NUM_TRAIN, NUM_TEST = 512, 128
 LAM = 0.05
 NUM_EPOCHS = 2
 ''',
+    'classification.ipynb': '''
+NUM_SAMPLES, SIGNAL_DIM, NUM_CLASSES = 240, 8, 3
+NOISE = 1.0
+CODE_DIM, M = 12, 3
+LAM = 1.0
+DICTIONARY_STEPS = 2
+NUM_EPOCHS = 2
+''',
 }
 
 

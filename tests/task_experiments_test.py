@@ -1,0 +1,159 @@
+"""Tests of the classification and clustering experiments on tiny data."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from l0enc import task_experiments as te
+
+TINY = dict(dataset='synthetic', code_dims=(8,), ms=(2,), num_epochs=2,
+            lista_pretrain_epochs=1, dictionary_steps=2, codes_iterations=10,
+            num_synthetic=192, signal_dim=6, num_classes=3, batch_size=32)
+
+
+@pytest.fixture(scope='module')
+def classification_run(tmp_path_factory):
+  config = te.ClassificationConfig(encoders=('lista', 'msparse'), **TINY)
+  workdir = str(tmp_path_factory.mktemp('classification'))
+  return config, workdir, te.run(config, workdir)
+
+
+@pytest.fixture(scope='module')
+def clustering_run(tmp_path_factory):
+  config = te.ClusteringConfig(encoders=('l0',), kmeans_restarts=2,
+                               kmeans_iterations=5, **TINY)
+  workdir = str(tmp_path_factory.mktemp('clustering'))
+  return config, workdir, te.run(config, workdir)
+
+
+def test_classification_results_and_files(classification_run):
+  config, workdir, results = classification_run
+  assert list(results['units']) == ['lista_p8', 'msparse_m2_p8']
+  assert results['data']['num_classes'] == 3
+  for name, unit in results['units'].items():
+    assert 0 <= unit['test_error'] <= 100
+    assert 0 <= unit['validation_error'] <= 100
+    assert len(unit['history']) == config.num_epochs
+    assert np.sum(unit['confusion_matrix']) == results['data']['num_test']
+    assert os.path.exists(os.path.join(workdir, name, 'result.json'))
+  assert len(results['units']['lista_p8']['pretrain_history']) == 1
+  assert results['units']['msparse_m2_p8']['mean_test_code_nonzeros'] <= 2
+  for name in ('results.json', 'settings.json', 'dictionary_p8.npz',
+               'l1_codes_p8.npz'):
+    assert os.path.exists(os.path.join(workdir, name))
+  with open(os.path.join(workdir, 'results.json')) as handle:
+    assert json.load(handle) == json.loads(json.dumps(results))
+
+
+def test_classification_resumes(classification_run):
+  config, workdir, results = classification_run
+  # A finished run is read back.
+  assert te.run(config, workdir)['units'] == results['units']
+  # A unit whose result was lost is rebuilt from its last checkpoint: the
+  # same model, so the same numbers, without training again.
+  os.remove(os.path.join(workdir, 'msparse_m2_p8', 'result.json'))
+  again = te.run(config, workdir)['units']['msparse_m2_p8']
+  before = results['units']['msparse_m2_p8']
+  assert again['test_error'] == before['test_error']
+  assert again['history'] == before['history']
+  # Other settings may not share the workdir.
+  with pytest.raises(ValueError, match='other settings'):
+    te.run(dataclasses.replace(config, lam=2.0), workdir)
+
+
+def test_clustering_results(clustering_run):
+  config, workdir, results = clustering_run
+  assert list(results['units']) == ['kmeans_input', 'kmeans_codes_p8',
+                                    'l0_p8']
+  for unit in results['units'].values():
+    assert 0 <= unit['error'] < 100 and 0 <= unit['nmi'] <= 1
+    assert 1 <= unit['clusters_used'] <= config.num_classes
+  trained = results['units']['l0_p8']
+  assert len(trained['history']) == config.num_epochs
+  assert trained['temperature'] > 0
+  assert 'error' in trained['initial_kmeans']
+  assert te.run(config, workdir)['units'] == results['units']
+  assert os.path.exists(os.path.join(workdir, 'l0_p8', 'train',
+                                     'checkpoint.json'))
+
+
+def test_tables_and_plots(classification_run, clustering_run, tmp_path):
+  _, _, classification = classification_run
+  _, _, clustering = clustering_run
+  table = te.paper_table(classification)
+  assert 'Tuned LISTA' in table and 'Deep M-Sparse (M = 2)' in table
+  assert '10 epochs' not in table and '2 epochs end to end' in table
+  table = te.paper_table(clustering)
+  assert 'k-means on the inputs (reference)' in table
+  assert 'without labels' in table
+  te.plot_learning_curves([classification, clustering],
+                          str(tmp_path / 'curves.png'))
+  best = te.plot_confusion_matrix(classification, str(tmp_path / 'cm.png'))
+  assert best in classification['units']
+  assert os.path.getsize(tmp_path / 'curves.png') > 0
+  assert os.path.getsize(tmp_path / 'cm.png') > 0
+
+
+def test_paper_numbers_in_brackets_at_the_paper_settings():
+  unit = {'unit': {'encoder': 'l0', 'code_dim': 256, 'm': None},
+          'row': 'Deep l0-Regularized', 'error': 20.0}
+  config = te.jsonable(te.ClusteringConfig(dataset='coil20', data_path='x',
+                                           code_dims=(256,)))
+  results = {'experiment': 'clustering', 'config': config,
+             'data': {'description': 'd', 'num_samples': 1440},
+             'units': {'l0_p256': unit}}
+  table = te.paper_table(results)
+  assert '| Deep l0-Regularized | 20.00 (14.27) |' in table
+  # The paper's other rows are listed, with no number of ours.
+  assert '| (Wang et al. 2015a) | — (17.14) |' in table
+
+
+@pytest.mark.parametrize('changes, message', [
+    (dict(dataset='cifar'), 'dataset must be one of'),
+    (dict(code_dims=()), 'code_dims must be a non-empty tuple'),
+    (dict(code_dims=[8]), 'code_dims must be a non-empty tuple'),
+    (dict(encoders=('lista', 'tdsc')), 'encoders must be among'),
+    (dict(ms=(9,)), 'M'),
+    (dict(lam=0.0), 'lam must be positive'),
+    (dict(optimizer='rmsprop'), 'optimizer must be one of'),
+    (dict(min_sigma=0.5), 'min_sigma'),
+    (dict(validation_fraction=1.0), 'validation_fraction'),
+    (dict(dataset='indian_pines'), 'needs data_path'),
+    (dict(max_train=1), 'max_train'),
+])
+def test_classification_config_errors(changes, message):
+  with pytest.raises(ValueError, match=message):
+    te.ClassificationConfig(**{**TINY, **changes})
+
+
+@pytest.mark.parametrize('changes, message', [
+    (dict(dataset='mnist'), 'dataset must be one of'),
+    (dict(dataset='pie'), 'needs data_path'),
+    (dict(marginal_weight=-1.0), 'marginal_weight'),
+    (dict(kmeans_restarts=0), 'kmeans_restarts'),
+])
+def test_clustering_config_errors(changes, message):
+  with pytest.raises(ValueError, match=message):
+    te.ClusteringConfig(**{**TINY, **changes})
+
+
+def test_run_rejects_other_configs(tmp_path):
+  with pytest.raises(TypeError, match='ClassificationConfig'):
+    te.run(te.TaskConfig.__new__(te.TaskConfig), str(tmp_path))
+
+
+def test_stratified_split_and_standardization():
+  labels = np.array([0] * 10 + [1] * 5 + [2] * 1)
+  kept, held_out = te.stratified_split(labels, 0.2, seed=0)
+  assert np.bincount(labels[held_out], minlength=3).tolist() == [2, 1, 0]
+  assert sorted(np.concatenate([kept, held_out]).tolist()) == list(range(16))
+  x = np.random.default_rng(0).normal(size=(4, 3, 3)) * 5 + 2
+  standardized = te.standardize_rows(x)
+  assert standardized.shape == (4, 9)
+  np.testing.assert_allclose(standardized.mean(1), 0, atol=1e-6)
+  np.testing.assert_allclose(standardized.std(1), 1, rtol=1e-5)
+  with pytest.raises(ValueError, match='constant'):
+    te.standardize_rows(np.ones((2, 4)))
