@@ -119,9 +119,28 @@ def main(argv):
         r['speed']['num_signals'], f"{r['speed']['encoder_seconds']:.4f}",
         f"{r['speed']['iht_10_seconds']:.4f}",
         f"{r['speed']['speedup']:.1f}x", r['device']] for r in results])
-  report = (f'{tables}\n**Encoding the test set** (trained {configs[0].num_stages}'
-            f'-stage encoder against 10 IHT iterations; median of 5 runs after '
-            f'a warm-up)\n\n{speed}')
+  problems = reporting.markdown_table(
+      ['setting', 'train / test signals', 'mean nonzeros of the optimal codes',
+       '‖D‖₂²', 'deep encoder training (s)', 'baseline training (s)',
+       'device'],
+      [[f"{r['config']['problem']}, p = {r['config']['code_dim']}",
+        f"{r['data']['num_train']} / {r['data']['num_test']}",
+        f"{r['data']['mean_nonzeros_of_optimal_codes']:.1f}",
+        f"{r['data']['dictionary_lipschitz']:.1f}",
+        f"{sum(e['seconds'] for e in r['history']['deep']):.0f}",
+        f"{sum(e['seconds'] for e in r['history']['baseline']):.0f}",
+        r['device']] for r in results])
+  config = configs[0]
+  report = (
+      f'{tables}\n**Encoding the test set** (trained {config.num_stages}-stage '
+      'encoder against 10 IHT iterations; median of 5 runs after a warm-up)'
+      f'\n\n{speed}\n**Settings** ({config.dataset}; {config.optimizer}, '
+      f'learning rate {config.learning_rate:g}, batch {config.batch_size}, '
+      f'{config.num_epochs} epochs (baseline {config.baseline_epochs}), '
+      f'gradient clipping {config.clip_norm:g}, HELU sigma 0.2 divided by 10 '
+      f'each epoch down to {config.min_sigma:g}; '
+      f'{config.validation_fraction:.0%} of the training signals held out '
+      f'for validation)\n\n{problems}')
   reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)
   approximation.plot(results, os.path.join(workdir, 'errors.png'))
