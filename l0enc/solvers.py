@@ -212,10 +212,18 @@ def _step_size(dictionary, step_size):
   return step_size
 
 
-def _zeros_or(init, x, dictionary):
-  if init is not None:
-    return jnp.asarray(init, x.dtype)
-  return jnp.zeros(x.shape[:-1] + (dictionary.shape[1],), x.dtype)
+def _prepare(x, dictionary, init, num_iterations, tol, lam, step_size):
+  """Validates a solver's arguments; returns its step size and start."""
+  _validate(x, dictionary, init=init, num_iterations=num_iterations, tol=tol,
+            lam=lam, step_size=step_size)
+  if init is None:
+    init = jnp.zeros(x.shape[:-1] + (dictionary.shape[1],), x.dtype)
+  return _step_size(dictionary, step_size), jnp.asarray(init, x.dtype)
+
+
+def _per_signal(lam, x):
+  """A scalar or per-signal `(...)` weight, broadcastable against codes."""
+  return jnp.asarray(lam, x.dtype)[..., None]
 
 
 # ------------------------------------------------------------------- solvers
@@ -247,11 +255,9 @@ def ista(x, dictionary, lam, *, num_iterations=1000, tol=None,
   Returns:
     `SolverResult(codes, num_iterations, objective)` with the l1 objective.
   """
-  _validate(x, dictionary, init=init, num_iterations=num_iterations, tol=tol,
-            lam=lam, step_size=step_size)
-  step_size = _step_size(dictionary, step_size)
-  lam = jnp.asarray(lam, x.dtype)[..., None]
-  return _ista(x, dictionary, lam, step_size, _zeros_or(init, x, dictionary),
+  step_size, init = _prepare(x, dictionary, init, num_iterations, tol, lam,
+                             step_size)
+  return _ista(x, dictionary, _per_signal(lam, x), step_size, init,
                num_iterations, tol)
 
 
@@ -305,11 +311,9 @@ def fista(x, dictionary, lam, *, num_iterations=1000, tol=None,
   Returns:
     `SolverResult(codes, num_iterations, objective)` with the l1 objective.
   """
-  _validate(x, dictionary, init=init, num_iterations=num_iterations, tol=tol,
-            lam=lam, step_size=step_size)
-  step_size = _step_size(dictionary, step_size)
-  lam = jnp.asarray(lam, x.dtype)[..., None]
-  return _fista(x, dictionary, lam, step_size, _zeros_or(init, x, dictionary),
+  step_size, init = _prepare(x, dictionary, init, num_iterations, tol, lam,
+                             step_size)
+  return _fista(x, dictionary, _per_signal(lam, x), step_size, init,
                 num_iterations, tol)
 
 
@@ -359,13 +363,11 @@ def iht(x, dictionary, *, lam=None, m=None, num_iterations=1000, tol=None,
     problem (1) or (2).
   """
   m = _check_problem(dictionary, lam, m)
-  _validate(x, dictionary, init=init, num_iterations=num_iterations, tol=tol,
-            lam=lam, step_size=step_size)
-  step_size = _step_size(dictionary, step_size)
+  step_size, init = _prepare(x, dictionary, init, num_iterations, tol, lam,
+                             step_size)
   if lam is not None:
-    lam = jnp.asarray(lam, x.dtype)[..., None]
-  return _iht(x, dictionary, lam, m, step_size,
-              _zeros_or(init, x, dictionary), num_iterations, tol)
+    lam = _per_signal(lam, x)
+  return _iht(x, dictionary, lam, m, step_size, init, num_iterations, tol)
 
 
 def default_l1_lam(x, dictionary, *, lam=None):
