@@ -23,8 +23,12 @@ def recovered_fraction(learned, true_dictionary, cosine=0.99):
                         cosine))
 
 
-@pytest.mark.parametrize('coding', [{'m': 4}, {'lam': 0.02}])
-def test_learns_unit_norm_atoms_and_recovers_a_planted_dictionary(coding):
+# l1 coding biases the codes, so its atoms come out less exact than OMP's; the
+# bounds hold with a margin over seeds 0-5 (a random dictionary scores ~0).
+@pytest.mark.parametrize('coding,min_recovered,max_objective_ratio', [
+    ({'m': 4}, 0.85, 0.5), ({'lam': 0.02}, 0.6, 0.8)])
+def test_learns_unit_norm_atoms_and_recovers_a_planted_dictionary(
+    coding, min_recovered, max_objective_ratio):
   signals, true_dictionary = planted_problem()
   logged = []
   result = dictionary_lib.learn_dictionary(
@@ -37,9 +41,9 @@ def test_learns_unit_norm_atoms_and_recovers_a_planted_dictionary(coding):
                              rtol=1e-5)
   assert [step for step, _ in logged] == [300, 600, 900, 1200, 1500]
   np.testing.assert_allclose(result.objective, [o for _, o in logged])
-  assert result.objective[-1] < 0.7 * result.objective[0]
-  # A random unit-norm dictionary matches almost none of the true atoms.
-  assert recovered_fraction(result.dictionary, true_dictionary) >= 0.75
+  assert result.objective[-1] < max_objective_ratio * result.objective[0]
+  assert recovered_fraction(result.dictionary, true_dictionary,
+                            cosine=0.95) >= min_recovered
 
 
 def test_same_key_same_dictionary():
