@@ -12,7 +12,11 @@ trained end to end with a linear head (`tasks.TaskModel`):
   `sqrt(2 l0_lam)` equals the l1 problem's soft threshold `lam`, so both
   leave out the same atoms);
 * 'msparse' — the Deep M-Sparse Encoder, `DeepMSparseEncoder.from_dictionary`
-  with each M of `ms`.
+  with each M of `ms`;
+* 'tdsc' (classification only) — task-driven sparse coding (Mairal et al.
+  2012, `l0enc.tdsc`): elastic-net codes (`lam`, `tdsc_lam2`) over the
+  dictionary, which is trained through the codes by implicit
+  differentiation.
 
 Classification (`ClassificationConfig`: MNIST, Indian Pines, a synthetic
 mixture) trains with the softmax cross entropy on the training split minus a
@@ -59,12 +63,14 @@ from l0enc import models
 from l0enc import reporting
 from l0enc import solvers
 from l0enc import tasks
+from l0enc import tdsc
 from l0enc import train
 from l0enc import validation
 
 CLASSIFICATION_DATASETS = ('synthetic', 'mnist', 'indian_pines')
 CLUSTERING_DATASETS = ('synthetic', 'coil20', 'pie')
 ENCODERS = ('lista', 'l0', 'msparse')
+CLASSIFICATION_ENCODERS = ENCODERS + ('tdsc',)
 OPTIMIZERS = {'sgd': optax.sgd, 'adam': optax.adam}
 PAPER_CODE_DIMS = (128, 256, 512)
 SETTINGS_FILE = 'settings.json'
@@ -120,7 +126,8 @@ class TaskConfig:
   Attributes:
     dataset: the data set (see the subclasses).
     code_dims: the code sizes p, one table column each.
-    encoders: which of 'lista', 'l0', 'msparse' to train.
+    encoders: which of 'lista', 'l0', 'msparse' (and for classification
+      'tdsc') to train.
     ms: the M of the Deep M-Sparse Encoder, one table row each.
     num_stages: K, the unrolled stages of every encoder (paper: 2).
     lam: l1 weight of `1/2||x - Da||^2 + lam||a||_1`: dictionary learning,
@@ -173,6 +180,7 @@ class TaskConfig:
   synthetic_noise: float = 1.0
 
   _datasets = ()
+  _encoders = ENCODERS
 
   def __post_init__(self):
     if self.dataset not in self._datasets:
@@ -183,8 +191,8 @@ class TaskConfig:
       validation.check_int_in_range('code_dims entry', code_dim, 1, 2**20)
     _check_tuple('encoders', self.encoders)
     for encoder in self.encoders:
-      if encoder not in ENCODERS:
-        raise ValueError(f'encoders must be among {ENCODERS}, got '
+      if encoder not in self._encoders:
+        raise ValueError(f'encoders must be among {self._encoders}, got '
                          f'{encoder!r}.')
     if 'msparse' in self.encoders:
       _check_tuple('ms', self.ms)
@@ -256,14 +264,19 @@ class ClassificationConfig(TaskConfig):
       None: all), before the validation split.
     max_test: use at most this many test examples (None: all).
     train_fraction: Indian Pines' training share of each class (paper: 10%).
+    tdsc_lam2: TDSC's ridge weight lam2 (its l1 weight is `lam`).
+    tdsc_iterations: FISTA iterations of TDSC's elastic-net codes.
   """
   validation_fraction: float = 0.1
   mnist_image_size: int = 28
   max_train: int | None = None
   max_test: int | None = None
   train_fraction: float = 0.1
+  tdsc_lam2: float = 0.1
+  tdsc_iterations: int = 100
 
   _datasets = CLASSIFICATION_DATASETS
+  _encoders = CLASSIFICATION_ENCODERS
 
   def __post_init__(self):
     super().__post_init__()
@@ -278,6 +291,9 @@ class ClassificationConfig(TaskConfig):
     if not 0 < self.train_fraction < 1:
       raise ValueError('train_fraction must be in (0, 1), got '
                        f'{self.train_fraction}.')
+    validation.check_positive('tdsc_lam2', self.tdsc_lam2)
+    validation.check_int_in_range('tdsc_iterations', self.tdsc_iterations, 1,
+                                  100_000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +346,8 @@ class Unit(NamedTuple):
 
 def row_name(method: str, m: int | None = None) -> str:
   """The paper's row label of a method."""
-  return {'lista': 'Tuned LISTA', 'l0': 'Deep l0-Regularized',
+  return {'tdsc': 'TDSC', 'lista': 'Tuned LISTA',
+          'l0': 'Deep l0-Regularized',
           'msparse': f'Deep M-Sparse (M = {m})',
           'kmeans_input': 'k-means on the inputs (reference)',
           'kmeans_codes': 'k-means on the l1 codes (reference)'}[method]
@@ -554,6 +571,10 @@ def build_encoder(config: TaskConfig, dictionary: np.ndarray, encoder: str,
   if encoder == 'l0':
     return models.DeepL0Encoder.from_dictionary(
         dictionary, lam=config.l0_weight, num_stages=config.num_stages)
+  if encoder == 'tdsc':
+    return tdsc.ElasticNetEncoder(dictionary, lam1=config.lam,
+                                  lam2=config.tdsc_lam2,
+                                  num_iterations=config.tdsc_iterations)
   return models.DeepMSparseEncoder.from_dictionary(
       dictionary, m=m, num_stages=config.num_stages)
 
@@ -840,6 +861,10 @@ def _caption(results: dict[str, Any]) -> str:
       f"dictionary learned on the training signals (lam = {config['lam']:g}, "
       f"{config['dictionary_steps']} steps); no augmentation")
   if results['experiment'] == 'classification':
+    if 'tdsc' in config['encoders']:
+      train_setting += (f"; TDSC: elastic net with lam2 = "
+                        f"{config['tdsc_lam2']:g}, {config['tdsc_iterations']}"
+                        ' FISTA iterations, atoms in the unit ball')
     return (f"**{DATASET_TITLES[dataset]}: classification error (%)** on the "
             f"test set ({data['num_test']} samples) after the last epoch; "
             f"trained on {data['num_train']} samples, {data['num_validation']}"
@@ -948,6 +973,8 @@ def plot_confusion_matrix(results: dict[str, Any], path: str) -> str:
   image = axes.imshow(shares, cmap='Blues', vmin=0, vmax=1)
   figure.colorbar(image, ax=axes, label='share of the true class')
   if len(counts) <= 20:
+    axes.set_xticks(range(len(counts)))
+    axes.set_yticks(range(len(counts)))
     for (i, j), count in np.ndenumerate(counts):
       if count:
         axes.text(j, i, str(count), ha='center', va='center', fontsize=6,

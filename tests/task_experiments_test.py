@@ -16,7 +16,8 @@ TINY = dict(dataset='synthetic', code_dims=(8,), ms=(2,), num_epochs=2,
 
 @pytest.fixture(scope='module')
 def classification_run(tmp_path_factory):
-  config = te.ClassificationConfig(encoders=('lista', 'msparse'), **TINY)
+  config = te.ClassificationConfig(encoders=('lista', 'msparse', 'tdsc'),
+                                   tdsc_iterations=20, **TINY)
   workdir = str(tmp_path_factory.mktemp('classification'))
   return config, workdir, te.run(config, workdir)
 
@@ -31,7 +32,7 @@ def clustering_run(tmp_path_factory):
 
 def test_classification_results_and_files(classification_run):
   config, workdir, results = classification_run
-  assert list(results['units']) == ['lista_p8', 'msparse_m2_p8']
+  assert list(results['units']) == ['lista_p8', 'msparse_m2_p8', 'tdsc_p8']
   assert results['data']['num_classes'] == 3
   for name, unit in results['units'].items():
     assert 0 <= unit['test_error'] <= 100
@@ -85,6 +86,7 @@ def test_tables_and_plots(classification_run, clustering_run, tmp_path):
   _, _, clustering = clustering_run
   table = te.paper_table(classification)
   assert 'Tuned LISTA' in table and 'Deep M-Sparse (M = 2)' in table
+  assert '| TDSC |' in table and 'lam2 = 0.1' in table
   assert '10 epochs' not in table and '2 epochs end to end' in table
   table = te.paper_table(clustering)
   assert 'k-means on the inputs (reference)' in table
@@ -115,7 +117,7 @@ def test_paper_numbers_in_brackets_at_the_paper_settings():
     (dict(dataset='cifar'), 'dataset must be one of'),
     (dict(code_dims=()), 'code_dims must be a non-empty tuple'),
     (dict(code_dims=[8]), 'code_dims must be a non-empty tuple'),
-    (dict(encoders=('lista', 'tdsc')), 'encoders must be among'),
+    (dict(encoders=('lista', 'sparse_pca')), 'encoders must be among'),
     (dict(ms=(9,)), 'M'),
     (dict(lam=0.0), 'lam must be positive'),
     (dict(optimizer='rmsprop'), 'optimizer must be one of'),
@@ -132,6 +134,7 @@ def test_classification_config_errors(changes, message):
 @pytest.mark.parametrize('changes, message', [
     (dict(dataset='mnist'), 'dataset must be one of'),
     (dict(dataset='pie'), 'needs data_path'),
+    (dict(encoders=('tdsc',)), 'encoders must be among'),
     (dict(marginal_weight=-1.0), 'marginal_weight'),
     (dict(kmeans_restarts=0), 'kmeans_restarts'),
 ])
