@@ -73,8 +73,8 @@ flags.DEFINE_multi_enum('encoder',
                         'the reference).')
 flags.DEFINE_integer('num_epochs', None, "End-to-end epochs (default: the "
                      "preset's).")
-flags.DEFINE_integer('lista_pretrain_epochs', None, 'Epochs of LISTA\'s l1-code '
-                     "regression (default: the preset's).")
+flags.DEFINE_integer('lista_pretrain_epochs', None, "Epochs of LISTA's "
+                     "l1-code regression (default: the preset's).")
 flags.DEFINE_float('lam', None, 'l1 weight of dictionary learning and LISTA '
                    "(default: the preset's).")
 flags.DEFINE_float('l0_lam', None, 'l0 weight of the Deep l0 encoder\'s '
@@ -87,6 +87,8 @@ flags.DEFINE_integer('batch_size', None, "Minibatch size (default: the "
 flags.DEFINE_integer('max_train', None, 'Use at most this many training '
                      "examples (default: the preset's).")
 flags.DEFINE_integer('max_test', None, 'Use at most this many test examples.')
+flags.DEFINE_integer('dictionary_steps', None, 'Minibatches of dictionary '
+                     "learning (default: the preset's).")
 flags.DEFINE_integer('seed', 0, 'Seed of splits, dictionaries and training.')
 flags.DEFINE_string('data_dir', '../shared/data', 'Directory of mnist.npz '
                     '(or the MNIST IDX files) and indian_pines.npz.')
@@ -107,7 +109,8 @@ def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
                       ('optimizer', 'optimizer'),
                       ('learning_rate', 'learning_rate'),
                       ('batch_size', 'batch_size'), ('max_train', 'max_train'),
-                      ('max_test', 'max_test')):
+                      ('max_test', 'max_test'),
+                      ('dictionary_steps', 'dictionary_steps')):
     value = getattr(FLAGS, flag)
     if value is not None:
       settings[field] = tuple(value) if isinstance(value, list) else value

@@ -64,8 +64,8 @@ flags.DEFINE_multi_enum('encoder', list(task_experiments.ENCODERS),
                         task_experiments.ENCODERS, 'Encoders to train.')
 flags.DEFINE_integer('num_epochs', None, "End-to-end epochs (default: the "
                      "preset's).")
-flags.DEFINE_integer('lista_pretrain_epochs', None, 'Epochs of LISTA\'s l1-code '
-                     "regression (default: the preset's).")
+flags.DEFINE_integer('lista_pretrain_epochs', None, "Epochs of LISTA's "
+                     "l1-code regression (default: the preset's).")
 flags.DEFINE_float('lam', None, 'l1 weight of dictionary learning and LISTA '
                    "(default: the preset's).")
 flags.DEFINE_float('learning_rate', None, "Step size (default: the preset's).")
@@ -73,6 +73,8 @@ flags.DEFINE_float('marginal_weight', None, 'gamma: weight of the marginal '
                    "entropy in the loss (default: the preset's).")
 flags.DEFINE_float('head_weight_decay', None, 'L2 weight of the cluster head '
                    "(default: the preset's).")
+flags.DEFINE_integer('dictionary_steps', None, 'Minibatches of dictionary '
+                     "learning (default: the preset's).")
 flags.DEFINE_integer('seed', 0, 'Seed of dictionaries, k-means and training.')
 flags.DEFINE_string('data_dir', '../shared/data', 'Directory of coil20.npz.')
 flags.DEFINE_string('coil20_path', None, 'COIL-20 .npz (default: '
@@ -97,7 +99,8 @@ def config_from_flags(dataset: str) -> task_experiments.ClusteringConfig:
                       ('lista_pretrain_epochs', 'lista_pretrain_epochs'),
                       ('lam', 'lam'), ('learning_rate', 'learning_rate'),
                       ('marginal_weight', 'marginal_weight'),
-                      ('head_weight_decay', 'head_weight_decay')):
+                      ('head_weight_decay', 'head_weight_decay'),
+                      ('dictionary_steps', 'dictionary_steps')):
     value = getattr(FLAGS, flag)
     if value is not None:
       settings[field] = tuple(value) if isinstance(value, list) else value

@@ -1,7 +1,8 @@
 """Classification and clustering experiments (Tables 4-7 of the l0 paper).
 
 Every encoder is initialized from a dictionary learned on the training
-signals (`dictionary.learn_dictionary`, l1 coding with weight `lam`), then
+signals (for clustering: on all of them; `dictionary.learn_dictionary`, l1
+coding with weight `lam`), then
 trained end to end with a linear head (`tasks.TaskModel`):
 
 * 'lista' — tuned LISTA: `LISTA.from_dictionary` (K ISTA iterations), first
@@ -141,7 +142,8 @@ class TaskConfig:
     learning_rate: the optimizer's step size.
     clip_norm: global gradient-norm clipping before the optimizer (HELU_sigma
       has slope 1/sigma on its ramps).
-    min_sigma: floor of the HELU_sigma annealing 0.2, 0.02, ...
+    min_sigma: floor of the HELU_sigma annealing 0.2, 0.02, ... (0.2 keeps
+      sigma constant).
     head_weight_decay: L2 weight on the head's kernel.
     dictionary_steps: minibatches of dictionary learning.
     codes_iterations: FISTA iterations of the l1 codes (LISTA's targets,
@@ -212,8 +214,10 @@ class TaskConfig:
                        f'{self.optimizer!r}.')
     validation.check_positive('learning_rate', self.learning_rate)
     validation.check_positive('clip_norm', self.clip_norm)
-    if not 0 <= self.min_sigma < 0.2:
-      raise ValueError(f'min_sigma must be in [0, 0.2), got {self.min_sigma}.')
+    initial_sigma = train.TrainConfig().initial_sigma
+    if not 0 <= self.min_sigma <= initial_sigma:
+      raise ValueError(f'min_sigma must be in [0, {initial_sigma:g}] (equal: '
+                       f'sigma stays constant), got {self.min_sigma}.')
     validation.check_nonnegative('head_weight_decay', self.head_weight_decay)
     validation.check_int_in_range('dictionary_steps', self.dictionary_steps,
                                   1, 2**31 - 1)
@@ -851,6 +855,8 @@ def _metric(result: dict[str, Any], experiment: str) -> float:
 def _caption(results: dict[str, Any]) -> str:
   config, data = results['config'], results['data']
   dataset = config['dataset']
+  learned_on = ('the training' if results['experiment'] == 'classification'
+                else 'all the')
   train_setting = (
       f"{config['num_epochs']} epochs end to end (tuned LISTA first "
       f"{config['lista_pretrain_epochs']} epochs of l1-code regression), "
@@ -858,7 +864,7 @@ def _caption(results: dict[str, Any]) -> str:
       f"{config['learning_rate']:g} after clipping to norm "
       f"{config['clip_norm']:g}, HELU_sigma from 0.2 (/10 per epoch, floor "
       f"{config['min_sigma']:g}), K = {config['num_stages']} stages, "
-      f"dictionary learned on the training signals (lam = {config['lam']:g}, "
+      f'dictionary learned on {learned_on} signals (lam = {config["lam"]:g}, '
       f"{config['dictionary_steps']} steps); no augmentation")
   if results['experiment'] == 'classification':
     if 'tdsc' in config['encoders']:
@@ -899,7 +905,9 @@ def paper_table(results: dict[str, Any]) -> str:
   by_row = {}
   for name, result in results['units'].items():
     by_row.setdefault(result['row'], {})[result['unit']['code_dim']] = result
-  rows = [name for name in paper if name not in by_row]  # Paper-only rows.
+  rows = []
+  if any(code_dim in PAPER_CODE_DIMS for code_dim in code_dims):
+    rows = [name for name in paper if name not in by_row]  # Paper-only rows.
   rows += list(by_row)
 
   def cell(row, code_dim):
