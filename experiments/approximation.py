@@ -74,7 +74,7 @@ flags.DEFINE_string('data_dir', None, 'Directory with mnist.npz or the four '
                     'MNIST IDX files; without it, tensorflow-datasets is '
                     'tried.')
 flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
-                    '(default: results/approximation_<preset>).')
+                    '(default: workdir/approximation_<preset>).')
 
 FLAGS = flags.FLAGS
 
@@ -110,7 +110,7 @@ def main(argv):
   jax.config.update('jax_default_matmul_precision', 'highest')
   # Every configuration is checked before the first long computation.
   configs = configs_from_flags()
-  workdir = FLAGS.workdir or os.path.join('results',
+  workdir = FLAGS.workdir or os.path.join('workdir',
                                           f'approximation_{FLAGS.preset}')
   results = []
   for config in configs:

@@ -95,7 +95,7 @@ flags.DEFINE_string('data_dir', '../shared/data', 'Directory of mnist.npz '
 flags.DEFINE_string('indian_pines_path', None, 'Indian Pines .npz (default: '
                     '<data_dir>/indian_pines.npz).')
 flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
-                    '(default: results/classification_<preset>).')
+                    '(default: workdir/classification_<preset>).')
 
 FLAGS = flags.FLAGS
 
@@ -131,7 +131,7 @@ def main(argv):
   # Every configuration is checked before the first long computation.
   configs = [config_from_flags(dataset) for dataset in dict.fromkeys(
       FLAGS.dataset)]
-  workdir = FLAGS.workdir or os.path.join('results',
+  workdir = FLAGS.workdir or os.path.join('workdir',
                                           f'classification_{FLAGS.preset}')
   results, sections = [], []
   for config in configs:

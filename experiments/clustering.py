@@ -82,7 +82,7 @@ flags.DEFINE_string('coil20_path', None, 'COIL-20 .npz (default: '
 flags.DEFINE_string('pie_path', None, 'CMU PIE .npz with keys x and y; PIE is '
                     'skipped without it.')
 flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
-                    '(default: results/clustering_<preset>).')
+                    '(default: workdir/clustering_<preset>).')
 
 FLAGS = flags.FLAGS
 
@@ -126,7 +126,7 @@ def main(argv):
     return
   # Every configuration is checked before the first long computation.
   configs = [config_from_flags(dataset) for dataset in datasets]
-  workdir = FLAGS.workdir or os.path.join('results',
+  workdir = FLAGS.workdir or os.path.join('workdir',
                                           f'clustering_{FLAGS.preset}')
   results = []
   for config in configs:

@@ -56,7 +56,7 @@ flags.DEFINE_float('match_rtol', 1e-5,
 flags.DEFINE_integer('repeats', 3, 'Timed repetitions of the l0enc solvers, after a '
                      'warm-up (the median is kept); scikit-learn runs once.')
 flags.DEFINE_integer('seed', 0, 'PRNG seed of the dictionary and signals.')
-flags.DEFINE_string('workdir', 'results/solvers_benchmark',
+flags.DEFINE_string('workdir', 'workdir/solvers_benchmark',
                     'Directory for results.json, results.md and the plot.')
 
 FLAGS = flags.FLAGS

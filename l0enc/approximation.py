@@ -332,7 +332,9 @@ def run(config: Config, workdir: str,
   results_path = os.path.join(workdir, 'results.json')
   if os.path.exists(results_path):
     results = reporting.read_json(results_path)
-    if results['config'] == _jsonable(config):
+    # Where the data was read from does not change the results.
+    same = lambda c: {k: v for k, v in c.items() if k != 'data_dir'}
+    if same(results['config']) == same(_jsonable(config)):
       logging.info('Setting already done: %s', results_path)
       return results
     raise ValueError(f'{results_path} holds another configuration; use '
