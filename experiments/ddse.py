@@ -131,7 +131,7 @@ flags.DEFINE_string('data_dir', None, 'Directory with mnist.npz or the four '
                     'MNIST IDX files; without it, tensorflow-datasets is '
                     'tried.')
 flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
-                    '(default: results/ddse_<preset>).')
+                    '(default: workdir/ddse_<preset>).')
 
 FLAGS = flags.FLAGS
 
@@ -190,7 +190,7 @@ def main(argv):
   # Every unit's configuration is checked before the first one trains.
   units = ddse_experiment.plan(base, sweeps, FLAGS.methods).units
   logging.info('%d units: %s', len(units), ', '.join(units))
-  workdir = FLAGS.workdir or os.path.join('results', f'ddse_{FLAGS.preset}')
+  workdir = FLAGS.workdir or os.path.join('workdir', f'ddse_{FLAGS.preset}')
   combined = ddse_experiment.run_experiment(
       base, sweeps, workdir, FLAGS.methods,
       measure_compactness=FLAGS.compactness)
