@@ -31,7 +31,6 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-import jax.numpy as jnp
 import matplotlib.figure
 import numpy as np
 from sklearn import decomposition

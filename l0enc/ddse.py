@@ -202,9 +202,11 @@ class _PCAInputNetwork(nnx.Module):
                        f'{n}), got {mean.shape} and {components.shape}.')
     validation.check_finite('basis.mean', mean)
     validation.check_finite('basis.components', components)
-    self.pca_mean[...] = mean.astype(self.pca_mean[...].dtype)
-    self.pca_components[...] = components.astype(
-        self.pca_components[...].dtype)
+    # Copies (astype of the same dtype would alias): train_step donates the
+    # model state, which must not delete the caller's basis.
+    self.pca_mean[...] = jnp.array(mean, self.pca_mean[...].dtype, copy=True)
+    self.pca_components[...] = jnp.array(
+        components, self.pca_components[...].dtype, copy=True)
 
   @classmethod
   def from_data(cls, signals: jax.Array, *args, **kwargs):

@@ -536,9 +536,8 @@ def build_model(config: Config,
 
   Args:
     config: the unit.
-    pca: the PCA basis of the training images (the model gets its own
-      device copy: `train.train_step` donates the model's buffers), or None
-      to keep the identity (for a model that is restored next).
+    pca: the PCA basis of the training images, or None to keep the
+      identity (for a model that is restored next).
 
   Returns:
     The model from `ddse.make_model`.
@@ -549,8 +548,7 @@ def build_model(config: Config,
                           num_classes=config.classes,
                           rngs=nnx.Rngs(config.seed))
   if pca is not None:
-    model.set_pca(dictionary.PCABasis(
-        *(jnp.array(np.asarray(part), copy=True) for part in pca)))
+    model.set_pca(pca)
   return model
 
 
