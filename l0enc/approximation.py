@@ -440,38 +440,47 @@ def paper_tables(results: Sequence[dict[str, Any]]) -> str:
 def plot(results: Sequence[dict[str, Any]], path: str) -> None:
   """Error against iterations / stages, and validation error per epoch.
 
-  One column per run. Top: test prediction error of IHT after 1..10
-  iterations (line), of the deep encoder with its K stages (star) and of
-  the baseline encoder (dashed). Bottom: validation prediction error of the
-  two trained encoders after each epoch.
+  One row per code size p and, for each problem, two panels: the test
+  prediction error of IHT after 1..10 iterations (line), of the deep encoder
+  with its K stages (star) and of the baseline encoder (dashed); then the
+  validation prediction error of the two trained encoders after each epoch.
   """
+  code_dims = sorted({r['config']['code_dim'] for r in results})
+  problems = [p for p in PROBLEMS
+              if any(r['config']['problem'] == p for r in results)]
   # The object-oriented API: no pyplot state, no backend switch for users.
-  figure = matplotlib.figure.Figure(figsize=(4.2 * len(results), 7))
-  axes = figure.subplots(2, len(results), squeeze=False)
-  for column, result in enumerate(results):
+  figure = matplotlib.figure.Figure(
+      figsize=(4.2 * 2 * len(problems), 3.4 * len(code_dims)))
+  axes = figure.subplots(len(code_dims), 2 * len(problems), squeeze=False)
+  for result in results:
     config = result['config']
+    row = code_dims.index(config['code_dim'])
+    column = 2 * problems.index(config['problem'])
+    errors, curves = axes[row, column], axes[row, column + 1]
     deep_name = DEEP_NAMES[config['problem']]
-    top, bottom = axes[0, column], axes[1, column]
+    setting = (f"{config['dataset']}, problem "
+               f"{'(1)' if config['problem'] == 'l0' else '(2)'}, "
+               f"p = {config['code_dim']}")
     curve = [point['prediction_error'] for point in result['iht_curve']]
-    top.plot(range(1, len(curve) + 1), curve, 'o-', label='IHT (iterations)')
-    top.plot([config['num_stages']],
-             [result['rows'][deep_name]['prediction_error']], '*',
-             markersize=14, label=f"{deep_name} ({config['num_stages']} stages)")
-    top.axhline(result['rows']['Baseline encoder']['prediction_error'],
-                linestyle='--', color='gray', label='Baseline encoder')
-    top.set(yscale='log', xlabel='IHT iterations / encoder stages',
-            ylabel='test prediction error (%)',
-            title=f"{config['dataset']}, problem "
-                  f"{'(1)' if config['problem'] == 'l0' else '(2)'}, "
-                  f"p = {config['code_dim']}")
-    top.legend(fontsize=7)
+    errors.plot(range(1, len(curve) + 1), curve, 'o-',
+                label='IHT (iterations)')
+    errors.plot([config['num_stages']],
+                [result['rows'][deep_name]['prediction_error']], '*',
+                markersize=14,
+                label=f"{deep_name} ({config['num_stages']} stages)")
+    errors.axhline(result['rows']['Baseline encoder']['prediction_error'],
+                   linestyle='--', color='gray', label='Baseline encoder')
+    errors.set(yscale='log', xlabel='IHT iterations / encoder stages',
+               ylabel='test prediction error (%)', title=setting)
+    errors.legend(fontsize=7)
     for name, label in (('deep', deep_name), ('baseline', 'Baseline encoder')):
       history = result['history'][name]
-      bottom.plot([r['epoch'] for r in history],
+      curves.plot([r['epoch'] for r in history],
                   [r['eval_metrics']['prediction_error'] for r in history],
                   label=label)
-    bottom.set(yscale='log', xlabel='epoch',
-               ylabel='validation prediction error (%)')
-    bottom.legend(fontsize=7)
+    curves.set(yscale='log', xlabel='epoch',
+               ylabel='validation prediction error (%)',
+               title=f'training, {setting}')
+    curves.legend(fontsize=7)
   figure.tight_layout()
-  reporting.save_figure_atomic(figure, path, dpi=110)
+  reporting.save_figure_atomic(figure, path, dpi=100)
