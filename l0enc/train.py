@@ -346,7 +346,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
     workdir: directory for checkpoints, or None for none.
     callback: called with each `EpochRecord`.
     mesh: a 1-D mesh with axis `'data'`; all devices by default.
-    progress: show a progress bar over each epoch's steps (stderr).
+    progress: show a progress bar over each epoch's steps on stderr, when
+      stderr is a terminal.
 
   Returns:
     `FitResult(model, history)`.
@@ -388,7 +389,9 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
                                                 num_examples))
       losses = []
       # The bar only counts steps: showing the loss would sync every step.
-      for step in tqdm.trange(steps_per_epoch, leave=False, disable=not progress,
+      # disable=None hides it when stderr is not a terminal (logs, CI).
+      for step in tqdm.trange(steps_per_epoch, leave=False,
+                              disable=None if progress else True,
                               desc=f'epoch {epoch + 1}/{config.num_epochs}'):
         indices = order[step * config.batch_size:(step + 1) * config.batch_size]
         state, loss = train_step(
