@@ -8,6 +8,7 @@ import pytest
 from sklearn import linear_model
 
 from l0enc import solvers
+from references import np_top_m
 
 
 @pytest.fixture(autouse=True)
@@ -49,10 +50,7 @@ def np_iht(x, dictionary, step, iterations, lam=None, m=None):
     if m is None:
       codes = np.where(np.abs(u) >= np.sqrt(2 * lam * step), u, 0)
     else:
-      codes = np.zeros_like(u)
-      for i, row in enumerate(u):
-        keep = np.argsort(-np.abs(row), kind='stable')[:m]
-        codes[i, keep] = row[keep]
+      codes = np_top_m(u, m)
   return codes
 
 

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from l0enc import transforms
+from references import np_top_m
 
 CONSTRAINTS = {'encoder/stacked_rows': ('rows', 2),
                'encoder/columns': ('cols', 3)}
@@ -20,12 +21,7 @@ def np_project(w, constraint):
   w = np.asarray(w)
   if axis == 'cols':
     return np_project(np.swapaxes(w, -1, -2), ('rows', s)).swapaxes(-1, -2)
-  flat = w.reshape(-1, w.shape[-1])
-  out = np.zeros_like(flat)
-  for i, row in enumerate(flat):
-    keep = np.argsort(-np.abs(row), kind='stable')[:s]
-    out[i, keep] = row[keep]
-  return out.reshape(w.shape)
+  return np_top_m(w, s)
 
 
 def _params(seed=0):
