@@ -72,6 +72,20 @@ def test_paper_tables_show_the_papers_numbers_only_for_mnist(finished_run):
   assert '(17.52)' in table or '(17.23)' in table
 
 
+def test_learning_rate_is_chosen_on_validation(tmp_path):
+  config = approximation.Config(problem='l0', learning_rates=(1e-2, 1e-7),
+                                **TINY)
+  results = approximation.run(config, str(tmp_path))
+  for name in ('deep', 'baseline'):
+    selection = results['learning_rate_selection'][name]
+    errors = selection['validation_error']
+    assert set(errors) == {'0.01', '1e-07'}
+    assert f"{selection['learning_rate']:g}" == min(errors, key=errors.get)
+    history = results['history'][name]
+    assert history[-1]['eval_metrics']['prediction_error'] == min(
+        errors.values())
+
+
 def test_plot_writes_a_png(finished_run, tmp_path):
   _, _, results = finished_run
   path = str(tmp_path / 'errors.png')
@@ -88,6 +102,8 @@ def test_plot_writes_a_png(finished_run, tmp_path):
     (dict(optimizer='rmsprop'), 'optimizer'),
     (dict(validation_fraction=1.0), 'validation_fraction'),
     (dict(num_stages=0), 'num_stages'),
+    (dict(learning_rates=()), 'learning_rates'),
+    (dict(learning_rates=(1e-3, -1e-3)), 'learning_rates'),
 ])
 def test_bad_config_raises_before_any_work(override, match):
   with pytest.raises(ValueError, match=match):

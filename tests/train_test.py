@@ -83,6 +83,27 @@ def test_squared_error_loss():
   assert float(train.squared_error_loss(outputs, targets)) == 7.0
 
 
+@pytest.mark.parametrize('problem', ['l0', 'msparse'])
+def test_train_steps_equals_repeated_train_step(problem):
+  x, y = _problem(m=M)
+  states = []
+  for _ in range(2):
+    model = _model(problem)
+    # SGD: Adam would blow up rounding-level differences of tiny gradients.
+    optimizer = nnx.Optimizer(model, optax.sgd(0.01), wrt=nnx.Param)
+    states.append(nnx.split((model, optimizer)))
+  (graphdef, looped), (_, scanned) = states
+  looped_losses = []
+  for step in range(4):
+    batch = slice(32 * step, 32 * (step + 1))
+    looped, loss = train.train_step(graphdef, looped, x[batch], y[batch])
+    looped_losses.append(loss)
+  scanned, scanned_losses = train.train_steps(
+      graphdef, scanned, x[:128].reshape(4, 32, -1), y[:128].reshape(4, 32, -1))
+  chex.assert_trees_all_close(scanned, looped, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(scanned_losses, looped_losses, rtol=1e-5)
+
+
 def test_sigma_schedule():
   config = train.TrainConfig()
   np.testing.assert_allclose(
