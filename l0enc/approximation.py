@@ -276,9 +276,9 @@ def iht_curve(problem: Problem, config: Config,
   return curve
 
 
-def build_deep_encoder(problem: Problem, config: Config) -> nnx.Module:
+def build_deep_encoder(dictionary: np.ndarray, config: Config) -> nnx.Module:
   """The deep encoder of the problem, initialized from the dictionary (eq. 8)."""
-  dictionary = jnp.asarray(problem.dictionary)
+  dictionary = jnp.asarray(dictionary)
   if config.problem == 'l0':
     return models.DeepL0Encoder.from_dictionary(
         dictionary, lam=config.lam, num_stages=config.num_stages)
@@ -335,8 +335,8 @@ def train_with_selected_rate(
   return (*trained[best], selection)
 
 
-def _encoding_speed(model: nnx.Module, problem: Problem,
-                    config: Config) -> dict[str, float]:
+def _encoding_speed(model: nnx.Module, x_test: np.ndarray,
+                    dictionary: np.ndarray, config: Config) -> dict[str, float]:
   """Seconds to code the whole test set: the encoder against 10 IHT steps."""
   model.eval()
   graphdef, state = nnx.split(model)
@@ -344,17 +344,47 @@ def _encoding_speed(model: nnx.Module, problem: Problem,
   # flattening an `nnx.State` argument on every call would cost more host
   # time than the whole encoding on an accelerator.
   encode = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
-  x, dictionary = jnp.asarray(problem.x_test), jnp.asarray(problem.dictionary)
+  x, dictionary = jnp.asarray(x_test), jnp.asarray(dictionary)
   step_size = 1 / solvers.lipschitz_constant(dictionary)
   iterations = max(config.iht_iterations)
   iht = jax.jit(lambda x: solvers.iht(
       x, dictionary, num_iterations=iterations, step_size=step_size,
       **config.problem_kwargs).codes)
-  encoder_seconds = reporting.time_call(lambda: encode(x), repeats=SPEED_REPEATS)
+  encoder_seconds = reporting.time_call(lambda: encode(x),
+                                        repeats=SPEED_REPEATS)
   iht_seconds = reporting.time_call(lambda: iht(x), repeats=SPEED_REPEATS)
-  return {'num_signals': len(problem.x_test), 'encoder_seconds': encoder_seconds,
+  return {'num_signals': len(x_test), 'encoder_seconds': encoder_seconds,
           f'iht_{iterations}_seconds': iht_seconds,
           'speedup': iht_seconds / encoder_seconds}
+
+
+def benchmark_trained_encoder(workdir: str, dictionary_dir: str | None = None,
+                              data_dir: str | None = None) -> dict[str, Any]:
+  """Times a finished setting's trained encoder again, on this machine.
+
+  Rebuilds the deep encoder of the setting in `workdir` (a finished `run`),
+  loads the parameters of the chosen learning rate from its checkpoint and
+  times it against 10 IHT iterations on the test signals, as `run` does.
+  The signals and dictionary come from `workdir/problem.npz` if present,
+  else as `run` made them (MNIST from `data_dir`, the dictionary cached in
+  `dictionary_dir`).
+
+  Returns:
+    The speed record: signals, seconds of each, speed-up and device.
+  """
+  results = reporting.read_json(os.path.join(workdir, 'results.json'))
+  config = config_from_json(results['config'], data_dir=data_dir)
+  problem_path = os.path.join(workdir, 'problem.npz')
+  if os.path.exists(problem_path):
+    with np.load(problem_path, allow_pickle=False) as cached:
+      x_test, dictionary = cached['x_test'], cached['dictionary']
+  else:
+    _, x_test, dictionary = _signals(config, dictionary_dir)
+  model = build_deep_encoder(dictionary, config)
+  rate = results['learning_rate_selection']['deep']['learning_rate']
+  train.restore_model(os.path.join(workdir, 'deep', f'lr{rate:g}'), model)
+  return {**_encoding_speed(model, x_test, dictionary, config),
+          'device': jax.devices()[0].device_kind}
 
 
 def run(config: Config, workdir: str,
@@ -395,10 +425,10 @@ def run(config: Config, workdir: str,
       train.predict(baseline, problem.x_test), problem.codes_test)
 
   untrained = _code_metrics(
-      train.predict(build_deep_encoder(problem, config), problem.x_test),
-      problem.codes_test)
+      train.predict(build_deep_encoder(problem.dictionary, config),
+                    problem.x_test), problem.codes_test)
   deep, deep_history, deep_selection = train_with_selected_rate(
-      lambda: build_deep_encoder(problem, config), problem, config,
+      lambda: build_deep_encoder(problem.dictionary, config), problem, config,
       config.num_epochs, os.path.join(workdir, 'deep'))
   rows[DEEP_NAMES[config.problem]] = _code_metrics(
       train.predict(deep, problem.x_test), problem.codes_test)
@@ -418,7 +448,8 @@ def run(config: Config, workdir: str,
       'history': {'baseline': baseline_history, 'deep': deep_history},
       'learning_rate_selection': {'baseline': baseline_selection,
                                   'deep': deep_selection},
-      'speed': _encoding_speed(deep, problem, config),
+      'speed': _encoding_speed(deep, problem.x_test, problem.dictionary,
+                               config),
       'device': jax.devices()[0].device_kind,
   }
   reporting.write_json_atomic(results_path, results)
@@ -427,6 +458,13 @@ def run(config: Config, workdir: str,
 
 def _jsonable(config: Config) -> dict[str, Any]:
   return json_roundtrip(dataclasses.asdict(config))
+
+
+def config_from_json(fields: dict[str, Any], **overrides: Any) -> Config:
+  """The `Config` of a results file (lists back to tuples)."""
+  fields = {name: tuple(value) if isinstance(value, list) else value
+            for name, value in fields.items()}
+  return Config(**{**fields, **overrides})
 
 
 def json_roundtrip(value: Any) -> Any:

@@ -86,6 +86,15 @@ def test_learning_rate_is_chosen_on_validation(tmp_path):
         errors.values())
 
 
+def test_trained_encoder_is_timed_again_from_its_checkpoint(finished_run):
+  _, workdir, results = finished_run
+  speed = approximation.benchmark_trained_encoder(workdir)
+  assert speed['num_signals'] == results['speed']['num_signals']
+  assert speed['encoder_seconds'] > 0 and speed['iht_10_seconds'] > 0
+  assert speed['speedup'] == pytest.approx(
+      speed['iht_10_seconds'] / speed['encoder_seconds'])
+
+
 def test_plot_writes_a_png(finished_run, tmp_path):
   _, _, results = finished_run
   path = str(tmp_path / 'errors.png')
