@@ -94,6 +94,9 @@ flags.DEFINE_string('data_dir', '../shared/data', 'Directory of mnist.npz '
                     '(or the MNIST IDX files) and indian_pines.npz.')
 flags.DEFINE_string('indian_pines_path', None, 'Indian Pines .npz (default: '
                     '<data_dir>/indian_pines.npz).')
+flags.DEFINE_bool('report_only', False, 'Train nothing: write the tables '
+                  'from the units already finished in --workdir (e.g. on '
+                  'another machine); the others show as a dash.')
 flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
                     '(default: workdir/classification_<preset>).')
 
@@ -136,8 +139,8 @@ def main(argv):
   results, sections = [], []
   for config in configs:
     logging.info('Data set %s: %s', config.dataset, dataclasses.asdict(config))
-    result = task_experiments.run(config, os.path.join(workdir,
-                                                       config.dataset))
+    result = task_experiments.run(config, os.path.join(workdir, config.dataset),
+                                  report_only=FLAGS.report_only)
     results.append(result)
     best = task_experiments.plot_confusion_matrix(
         result, os.path.join(workdir, f'confusion_{config.dataset}.png'))

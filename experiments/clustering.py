@@ -81,6 +81,9 @@ flags.DEFINE_string('coil20_path', None, 'COIL-20 .npz (default: '
                     '<data_dir>/coil20.npz).')
 flags.DEFINE_string('pie_path', None, 'CMU PIE .npz with keys x and y; PIE is '
                     'skipped without it.')
+flags.DEFINE_bool('report_only', False, 'Train nothing: write the tables '
+                  'from the units already finished in --workdir (e.g. on '
+                  'another machine); the others show as a dash.')
 flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
                     '(default: workdir/clustering_<preset>).')
 
@@ -132,7 +135,8 @@ def main(argv):
   for config in configs:
     logging.info('Data set %s: %s', config.dataset, dataclasses.asdict(config))
     results.append(task_experiments.run(
-        config, os.path.join(workdir, config.dataset)))
+        config, os.path.join(workdir, config.dataset),
+        report_only=FLAGS.report_only))
   report = '\n'.join([task_experiments.paper_table(result)
                       for result in results] + notes)
   reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)

@@ -1,4 +1,4 @@
-r"""Times trained deep encoders against 10 IHT iterations on this machine.
+r"""Times trained deep encoders on this machine: coding and training.
 
     python experiments/encoding_benchmark.py \
         --workdir=workdir/approximation_paper --data_dir=../shared/data
@@ -7,8 +7,9 @@ Reads every finished setting of an approximation run (`<workdir>/*/`,
 trained there or copied from another machine with its checkpoints and
 dictionaries), rebuilds its encoder from the checkpoint of the chosen
 learning rate, and times coding the test set against 10 IHT iterations
-(median of repeated runs after a warm-up, `block_until_ready`). Writes
-`results.json` and `results.md` to --output_dir.
+(median of repeated runs after a warm-up, `block_until_ready`), then
+times one training epoch of the deep and the baseline encoder (compiled,
+`train.fit`). Writes `results.json` and `results.md` to --output_dir.
 """
 
 import os
@@ -57,15 +58,19 @@ def main(argv):
       FLAGS.workdir, f'encoding_benchmark_{platform}')
   cores = f', {os.cpu_count()} CPU cores' if platform == 'cpu' else ''
   report = (
-      f'Trained {len(settings)} encoders coding the test set against 10 IHT '
-      f'iterations; median of {approximation.SPEED_REPEATS} runs after a '
-      f'warm-up, one process alone on the machine{cores}.\n\n'
+      f'Trained 2-stage encoders coding the test set against 10 IHT '
+      f'iterations (median of {approximation.SPEED_REPEATS} runs after a '
+      'warm-up), and one training epoch of each encoder (the second of two, '
+      f'after compilation); one process alone on the machine{cores}.\n\n'
       + reporting.markdown_table(
           ['setting', 'test signals', 'encoder (s)', 'IHT, 10 it. (s)',
-           'speed-up', 'device'],
+           'speed-up', 'training signals', 'deep encoder epoch (s)',
+           'baseline epoch (s)', 'device'],
           [[name.replace('_p', ', p = '), r['num_signals'],
             f"{r['encoder_seconds']:.4f}", f"{r['iht_10_seconds']:.4f}",
-            f"{r['speedup']:.1f}x", r['device']]
+            f"{r['speedup']:.1f}x", r['num_train_signals'],
+            f"{r['deep_epoch_seconds']:.2f}",
+            f"{r['baseline_epoch_seconds']:.2f}", r['device']]
            for name, r in results.items()]))
   reporting.write_json_atomic(os.path.join(output_dir, 'results.json'),
                               results)

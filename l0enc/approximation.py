@@ -358,32 +358,63 @@ def _encoding_speed(model: nnx.Module, x_test: np.ndarray,
           'speedup': iht_seconds / encoder_seconds}
 
 
+def _epoch_seconds(model: nnx.Module, x_train: np.ndarray, config: Config,
+                   learning_rate: float) -> float:
+  """Wall time of one training epoch of `model` on `x_train`, compiled.
+
+  Trains two epochs and keeps the second (the first includes compilation).
+  The targets are the model's own outputs: a step costs the same whatever
+  the target values.
+  """
+  targets = train.predict(model, x_train)
+  history = train.fit(
+      model, x_train, targets, key=jax.random.PRNGKey(config.seed),
+      config=train.TrainConfig(num_epochs=2, batch_size=config.batch_size,
+                               min_sigma=config.min_sigma),
+      tx=optax.chain(optax.clip_by_global_norm(config.clip_norm),
+                     OPTIMIZERS[config.optimizer](learning_rate)),
+      progress=False).history
+  return history[-1].seconds
+
+
 def benchmark_trained_encoder(workdir: str, dictionary_dir: str | None = None,
                               data_dir: str | None = None) -> dict[str, Any]:
-  """Times a finished setting's trained encoder again, on this machine.
+  """Times a finished setting's encoders again, on this machine.
 
   Rebuilds the deep encoder of the setting in `workdir` (a finished `run`),
   loads the parameters of the chosen learning rate from its checkpoint and
-  times it against 10 IHT iterations on the test signals, as `run` does.
-  The signals and dictionary come from `workdir/problem.npz` if present,
-  else as `run` made them (MNIST from `data_dir`, the dictionary cached in
-  `dictionary_dir`).
+  times it against 10 IHT iterations on the test signals, as `run` does;
+  then times one training epoch of the deep and of the baseline encoder on
+  the training signals (less the validation share). The signals and
+  dictionary come from `workdir/problem.npz` if present, else as `run` made
+  them (MNIST from `data_dir`, the dictionary cached in `dictionary_dir`).
 
   Returns:
-    The speed record: signals, seconds of each, speed-up and device.
+    The speed record of `run` (signals, seconds of each, speed-up) with the
+    epoch seconds of both encoders and the device.
   """
   results = reporting.read_json(os.path.join(workdir, 'results.json'))
   config = config_from_json(results['config'], data_dir=data_dir)
   problem_path = os.path.join(workdir, 'problem.npz')
   if os.path.exists(problem_path):
     with np.load(problem_path, allow_pickle=False) as cached:
-      x_test, dictionary = cached['x_test'], cached['dictionary']
+      x_train, x_test, dictionary = (cached['x_train'], cached['x_test'],
+                                     cached['dictionary'])
   else:
-    _, x_test, dictionary = _signals(config, dictionary_dir)
+    x_train, x_test, dictionary = _signals(config, dictionary_dir)
+  selection = results['learning_rate_selection']
   model = build_deep_encoder(dictionary, config)
-  rate = results['learning_rate_selection']['deep']['learning_rate']
+  rate = selection['deep']['learning_rate']
   train.restore_model(os.path.join(workdir, 'deep', f'lr{rate:g}'), model)
-  return {**_encoding_speed(model, x_test, dictionary, config),
+  speed = _encoding_speed(model, x_test, dictionary, config)
+  x_fit = x_train[int(len(x_train) * config.validation_fraction):]
+  baseline = models.MLPEncoder(x_train.shape[1], config.code_dim,
+                               rngs=nnx.Rngs(config.seed))
+  return {**speed,
+          'num_train_signals': len(x_fit),
+          'deep_epoch_seconds': _epoch_seconds(model, x_fit, config, rate),
+          'baseline_epoch_seconds': _epoch_seconds(
+              baseline, x_fit, config, selection['baseline']['learning_rate']),
           'device': jax.devices()[0].device_kind}
 
 

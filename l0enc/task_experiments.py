@@ -666,11 +666,15 @@ def _json_roundtrip(value: Any) -> Any:
   return value
 
 
-def _cached_unit(workdir: str, name: str, compute) -> dict[str, Any]:
+def _cached_unit(workdir: str, name: str, compute,
+                 report_only: bool = False) -> dict[str, Any] | None:
   path = os.path.join(workdir, name, 'result.json')
   if os.path.exists(path):
     logging.info('Unit %s already done: %s', name, path)
     return reporting.read_json(path)
+  if report_only:
+    logging.warning('Unit %s not done: left out of the report.', name)
+    return None
   logging.info('Unit %s.', name)
   start = time.perf_counter()
   result = compute(os.path.join(workdir, name))
@@ -785,13 +789,17 @@ def _clustering_unit(config: ClusteringConfig, task_data: ClusteringData,
           'history': _history(fit), 'pretrain_history': pretrain_history}
 
 
-def run(config: TaskConfig, workdir: str) -> dict[str, Any]:
+def run(config: TaskConfig, workdir: str,
+        report_only: bool = False) -> dict[str, Any]:
   """Runs one data set of either experiment; returns and writes its results.
 
   Args:
     config: a `ClassificationConfig` or a `ClusteringConfig`.
     workdir: directory of the caches, checkpoints and results of this data
       set; it must not hold another setting (other units are welcome).
+    report_only: compute nothing: report the units already finished in
+      `workdir` (by this machine or another) and leave out the rest, which
+      the tables show as a dash.
 
   Returns:
     A JSON-able dict: the config, the data, and per unit name its result
@@ -814,7 +822,8 @@ def run(config: TaskConfig, workdir: str) -> dict[str, Any]:
     for unit in config.units():
       units[unit.name] = _cached_unit(
           workdir, unit.name, functools.partial(
-              _classification_unit, config, task_data, unit, workdir))
+              _classification_unit, config, task_data, unit, workdir),
+          report_only)
   else:
     task_data = load_clustering_data(config)
     data_summary = {'num_samples': len(task_data.x)}
@@ -822,14 +831,21 @@ def run(config: TaskConfig, workdir: str) -> dict[str, Any]:
         workdir, 'kmeans_input', lambda _: {
             'unit': Unit('kmeans_input', 0)._asdict(),
             'row': row_name('kmeans_input'),
-            **_kmeans_scores(config, task_data.x, task_data, 0)[0]})
+            **_kmeans_scores(config, task_data.x, task_data, 0)[0]},
+        report_only)
     reference = [Unit('kmeans_codes', code_dim)
                  for code_dim in config.code_dims]
     for unit in reference + config.units():
       units[unit.name] = _cached_unit(
           workdir, unit.name, functools.partial(
-              _clustering_unit, config, task_data, unit, workdir))
+              _clustering_unit, config, task_data, unit, workdir),
+          report_only)
   x = task_data.x_train if classification else task_data.x
+  results_path = os.path.join(workdir, RESULTS_FILE)
+  device = jax.devices()[0].device_kind
+  if report_only and os.path.exists(results_path):
+    # The units were computed where the last full run was.
+    device = reporting.read_json(results_path)['device']
   results = {
       'experiment': 'classification' if classification else 'clustering',
       'config': jsonable(config),
@@ -838,10 +854,11 @@ def run(config: TaskConfig, workdir: str) -> dict[str, Any]:
                'num_classes': (task_data.num_classes if classification
                                else task_data.num_clusters),
                **data_summary},
-      'units': units,
-      'device': jax.devices()[0].device_kind,
+      'units': {name: unit for name, unit in units.items()
+                if unit is not None},
+      'device': device,
   }
-  reporting.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+  reporting.write_json_atomic(results_path, results)
   return results
 
 

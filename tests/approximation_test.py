@@ -93,6 +93,10 @@ def test_trained_encoder_is_timed_again_from_its_checkpoint(finished_run):
   assert speed['encoder_seconds'] > 0 and speed['iht_10_seconds'] > 0
   assert speed['speedup'] == pytest.approx(
       speed['iht_10_seconds'] / speed['encoder_seconds'])
+  assert speed['num_train_signals'] == results['data']['num_train'] - int(
+      results['data']['num_train'] * 0.1)
+  assert speed['deep_epoch_seconds'] > 0
+  assert speed['baseline_epoch_seconds'] > 0
 
 
 def test_plot_writes_a_png(finished_run, tmp_path):

@@ -65,6 +65,18 @@ def test_classification_resumes(classification_run):
     te.run(dataclasses.replace(config, lam=2.0), workdir)
 
 
+def test_report_only_trains_nothing_and_leaves_out_missing_units(
+    classification_run, tmp_path):
+  config, workdir, results = classification_run
+  more = dataclasses.replace(config, code_dims=(8, 12))
+  reported = te.run(more, workdir, report_only=True)
+  assert list(reported['units']) == list(results['units'])
+  for name, unit in reported['units'].items():
+    assert unit['test_error'] == results['units'][name]['test_error']
+  assert not os.path.exists(os.path.join(workdir, 'lista_p12'))
+  assert '| — |' in te.paper_table(reported)
+
+
 def test_clustering_results(clustering_run):
   config, workdir, results = clustering_run
   assert list(results['units']) == ['kmeans_input', 'kmeans_codes_p8',
