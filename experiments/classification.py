@@ -78,7 +78,8 @@ flags.DEFINE_integer('lista_pretrain_epochs', None, "Epochs of LISTA's "
 flags.DEFINE_float('lam', None, 'l1 weight of dictionary learning and LISTA '
                    "(default: the preset's).")
 flags.DEFINE_float('l0_lam', None, 'l0 weight of the Deep l0 encoder\'s '
-                   'initialization (default: lam^2 / 2).')
+                   'initialization (default: lam^2 mu / 2, mu = 1/||D||^2, so '
+                   "that its threshold starts at LISTA's).")
 flags.DEFINE_enum('optimizer', None, list(task_experiments.OPTIMIZERS),
                   "Optimizer (default: the preset's).")
 flags.DEFINE_float('learning_rate', None, "Step size (default: the preset's).")

@@ -9,9 +9,12 @@ trained end to end with a linear head (`tasks.TaskModel`):
   trained to regress the l1 codes of the training signals (FISTA on the same
   dictionary and `lam`), then fine-tuned with the head;
 * 'l0' — the Deep l0-Regularized Encoder, `DeepL0Encoder.from_dictionary`
-  with `l0_lam` (by default `lam^2 / 2`: the l0 problem whose hard threshold
-  `sqrt(2 l0_lam)` equals the l1 problem's soft threshold `lam`, so both
-  leave out the same atoms);
+  with `l0_lam` (by default `lam^2 mu / 2` with `mu = 1/||D||_2^2`: the l0
+  problem whose hard threshold `sqrt(2 l0_lam mu)` equals LISTA's soft
+  threshold `lam mu`, so both start by leaving out the same atoms; with
+  `lam^2 / 2`, right only for mu = 1, the threshold is `||D||_2` times
+  larger and on coherent dictionaries zeroes every code, and with it every
+  gradient);
 * 'msparse' — the Deep M-Sparse Encoder, `DeepMSparseEncoder.from_dictionary`
   with each M of `ms`;
 * 'tdsc' (classification only) — task-driven sparse coding (Mairal et al.
@@ -134,7 +137,8 @@ class TaskConfig:
     lam: l1 weight of `1/2||x - Da||^2 + lam||a||_1`: dictionary learning,
       LISTA's initialization and its regression targets.
     l0_lam: l0 weight of the Deep l0 encoder's initialization (problem 1,
-      `1/2||x - Da||^2 + l0_lam||a||_0`); None for `lam**2 / 2`.
+      `1/2||x - Da||^2 + l0_lam||a||_0`); None for `lam**2 mu / 2`
+      (`l0_weight`).
     num_epochs: end-to-end training epochs.
     lista_pretrain_epochs: epochs of LISTA's l1-code regression.
     batch_size: minibatch size (paper: 128).
@@ -233,9 +237,12 @@ class TaskConfig:
         self.dataset != 'mnist'):
       raise ValueError(f'dataset {self.dataset!r} needs data_path.')
 
-  @property
-  def l0_weight(self) -> float:
-    return self.lam**2 / 2 if self.l0_lam is None else self.l0_lam
+  def l0_weight(self, dictionary: Any) -> float:
+    """The Deep l0 encoder's l0 weight for `dictionary` (see `l0_lam`)."""
+    if self.l0_lam is not None:
+      return self.l0_lam
+    step_size = 1 / float(solvers.lipschitz_constant(jnp.asarray(dictionary)))
+    return self.lam**2 * step_size / 2
 
   def units(self) -> list['Unit']:
     """The (method, p) units of the trained encoders, in table order."""
@@ -574,7 +581,8 @@ def build_encoder(config: TaskConfig, dictionary: np.ndarray, encoder: str,
                                         num_stages=config.num_stages)
   if encoder == 'l0':
     return models.DeepL0Encoder.from_dictionary(
-        dictionary, lam=config.l0_weight, num_stages=config.num_stages)
+        dictionary, lam=config.l0_weight(dictionary),
+        num_stages=config.num_stages)
   if encoder == 'tdsc':
     return tdsc.ElasticNetEncoder(dictionary, lam1=config.lam,
                                   lam2=config.tdsc_lam2,
@@ -679,6 +687,7 @@ def _cached_unit(workdir: str, name: str, compute,
   start = time.perf_counter()
   result = compute(os.path.join(workdir, name))
   result['seconds'] = time.perf_counter() - start
+  result['device'] = jax.devices()[0].device_kind
   reporting.write_json_atomic(path, result)
   return result
 

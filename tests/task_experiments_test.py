@@ -65,6 +65,18 @@ def test_classification_resumes(classification_run):
     te.run(dataclasses.replace(config, lam=2.0), workdir)
 
 
+@pytest.mark.parametrize('scale', [1.0, 5.0])
+def test_deep_l0_starts_from_the_lista_threshold(scale):
+  config = te.ClassificationConfig(**TINY)
+  dictionary = scale * np.random.default_rng(0).normal(size=(6, 8))
+  lista = te.build_encoder(config, dictionary, 'lista')
+  deep_l0 = te.build_encoder(config, dictionary, 'l0')
+  np.testing.assert_allclose(deep_l0.threshold[...], lista.threshold[...],
+                             rtol=1e-5)
+  explicit = dataclasses.replace(config, l0_lam=0.3)
+  assert explicit.l0_weight(dictionary) == 0.3
+
+
 def test_report_only_trains_nothing_and_leaves_out_missing_units(
     classification_run, tmp_path):
   config, workdir, results = classification_run
