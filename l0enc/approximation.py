@@ -16,6 +16,7 @@ stopped. `paper_tables` lays several runs out like the paper's tables.
 import dataclasses
 import logging
 import os
+import statistics
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -350,9 +351,14 @@ def _encoding_speed(model: nnx.Module, x_test: np.ndarray,
   iht = jax.jit(lambda x: solvers.iht(
       x, dictionary, num_iterations=iterations, step_size=step_size,
       **config.problem_kwargs).codes)
-  encoder_seconds = reporting.time_call(lambda: encode(x),
-                                        repeats=SPEED_REPEATS)
-  iht_seconds = reporting.time_call(lambda: iht(x), repeats=SPEED_REPEATS)
+  # Alternate the two, so that both see the same load on a shared machine.
+  times = {'encoder': [], 'iht': []}
+  for repeat in range(SPEED_REPEATS):
+    for name, fn in (('encoder', encode), ('iht', iht)):
+      times[name].append(reporting.time_call(lambda: fn(x), repeats=1,
+                                             warmup=int(repeat == 0)))
+  encoder_seconds = statistics.median(times['encoder'])
+  iht_seconds = statistics.median(times['iht'])
   return {'num_signals': len(x_test), 'encoder_seconds': encoder_seconds,
           f'iht_{iterations}_seconds': iht_seconds,
           'speedup': iht_seconds / encoder_seconds}
