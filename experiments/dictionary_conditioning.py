@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from l0enc import data
+from l0enc import approximation
 from l0enc import dictionary as dictionary_lib
 from l0enc import metrics
 from l0enc import reporting
@@ -77,9 +77,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   jax.config.update('jax_default_matmul_precision', 'highest')
-  split = data.load_mnist(FLAGS.data_dir)
-  x_train = data.preprocess_patches(split.x_train).patches[:FLAGS.num_train]
-  x_test = data.preprocess_patches(split.x_test).patches[:FLAGS.num_test]
+  x_train, x_test = approximation.mnist_patches(FLAGS.data_dir)
+  x_train, x_test = x_train[:FLAGS.num_train], x_test[:FLAGS.num_test]
   mean_image = x_train.mean(axis=0)
   variants = {
       'per-image normalization (the paper\'s)': (x_train, x_test),

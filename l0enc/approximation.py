@@ -14,6 +14,7 @@ stopped. `paper_tables` lays several runs out like the paper's tables.
 """
 
 import dataclasses
+import functools
 import logging
 import os
 import statistics
@@ -193,11 +194,7 @@ def _signals(config: Config, dictionary_dir: str | None
     signals = np.asarray(generated.signals)
     return (signals[:config.num_train], signals[config.num_train:],
             np.asarray(generated.dictionary))
-  split = data.load_mnist(config.data_dir)
-  x_train = data.preprocess_patches(split.x_train).patches
-  x_test = data.preprocess_patches(split.x_test).patches
-  logging.info('MNIST: %d train and %d test patches of dimension %d.',
-               len(x_train), len(x_test), x_train.shape[1])
+  x_train, x_test = mnist_patches(config.data_dir)
   path = dictionary_dir and os.path.join(
       dictionary_dir, f'mnist_p{config.code_dim}_lam{config.dictionary_lam:g}_'
       f'steps{config.dictionary_steps}_seed{config.seed}.npy')
@@ -212,6 +209,23 @@ def _signals(config: Config, dictionary_dir: str | None
     np.save(path + '.tmp.npy', dictionary)
     os.replace(path + '.tmp.npy', path)
   return x_train, x_test, dictionary
+
+
+@functools.cache
+def mnist_patches(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+  """MNIST's train and test images, preprocessed (read-only, cached).
+
+  Loaded and preprocessed once per process: every setting of a run (and of
+  the encoding benchmark) uses the same patches.
+  """
+  split = data.load_mnist(data_dir)
+  patches = tuple(data.preprocess_patches(images).patches
+                  for images in (split.x_train, split.x_test))
+  for array in patches:
+    array.setflags(write=False)
+  logging.info('MNIST: %d train and %d test patches of dimension %d.',
+               len(patches[0]), len(patches[1]), patches[0].shape[1])
+  return patches
 
 
 def optimal_codes_in_chunks(signals: np.ndarray, dictionary: np.ndarray,

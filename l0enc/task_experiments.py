@@ -237,12 +237,9 @@ class TaskConfig:
         self.dataset != 'mnist'):
       raise ValueError(f'dataset {self.dataset!r} needs data_path.')
 
-  def l0_weight(self, dictionary: Any) -> float:
-    """The Deep l0 encoder's l0 weight for `dictionary` (see `l0_lam`)."""
-    if self.l0_lam is not None:
-      return self.l0_lam
-    step_size = 1 / float(solvers.lipschitz_constant(jnp.asarray(dictionary)))
-    return self.lam**2 * step_size / 2
+  def l0_weight(self, step_size: float) -> float:
+    """The Deep l0 encoder's l0 weight for IHT's step `mu` (see `l0_lam`)."""
+    return self.lam**2 * step_size / 2 if self.l0_lam is None else self.l0_lam
 
   def units(self) -> list['Unit']:
     """The (method, p) units of the trained encoders, in table order."""
@@ -580,8 +577,9 @@ def build_encoder(config: TaskConfig, dictionary: np.ndarray, encoder: str,
     return models.LISTA.from_dictionary(dictionary, lam=config.lam,
                                         num_stages=config.num_stages)
   if encoder == 'l0':
+    step_size = 1 / float(solvers.lipschitz_constant(dictionary))
     return models.DeepL0Encoder.from_dictionary(
-        dictionary, lam=config.l0_weight(dictionary),
+        dictionary, lam=config.l0_weight(step_size), step_size=step_size,
         num_stages=config.num_stages)
   if encoder == 'tdsc':
     return tdsc.ElasticNetEncoder(dictionary, lam1=config.lam,

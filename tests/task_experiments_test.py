@@ -74,7 +74,7 @@ def test_deep_l0_starts_from_the_lista_threshold(scale):
   np.testing.assert_allclose(deep_l0.threshold[...], lista.threshold[...],
                              rtol=1e-5)
   explicit = dataclasses.replace(config, l0_lam=0.3)
-  assert explicit.l0_weight(dictionary) == 0.3
+  assert explicit.l0_weight(step_size=0.01) == 0.3
 
 
 def test_report_only_trains_nothing_and_leaves_out_missing_units(
