@@ -3,6 +3,10 @@ r"""MNIST classification with DDSE and baselines I-V: the DDSE paper's Figs. 3-6
     python experiments/ddse.py --data_dir=data                  # quick preset
     python experiments/ddse.py --data_dir=data --sweeps= --num_epochs=1
     python experiments/ddse.py --preset=paper --data_dir=data   # for a GPU
+    # The same, as four processes sharing one GPU, then the report:
+    for i in 0 1 2 3; do python experiments/ddse.py --preset=paper \
+        --data_dir=data --num_shards=4 --shard_index=$i & done; wait
+    python experiments/ddse.py --preset=paper --data_dir=data
 
 Trains the six methods (I fc, II fc_dropout, III fc_dropconnect, IV
 lista_dropout, V ddse_no_shortcuts, DDSE) at the default setting and at
@@ -127,6 +131,12 @@ flags.DEFINE_bool('compactness', True, 'Measure the default DDSE: nonzero '
                   'inference time on the test set.')
 flags.DEFINE_integer('seed', 0, 'Seed of the split, subsets, models, data '
                      'order and augmentation.')
+flags.DEFINE_integer('num_shards', 1, 'Deal the units into this many shards '
+                     'and run only one of them (--shard_index), so that '
+                     'several processes or GPUs share one --workdir; then '
+                     'run once more without sharding to gather the report.')
+flags.DEFINE_integer('shard_index', 0, 'The shard this process runs, in '
+                     '[0, --num_shards).')
 flags.DEFINE_string('data_dir', None, 'Directory with mnist.npz or the four '
                     'MNIST IDX files; without it, tensorflow-datasets is '
                     'tried.')
@@ -193,7 +203,13 @@ def main(argv):
   workdir = FLAGS.workdir or os.path.join('workdir', f'ddse_{FLAGS.preset}')
   combined = ddse_experiment.run_experiment(
       base, sweeps, workdir, FLAGS.methods,
-      measure_compactness=FLAGS.compactness)
+      measure_compactness=FLAGS.compactness,
+      shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards)
+  if FLAGS.num_shards > 1:
+    logging.info('Shard %d of %d done (%d units); run without --num_shards '
+                 'to write the report.', FLAGS.shard_index, FLAGS.num_shards,
+                 len(combined['units']))
+    return
   combined['preset'] = FLAGS.preset
   caption = ddse_experiment.budget_caption(combined, FLAGS.preset,
                                            PRESETS[FLAGS.preset]['note'])

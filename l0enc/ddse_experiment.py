@@ -984,11 +984,16 @@ def run_experiment(base: Config, sweeps: Mapping[str, Sequence[float]],
                    *, measure_compactness: bool = True,
                    timing_repeats: int = 3,
                    on_unit: Callable[[str, dict[str, Any]], None] | None
-                   = None) -> dict[str, Any]:
+                   = None,
+                   shard_index: int = 0,
+                   num_shards: int = 1) -> dict[str, Any]:
   """Runs every unit of `plan(base, sweeps, methods)` and gathers them.
 
   Units live in `workdir/units/<unit name>/`; finished ones are read back,
-  interrupted ones resume.
+  interrupted ones resume. With `num_shards` > 1 only every
+  `num_shards`-th unit (from `shard_index`) runs, so that several processes
+  or machines share one workdir without touching the same unit; a last run
+  without shards then reads them all back and gathers them.
 
   Args:
     base: the default setting.
@@ -999,16 +1004,25 @@ def run_experiment(base: Config, sweeps: Mapping[str, Sequence[float]],
       (`unit_compactness`; it needs DDSE among the methods).
     timing_repeats: timed calls per inference-time measurement.
     on_unit: called with (unit name, results) after each unit.
+    shard_index: which shard of the units to run, in [0, num_shards).
+    num_shards: how many shards the units are dealt into (round robin in
+      plan order).
 
   Returns:
-    A JSON-able dict: the base config, the plan (unit names), every unit's
-    results, the compactness of the default DDSE (if DDSE is among the
-    methods) and the device.
+    A JSON-able dict: the base config, the plan (unit names), the results of
+    every unit run (all of them unless sharded), the compactness of the
+    default DDSE (if DDSE is among the methods and this shard ran it) and
+    the devices the units ran on.
   """
+  if num_shards < 1 or not 0 <= shard_index < num_shards:
+    raise ValueError(f'Need 0 <= shard_index < num_shards, got shard '
+                     f'{shard_index} of {num_shards}.')
   experiment = plan(base, sweeps, methods)
   split = load_images(base)
   results = {}
   for number, (name, config) in enumerate(experiment.units.items(), 1):
+    if (number - 1) % num_shards != shard_index:
+      continue
     logging.info('Unit %d/%d: %s', number, len(experiment.units), name)
     results[name] = run(config, os.path.join(workdir, 'units', name),
                         split=split)
@@ -1016,7 +1030,7 @@ def run_experiment(base: Config, sweeps: Mapping[str, Sequence[float]],
       on_unit(name, results[name])
   default_ddse = experiment.default.get(ddse.DDSE_MODEL)
   measured = None
-  if default_ddse is not None and measure_compactness:
+  if default_ddse in results and measure_compactness:
     measured = unit_compactness(
         experiment.units[default_ddse],
         os.path.join(workdir, 'units', default_ddse), split=split,
@@ -1028,7 +1042,10 @@ def run_experiment(base: Config, sweeps: Mapping[str, Sequence[float]],
       'sweeps': experiment.sweeps,
       'units': results,
       'compactness': measured,
-      'device': _device(),
+      # Where the numbers come from: units of one experiment may have run
+      # on several machines (shards), or been read back on another.
+      'device': ', '.join(sorted({unit['device']
+                                  for unit in results.values()})),
   }
 
 
@@ -1189,6 +1206,7 @@ def report(combined: Mapping[str, Any], caption: str) -> str:
     sections.append('**Compactness of the default DDSE** (Secs. 3.3.1-3.3.2; '
                     'timings in one process, median of '
                     f"{combined['compactness']['timing_repeats']} after a "
-                    f"warm-up, device {combined['device']}).\n\n"
+                    f"warm-up, device {combined['compactness']['device']})."
+                    '\n\n'
                     + compactness_table(combined['compactness']))
   return '\n'.join(sections)

@@ -203,6 +203,36 @@ def test_second_call_returns_cached_results(finished, monkeypatch):
                    _unit_dir(workdir, config))
 
 
+def test_shards_split_the_units_and_a_last_run_gathers_them(
+    finished, tmp_path, monkeypatch):
+  _, combined = finished
+  workdir = str(tmp_path)
+  shards = [experiment.run_experiment(BASE, SWEEPS, workdir, METHODS,
+                                      timing_repeats=1, shard_index=index,
+                                      num_shards=2)
+            for index in range(2)]
+  names = [set(shard['units']) for shard in shards]
+  assert not names[0] & names[1]
+  assert names[0] | names[1] == set(combined['units'])
+  # Only the shard that ran the default DDSE measures its compactness.
+  assert [shard['compactness'] is not None for shard in shards].count(
+      True) == 1
+
+  def no_training(*args, **kwargs):
+    raise AssertionError('a finished unit must not train again')
+
+  monkeypatch.setattr(experiment, 'train_model', no_training)
+  monkeypatch.setattr(experiment, 'compactness', no_training)
+  gathered = experiment.run_experiment(BASE, SWEEPS, workdir, METHODS)
+  assert set(gathered['units']) == set(combined['units'])
+  for name, unit in gathered['units'].items():
+    assert unit['test_error'] == combined['units'][name]['test_error']
+  assert gathered['compactness'] is not None
+  with pytest.raises(ValueError, match='shard_index'):
+    experiment.run_experiment(BASE, SWEEPS, workdir, METHODS, shard_index=2,
+                              num_shards=2)
+
+
 def test_interrupted_unit_resumes_to_the_same_model(finished, tmp_path):
   workdir, combined = finished
   config = dataclasses.replace(BASE, method=ddse.DDSE_MODEL)
