@@ -104,6 +104,12 @@ MNIST_NUM_CLASSES = 10
 RESULTS_FILE = 'results.json'
 SPARSE_EXPORT_FILE = 'sparse_weights.npz'
 COMPACTNESS_FILE = 'compactness.json'
+# An epoch whose training loss is not finite is undone and retried at the
+# learning rate times `lr_decay_factor`, at most this many times per unit;
+# the epochs are listed in the unit's DIVERGENCES_FILE (so a resumed run
+# uses the same rates) and its results.
+MAX_DIVERGENCES = 3
+DIVERGENCES_FILE = 'divergences.json'
 
 # Initial learning rates, chosen per method on the validation split (never
 # the test set): the lowest validation error after one epoch at the default
@@ -567,7 +573,10 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
   continues after its last finished epoch. Epoch e trains on
   `augment_in_chunks(fold_in(key, e), ...)` of the training subset (the
   same data after a resume) at the plateau learning rate recomputed from
-  the validation history.
+  the validation history. An epoch that diverges (non-finite training
+  loss) is discarded (`train.discard_last_epoch`) and retried with the
+  rate decayed from then on (`MAX_DIVERGENCES`); without divergence the
+  rates are the plateau schedule's.
 
   Args:
     config: the unit.
@@ -586,6 +595,11 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
   images = unit_data.train_images[unit_data.epoch_indices]
   labels = unit_data.train_labels[unit_data.epoch_indices]
   augment_config = config.augment_config
+  divergences_path = os.path.join(workdir, DIVERGENCES_FILE)
+  divergences = (reporting.read_json(divergences_path)
+                 if os.path.exists(divergences_path) else [])
+  # Copies, here and when restored: fit donates the model's buffers.
+  initial_state = jax.tree.map(jnp.copy, nnx.state(model))
 
   def fit(num_epochs, x_train, learning_rate):
     return train.fit(
@@ -601,13 +615,17 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
         workdir=workdir).history
 
   def schedule(history):
-    return plateau_learning_rates(
+    rates = plateau_learning_rates(
         [record.eval_metrics['error'] for record in history],
         initial=config.initial_learning_rate,
         factor=config.lr_decay_factor,
         patience=config.lr_patience,
         min_improvement=config.lr_min_improvement,
         max_decays=config.max_lr_decays)
+    # Each diverged epoch decays the rate from that epoch on.
+    return [rate * config.lr_decay_factor ** sum(
+        diverged <= epoch for diverged in divergences)
+            for epoch, rate in enumerate(rates)]
 
   # num_epochs = 0 only restores the checkpoint, if any.
   history = fit(0, images, config.initial_learning_rate)
@@ -617,10 +635,31 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
     if not augment_config.is_identity:
       x_epoch = augment_lib.augment_in_chunks(
           jax.random.fold_in(augment_key, epoch), images, augment_config)
-    history = fit(epoch + 1, x_epoch, schedule(history)[epoch])
+    trained = fit(epoch + 1, x_epoch, schedule(history)[epoch])
+    if np.isfinite(trained[-1].train_loss):
+      history = trained
+      continue
+    # Diverged: undo the epoch and retry it at a smaller rate.
+    if len(divergences) >= MAX_DIVERGENCES:
+      raise FloatingPointError(
+          f'{workdir}: training diverged {len(divergences) + 1} times '
+          f'(epochs {divergences + [epoch]}); lower the learning rate.')
+    logging.warning('Epoch %d diverged (train loss %s); back to epoch %d '
+                    'with the learning rate x%g.', epoch + 1,
+                    trained[-1].train_loss, epoch, config.lr_decay_factor)
+    if train.discard_last_epoch(workdir) == 0:
+      nnx.update(model, jax.tree.map(jnp.copy, initial_state))
+    divergences.append(epoch)
+    reporting.write_json_atomic(divergences_path, divergences)
   rates = schedule(history)
   return [record._asdict() | {'learning_rate': rates[epoch]}
           for epoch, record in enumerate(history)]
+
+
+def _diverged_epochs(workdir: str) -> list[int]:
+  """The 0-based epochs `train_model` had to redo in the unit `workdir`."""
+  path = os.path.join(workdir, 'train', DIVERGENCES_FILE)
+  return reporting.read_json(path) if os.path.exists(path) else []
 
 
 def project_and_check(model: ddse.DDSE) -> dict[str, int]:
@@ -834,6 +873,7 @@ def run(config: Config, workdir: str, *,
       'test_error': evaluations['test'].metrics['error'],
       'test_loss': evaluations['test'].loss,
       'max_nonzeros': max_nonzeros,
+      'diverged_epochs': _diverged_epochs(workdir),
       'num_parameters': int(sum(np.size(p) for p in jax.tree.leaves(params))),
       'train_seconds': float(sum(record['seconds'] for record in history)),
       'device': _device(),

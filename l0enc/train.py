@@ -25,7 +25,8 @@ off, and `checkpoint.json` records the epoch, step, sigma, PRNG key, config
 and history, and names the npz file. Both are written to a temporary file
 and renamed, the JSON last, so a crash leaves the previous checkpoint valid.
 `fit` with a `workdir` that holds a checkpoint resumes from it and ends with
-the same parameters as an uninterrupted run.
+the same parameters as an uninterrupted run. The arrays of the epoch before
+are kept too, so that `discard_last_epoch` can undo an epoch that diverged.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -562,10 +563,18 @@ def _save(workdir: str | os.PathLike, model: nnx.Module,
   _write_atomically(os.path.join(workdir, CHECKPOINT_RECORD),
                     lambda file: file.write(json.dumps(record, indent=1)
                                             .encode()))
-  # Only after the record names the new arrays may older ones go.
+  # Only after the record names the new arrays may older ones go; the
+  # previous epoch's stay for `discard_last_epoch`.
+  previous = (f'state_{history[-2].epoch:06d}.npz' if len(history) > 1
+              else None)
+  _remove_arrays(workdir, keep=(arrays_name, previous))
+
+
+def _remove_arrays(workdir: str | os.PathLike, keep: Sequence[str | None]
+                   ) -> None:
   for name in os.listdir(workdir):
     if name.startswith('state_') and name.endswith('.npz') and (
-        name != arrays_name):
+        name not in keep):
       os.remove(os.path.join(workdir, name))
 
 
@@ -599,6 +608,48 @@ def _restore(workdir: str | os.PathLike, model: nnx.Module,
   nnx.update(nodes, _unflatten(arrays, nnx.state(nodes),
                                f'The checkpoint in {workdir}'))
   return [EpochRecord(**epoch) for epoch in record['history']]
+
+
+def discard_last_epoch(workdir: str | os.PathLike) -> int:
+  """Rolls the checkpoint in `workdir` back by one epoch.
+
+  For an epoch that diverged (say, a non-finite loss): `fit` then resumes
+  before it, e.g. with a smaller learning rate. Only one epoch can be
+  undone: `fit` keeps the arrays of the last two.
+
+  Args:
+    workdir: a `fit` working directory with a checkpoint.
+
+  Returns:
+    The number of epochs the checkpoint now holds. 0: the checkpoint is
+    gone and `fit` starts from the model it is given, so reset its
+    parameters first.
+
+  Raises:
+    ValueError: no checkpoint, or the previous epoch's arrays are gone.
+  """
+  if not _has_checkpoint(workdir):
+    raise ValueError(f'{workdir} holds no checkpoint to roll back.')
+  with open(os.path.join(workdir, CHECKPOINT_RECORD)) as file:
+    record = json.load(file)
+  history = record['history'][:-1]
+  if not history:
+    # The record goes first: without it the arrays are never read.
+    os.remove(os.path.join(workdir, CHECKPOINT_RECORD))
+    _remove_arrays(workdir, keep=())
+    return 0
+  last = history[-1]
+  arrays_name = f"state_{last['epoch']:06d}.npz"
+  if not os.path.exists(os.path.join(workdir, arrays_name)):
+    raise ValueError(f'{workdir} no longer holds {arrays_name}: only the '
+                     'last epoch can be discarded.')
+  record.update(epoch=last['epoch'], step=last['step'], sigma=last['sigma'],
+                arrays=arrays_name, history=history)
+  _write_atomically(os.path.join(workdir, CHECKPOINT_RECORD),
+                    lambda file: file.write(json.dumps(record, indent=1)
+                                            .encode()))
+  _remove_arrays(workdir, keep=(arrays_name,))
+  return len(history)
 
 
 def restore_model(workdir: str | os.PathLike, model: nnx.Module

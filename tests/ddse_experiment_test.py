@@ -233,6 +233,55 @@ def test_shards_split_the_units_and_a_last_run_gathers_them(
                               num_shards=2)
 
 
+def test_diverged_first_epoch_restarts_at_a_smaller_rate(tmp_path):
+  config = dataclasses.replace(BASE, method=ddse.FULLY_CONNECTED)
+  # At 100 the first epoch's loss overflows; the retry at 10 does not.
+  retried = experiment.run(dataclasses.replace(config, learning_rate=100.0),
+                           str(tmp_path / 'retried'))
+  direct = experiment.run(dataclasses.replace(config, learning_rate=10.0),
+                          str(tmp_path / 'direct'))
+  assert retried['diverged_epochs'] == [0] and direct['diverged_epochs'] == []
+  assert [r['learning_rate'] for r in retried['history']] == [10.0, 10.0]
+  np.testing.assert_allclose(
+      [r['train_loss'] for r in retried['history']],
+      [r['train_loss'] for r in direct['history']], rtol=1e-6)
+  assert retried['test_error'] == direct['test_error']
+  with pytest.raises(FloatingPointError, match='diverged 4 times'):
+    experiment.run(dataclasses.replace(config, learning_rate=1e6,
+                                       num_epochs=1), str(tmp_path / 'never'))
+
+
+def test_diverged_later_epoch_is_undone_and_retried(tmp_path, monkeypatch):
+  config = dataclasses.replace(BASE, method=ddse.FULLY_CONNECTED,
+                               num_epochs=3)
+  fit = experiment.train.fit
+  poisoned = []
+
+  def fit_that_diverges_once_in_epoch_2(*args, config, **kwargs):
+    result = fit(*args, config=config, **kwargs)
+    if config.num_epochs == 2 and not poisoned:
+      poisoned.append(True)
+      last = result.history[-1]._replace(train_loss=float('nan'))
+      result = result._replace(history=result.history[:-1] + [last])
+    return result
+
+  monkeypatch.setattr(experiment.train, 'fit',
+                      fit_that_diverges_once_in_epoch_2)
+  results = experiment.run(config, str(tmp_path))
+  assert poisoned and results['diverged_epochs'] == [1]
+  assert [r['epoch'] for r in results['history']] == [1, 2, 3]
+  rate = config.learning_rate
+  np.testing.assert_allclose([r['learning_rate'] for r in results['history']],
+                             [rate, rate / 10, rate / 10])
+  assert np.isfinite([r['train_loss'] for r in results['history']]).all()
+  # Epoch 2 was trained again at the smaller rate, epoch 1 kept.
+  monkeypatch.setattr(experiment.train, 'fit', fit)
+  clean = experiment.run(config, str(tmp_path / 'clean'))['history']
+  assert results['history'][0]['train_loss'] == clean[0]['train_loss']
+  assert results['history'][1]['train_loss'] != pytest.approx(
+      clean[1]['train_loss'], rel=1e-3)
+
+
 def test_interrupted_unit_resumes_to_the_same_model(finished, tmp_path):
   workdir, combined = finished
   config = dataclasses.replace(BASE, method=ddse.DDSE_MODEL)

@@ -244,7 +244,9 @@ def test_checkpoint_files(tmp_path):
   config = train.TrainConfig(num_epochs=2, batch_size=64)
   model = train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
                     workdir=tmp_path).model
+  # The epoch before stays, for discard_last_epoch.
   assert sorted(os.listdir(tmp_path)) == ['checkpoint.json',
+                                          'state_000001.npz',
                                           'state_000002.npz']
   record = json.loads((tmp_path / 'checkpoint.json').read_text())
   assert (record['epoch'], record['step']) == (2, 8)
@@ -370,3 +372,35 @@ def test_two_device_data_parallel_matches_one_device(tmp_path):
            if name.startswith(f'{kind}/2/')}
     assert one and one.keys() == two.keys()
     chex.assert_trees_all_close(two, one, atol=1e-10, rtol=1e-10)
+
+
+def test_discard_last_epoch_resumes_as_if_it_never_ran(tmp_path):
+  x, y = _problem()
+  key = jax.random.key(0)
+  config = train.TrainConfig(num_epochs=3, batch_size=64)
+  reference = train.fit(_model('l0'), x, y, key=key, config=config)
+  train.fit(_model('l0'), x, y, key=key, config=config, workdir=tmp_path)
+  assert train.discard_last_epoch(tmp_path) == 2
+  assert sorted(os.listdir(tmp_path)) == ['checkpoint.json',
+                                          'state_000002.npz']
+  resumed = train.fit(_model('l0'), x, y, key=key, config=config,
+                      workdir=tmp_path)
+  chex.assert_trees_all_equal(_params(resumed.model),
+                              _params(reference.model))
+  strip = lambda history: [r._replace(seconds=0) for r in history]
+  assert strip(resumed.history) == strip(reference.history)
+  # Only one epoch can be undone: the arrays before it are gone.
+  assert train.discard_last_epoch(tmp_path) == 2
+  with pytest.raises(ValueError, match='only the last epoch'):
+    train.discard_last_epoch(tmp_path)
+
+
+def test_discard_the_only_epoch_removes_the_checkpoint(tmp_path):
+  x, y = _problem()
+  config = train.TrainConfig(num_epochs=1, batch_size=64)
+  train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
+            workdir=tmp_path)
+  assert train.discard_last_epoch(tmp_path) == 0
+  assert os.listdir(tmp_path) == []
+  with pytest.raises(ValueError, match='no checkpoint'):
+    train.discard_last_epoch(tmp_path)
