@@ -1133,6 +1133,118 @@ def sweep_table(combined: Mapping[str, Any], sweep: str) -> str:
        for method, method_errors in errors.items()])
 
 
+class Claim(NamedTuple):
+  """One claim of the DDSE paper's Sec. 4.2, checked on our results.
+
+  Attributes:
+    figure: where the paper makes it ('Fig. 3', ...).
+    claim: the claim, in the paper's words where short.
+    ours: what our units show (numbers from `combined`).
+    holds: whether our results support it.
+  """
+  figure: str
+  claim: str
+  ours: str
+  holds: bool
+
+
+def _best_everywhere(values, errors, label):
+  """Where DDSE has the lowest error of all methods, as (text, holds)."""
+  lost = [f'{label} = {value:g} ({_winner(errors, i)})'
+          for i, value in enumerate(values)
+          if errors[ddse.DDSE_MODEL][i] > min(e[i] for e in errors.values())]
+  text = (f'best at {len(values) - len(lost)} of {len(values)} values'
+          + ('; not at ' + ', '.join(lost) if lost else ''))
+  return text, not lost
+
+
+def _winner(errors, index):
+  method = min(errors, key=lambda method: errors[method][index])
+  return (f'{METHOD_LABELS[method].split(":")[0]} '
+          f'{errors[method][index]:.2f} vs DDSE '
+          f'{errors[ddse.DDSE_MODEL][index]:.2f}')
+
+
+def paper_claims(combined: Mapping[str, Any]) -> list[Claim]:
+  """Checks the claims of the DDSE paper's Sec. 4.2 against `combined`.
+
+  Only the claims whose sweep ran, with DDSE and the baselines they name
+  among the methods, are checked.
+
+  Args:
+    combined: from `run_experiment`, finished.
+
+  Returns:
+    The `Claim`s, in the paper's order.
+  """
+  claims = []
+  methods = set(combined['methods'])
+  iv, v = ddse.LISTA_DROPOUT, ddse.DDSE_NO_SHORTCUTS
+  if ddse.DDSE_MODEL not in methods:
+    return claims
+  sweeps = combined['sweeps']
+  if 'sparsity_ratio' in sweeps:
+    values, errors = _sweep_errors(combined, 'sparsity_ratio')
+    ours, holds = _best_everywhere(values, errors, 's/n')
+    claims.append(Claim('Fig. 3', 'DDSE has the lowest error of the six '
+                        'methods at every s/n', ours, holds))
+    best = values[int(np.argmin(errors[ddse.DDSE_MODEL]))]
+    claims.append(Claim('Fig. 3', "DDSE's best s/n is about 0.25",
+                        f'lowest DDSE error at s/n = {best:g} ('
+                        f'{min(errors[ddse.DDSE_MODEL]):.2f})',
+                        abs(best - 0.25) < 0.1))
+    if v in methods:
+      beaten = sum(d < b for d, b in zip(errors[ddse.DDSE_MODEL], errors[v]))
+      claims.append(Claim('Fig. 3', 'DDSE outperforms baseline V at all s/n',
+                          f'DDSE lower at {beaten} of {len(values)} values',
+                          beaten == len(values)))
+  if 'code_dim' in sweeps:
+    values, errors = _sweep_errors(combined, 'code_dim')
+    ours, holds = _best_everywhere(values, errors, 'm')
+    claims.append(Claim('Fig. 4', 'DDSE consistently outperforms the others '
+                        'as m grows from 800 to 2000', ours, holds))
+    if ddse.FULLY_CONNECTED in methods:
+      first, last = (errors[ddse.FULLY_CONNECTED][0],
+                     errors[ddse.FULLY_CONNECTED][-1])
+      claims.append(Claim('Fig. 4', 'baseline I degrades as m grows '
+                          '(overfitting)', f'I: {first:.2f} at m = '
+                          f'{values[0]:g}, {last:.2f} at m = {values[-1]:g}',
+                          last > first))
+  if 'train_fraction' in sweeps:
+    values, errors = _sweep_errors(combined, 'train_fraction')
+    low, full = int(np.argmin(values)), int(np.argmax(values))
+    losses = {method: e[low] - e[full] for method, e in errors.items()}
+    named = ', '.join(f'{METHOD_LABELS[method].split(":")[0]} '
+                      f'{loss:+.2f}' for method, loss in losses.items())
+    claims.append(Claim(
+        'Fig. 5', f'from ts/t = 1 to {values[low]:g}, DDSE loses least '
+        '(paper at 0.05: DDSE +2.46, IV > +6, V > +4)',
+        f'error change: {named}',
+        losses[ddse.DDSE_MODEL] == min(losses.values())))
+  if 'num_stages' in sweeps:
+    values, errors = _sweep_errors(combined, 'num_stages')
+    ours, holds = _best_everywhere(values, errors, 'k')
+    claims.append(Claim('Fig. 6', 'DDSE has the lowest error at every k',
+                        ours, holds))
+    if {iv, v} <= methods:
+      claims.append(Claim('Fig. 6', 'baseline IV gains on V as k grows',
+                          f'IV - V: {errors[iv][0] - errors[v][0]:+.2f} at '
+                          f'k = {values[0]:g}, '
+                          f'{errors[iv][-1] - errors[v][-1]:+.2f} at k = '
+                          f'{values[-1]:g}',
+                          errors[iv][-1] - errors[v][-1]
+                          < errors[iv][0] - errors[v][0]))
+  return claims
+
+
+def claims_table(claims: Sequence[Claim]) -> str:
+  """Markdown: each checked claim, our numbers, and whether it holds."""
+  return reporting.markdown_table(
+      ['figure', "the paper's claim", 'ours (test error %)', 'holds here'],
+      [[c.figure, c.claim, c.ours, 'yes' if c.holds else 'no']
+       for c in claims])
+
+
 def compactness_table(compactness: Mapping[str, Any]) -> str:
   """Markdown: size and speed of the default DDSE against dense forms."""
   c = compactness
@@ -1242,6 +1354,21 @@ def report(combined: Mapping[str, Any], caption: str) -> str:
     sections.append(f'**Test error (%) vs {spec.label}** (paper '
                     f'{spec.figure}; the other settings at their defaults).'
                     '\n\n' + sweep_table(combined, sweep))
+  claims = paper_claims(combined)
+  if claims:
+    sections.append("**The paper's claims (Sec. 4.2), checked on the units "
+                    'above** (test errors; "holds" is computed by '
+                    '`l0enc.ddse_experiment.paper_claims`).\n\n'
+                    + claims_table(claims))
+  retried = {name: unit['diverged_epochs']
+             for name, unit in combined['units'].items()
+             if unit.get('diverged_epochs')}
+  if retried:
+    sections.append(
+        'Units whose training diverged (non-finite loss) and were retried '
+        f"from the epoch before at the learning rate x{base['lr_decay_factor']:g}"
+        ' (0-based epochs): ' + '; '.join(f'{name} {epochs}'
+                                for name, epochs in retried.items()) + '.\n')
   if combined.get('compactness'):
     sections.append('**Compactness of the default DDSE** (Secs. 3.3.1-3.3.2; '
                     'timings in one process, median of '
