@@ -83,6 +83,9 @@ flags.DEFINE_float('l0_lam', None, 'l0 weight of the Deep l0 encoder\'s '
 flags.DEFINE_enum('optimizer', None, list(task_experiments.OPTIMIZERS),
                   "Optimizer (default: the preset's).")
 flags.DEFINE_float('learning_rate', None, "Step size (default: the preset's).")
+flags.DEFINE_float('min_sigma', None, 'Floor of the Deep l0 encoder\'s '
+                   'HELU_sigma annealing 0.2, 0.02, ... (0.2: constant; '
+                   "default: the preset's).")
 flags.DEFINE_integer('batch_size', None, "Minibatch size (default: the "
                      "preset's, 128 as in the paper).")
 flags.DEFINE_integer('max_train', None, 'Use at most this many training '
@@ -112,6 +115,7 @@ def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
                       ('lam', 'lam'), ('l0_lam', 'l0_lam'),
                       ('optimizer', 'optimizer'),
                       ('learning_rate', 'learning_rate'),
+                      ('min_sigma', 'min_sigma'),
                       ('batch_size', 'batch_size'), ('max_train', 'max_train'),
                       ('max_test', 'max_test'),
                       ('dictionary_steps', 'dictionary_steps')):

@@ -69,6 +69,9 @@ flags.DEFINE_integer('lista_pretrain_epochs', None, "Epochs of LISTA's "
 flags.DEFINE_float('lam', None, 'l1 weight of dictionary learning and LISTA '
                    "(default: the preset's).")
 flags.DEFINE_float('learning_rate', None, "Step size (default: the preset's).")
+flags.DEFINE_float('min_sigma', None, 'Floor of the Deep l0 encoder\'s '
+                   'HELU_sigma annealing 0.2, 0.02, ... (0.2: constant; '
+                   "default: the preset's).")
 flags.DEFINE_float('marginal_weight', None, 'gamma: weight of the marginal '
                    "entropy in the loss (default: the preset's).")
 flags.DEFINE_float('head_weight_decay', None, 'L2 weight of the cluster head '
@@ -101,6 +104,7 @@ def config_from_flags(dataset: str) -> task_experiments.ClusteringConfig:
   for flag, field in (('p', 'code_dims'), ('num_epochs', 'num_epochs'),
                       ('lista_pretrain_epochs', 'lista_pretrain_epochs'),
                       ('lam', 'lam'), ('learning_rate', 'learning_rate'),
+                      ('min_sigma', 'min_sigma'),
                       ('marginal_weight', 'marginal_weight'),
                       ('head_weight_decay', 'head_weight_decay'),
                       ('dictionary_steps', 'dictionary_steps')):
