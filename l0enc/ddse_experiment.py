@@ -33,6 +33,10 @@ Protocol, and where it departs from or fills in the paper:
     determined on a validation set"). The paper's constant 0.01 learns
     slowly, and no one rate suits all six methods: each starts from its
     own rate, tuned on the validation split (`DEFAULT_LEARNING_RATES`).
+    An epoch whose training loss is not finite is undone and retried at
+    a rate `lr_decay_factor` times smaller (`MAX_DIVERGENCES`): the deep
+    networks (k >= 4) diverge at times at the tuned rates. Each unit's
+    results list its `diverged_epochs`.
   * PGD. DDSE and baseline V put `l0enc.transforms.sparse_projection`
     (every `project_every` = 15 steps, the paper's multi-step strategy)
     last in their optax chain. The reported model is projected once more at
