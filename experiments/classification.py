@@ -96,6 +96,9 @@ flags.DEFINE_integer('dictionary_steps', None, 'Minibatches of dictionary '
 flags.DEFINE_integer('seed', 0, 'Seed of splits, dictionaries and training.')
 flags.DEFINE_string('data_dir', '../shared/data', 'Directory of mnist.npz '
                     '(or the MNIST IDX files) and indian_pines.npz.')
+flags.DEFINE_integer('spatial_window', 1, 'Indian Pines: use the mean '
+                     'spectrum of the w x w window around each pixel (odd; '
+                     "1: the pixel's own spectrum, as in the paper preset).")
 flags.DEFINE_string('indian_pines_path', None, 'Indian Pines .npz (default: '
                     '<data_dir>/indian_pines.npz).')
 flags.DEFINE_bool('report_only', False, 'Train nothing: write the tables '
@@ -127,6 +130,8 @@ def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
   else:
     data_path = FLAGS.indian_pines_path or os.path.join(FLAGS.data_dir,
                                                         'indian_pines.npz')
+  if dataset == 'indian_pines':
+    settings['spatial_window'] = FLAGS.spatial_window
   return task_experiments.ClassificationConfig(
       dataset=dataset, encoders=tuple(FLAGS.encoder), ms=tuple(FLAGS.m),
       seed=FLAGS.seed, data_path=data_path, **settings)

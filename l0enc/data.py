@@ -353,11 +353,13 @@ def _load_labelled_images(path: str | os.PathLike,
 
 
 def load_indian_pines(path: str | os.PathLike, train_fraction: float = 0.1,
-                      seed: int = 0) -> Split:
+                      seed: int = 0, spatial_window: int = 1) -> Split:
   """Loads the labelled pixels of Indian Pines with a stratified split.
 
-  Ground-truth labels 1..16 become 0..15 and unlabelled pixels (0) are
-  dropped. Each class puts round(train_fraction * count) of its pixels, but at
+  Each pixel's feature is its spectrum or, with `spatial_window` w > 1, the
+  mean spectrum of the w x w pixels around it (those inside the image),
+  the simplest spatial-spectral feature. Ground-truth labels 1..16 become
+  0..15 and unlabelled pixels (0) are dropped. Each class puts round(train_fraction * count) of its pixels, but at
   least one, into the training set, chosen at random with `seed`. Every band
   is standardized with the mean and standard deviation of the training
   pixels, so no test statistics leak into the features.
@@ -367,6 +369,8 @@ def load_indian_pines(path: str | os.PathLike, train_fraction: float = 0.1,
       the corrected scene, and `gt` (rows, cols), values 0..16.
     train_fraction: fraction of each class used for training, in (0, 1).
     seed: seed of the NumPy generator that picks the training pixels.
+    spatial_window: odd side w of the window averaged around each pixel; 1
+      for the pixel's own spectrum.
 
   Returns:
     A `Split` of float32 pixel spectra (num, bands) and int64 labels, each
@@ -377,6 +381,11 @@ def load_indian_pines(path: str | os.PathLike, train_fraction: float = 0.1,
     raise ValueError(
         f'train_fraction must be in (0, 1), got {train_fraction!r}.')
   seed = validation.check_int_in_range('seed', seed, 0, 2**63 - 1)
+  spatial_window = validation.check_int_in_range('spatial_window',
+                                                 spatial_window, 1, 99)
+  if spatial_window % 2 == 0:
+    raise ValueError(f'spatial_window must be odd (a window centred on the '
+                     f'pixel), got {spatial_window}.')
   cube, ground_truth = _read_npz(path, ('cube', 'gt'), _INDIAN_PINES_SOURCE)
   if cube.ndim != 3 or ground_truth.shape != cube.shape[:2]:
     raise ValueError(f'{path}: cube must have shape (rows, cols, bands) and '
@@ -387,7 +396,10 @@ def load_indian_pines(path: str | os.PathLike, train_fraction: float = 0.1,
   labelled = ground_truth.ravel() > 0
   if not labelled.any():
     raise ValueError(f'{path}: gt has no labelled (non-zero) pixels.')
-  spectra = cube.reshape(-1, cube.shape[2])[labelled].astype(np.float64)
+  cube = cube.astype(np.float64)
+  if spatial_window > 1:
+    cube = window_mean(cube, spatial_window)
+  spectra = cube.reshape(-1, cube.shape[2])[labelled]
   labels = ground_truth.ravel()[labelled].astype(np.int64) - 1
 
   rng = np.random.default_rng(seed)
@@ -405,6 +417,29 @@ def load_indian_pines(path: str | os.PathLike, train_fraction: float = 0.1,
       np.float32)
   return Split(x_train=standardized[is_train], y_train=labels[is_train],
                x_test=standardized[~is_train], y_test=labels[~is_train])
+
+
+def window_mean(image: np.ndarray, window: int) -> np.ndarray:
+  """Mean over the `window` x `window` pixels around each pixel.
+
+  Args:
+    image: shape (rows, cols, channels).
+    window: odd side of the window.
+
+  Returns:
+    An array of the same shape: at each pixel, the mean of the pixels of
+    the window that lie inside the image (fewer at the borders).
+  """
+  radius = window // 2
+  # Summed-area tables: every window sum in four lookups.
+  def window_sums(values):
+    padded = np.pad(values, ((radius + 1, radius), (radius + 1, radius))
+                    + ((0, 0),) * (values.ndim - 2))
+    table = padded.cumsum(0).cumsum(1)
+    return (table[window:, window:] - table[:-window, window:]
+            - table[window:, :-window] + table[:-window, :-window])
+  counts = window_sums(np.ones(image.shape[:2]))
+  return window_sums(image) / counts[..., None]
 
 
 def _read_npz(path: str, keys: tuple[str, ...],

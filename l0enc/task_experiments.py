@@ -274,6 +274,9 @@ class ClassificationConfig(TaskConfig):
     train_fraction: Indian Pines' training share of each class (paper: 10%).
     tdsc_lam2: TDSC's ridge weight lam2 (its l1 weight is `lam`).
     tdsc_iterations: FISTA iterations of TDSC's elastic-net codes.
+    spatial_window: Indian Pines: each pixel's feature is the mean spectrum
+      of the w x w window around it (1: its own spectrum; see
+      `l0enc.data.load_indian_pines`).
   """
   validation_fraction: float = 0.1
   mnist_image_size: int = 28
@@ -282,6 +285,7 @@ class ClassificationConfig(TaskConfig):
   train_fraction: float = 0.1
   tdsc_lam2: float = 0.1
   tdsc_iterations: int = 100
+  spatial_window: int = 1
 
   _datasets = CLASSIFICATION_DATASETS
   _encoders = CLASSIFICATION_ENCODERS
@@ -302,6 +306,11 @@ class ClassificationConfig(TaskConfig):
     validation.check_positive('tdsc_lam2', self.tdsc_lam2)
     validation.check_int_in_range('tdsc_iterations', self.tdsc_iterations, 1,
                                   100_000)
+    validation.check_int_in_range('spatial_window', self.spatial_window, 1,
+                                  99)
+    if self.spatial_window % 2 == 0:
+      raise ValueError('spatial_window must be odd, got '
+                       f'{self.spatial_window}.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -479,12 +488,16 @@ def load_classification_data(config: ClassificationConfig
   else:
     split = data_lib.load_indian_pines(
         config.data_path, train_fraction=config.train_fraction,
-        seed=config.seed)
+        seed=config.seed, spatial_window=config.spatial_window)
     train_part = _subset(rng, config.max_train, len(split.x_train))
     test_part = _subset(rng, config.max_test, len(split.x_test))
     x_train, y_train = split.x_train[train_part], split.y_train[train_part]
     x_test, y_test = split.x_test[test_part], split.y_test[test_part]
-    description = (f'pixel spectra (n = {x_train.shape[1]} bands), each band '
+    window = config.spatial_window
+    features = ('pixel spectra' if window == 1 else
+                f'mean spectra of the {window}x{window} window around each '
+                'pixel')
+    description = (f'{features} (n = {x_train.shape[1]} bands), each band '
                    'standardized on the training pixels; '
                    f'{config.train_fraction:.0%} of each class for training '
                    f'(stratified, seed {config.seed})')
@@ -645,7 +658,14 @@ def _check_settings(config: TaskConfig, workdir: str) -> None:
   settings = _settings(config)
   path = os.path.join(workdir, SETTINGS_FILE)
   if os.path.exists(path):
-    if reporting.read_json(path) != settings:
+    saved = reporting.read_json(path)
+    # A field added after the run was written matches at its default, which
+    # reproduces the code that wrote it.
+    defaults = {field.name: _json_roundtrip(field.default)
+                for field in dataclasses.fields(config)}
+    saved |= {name: defaults[name] for name in settings
+              if name not in saved and name in defaults}
+    if saved != settings:
       raise ValueError(f'{workdir} holds a run with other settings (see '
                        f'{path}); use another workdir.')
     return

@@ -355,6 +355,48 @@ def test_load_indian_pines_split_and_standardization(tmp_path):
       / train_spectra.std(0), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('window', [1, 3, 5])
+def test_window_mean_against_a_loop(window):
+  image = np.random.default_rng(0).normal(size=(6, 7, 3))
+  radius = window // 2
+  expected = np.array(
+      [[image[max(0, i - radius):i + radius + 1,
+              max(0, j - radius):j + radius + 1].mean((0, 1))
+        for j in range(7)] for i in range(6)])
+  np.testing.assert_allclose(data.window_mean(image, window), expected,
+                             atol=1e-12)
+
+
+def test_load_indian_pines_spatial_window(tmp_path):
+  path = tmp_path / 'indian_pines.npz'
+  cube, ground_truth = _write_fake_indian_pines(path)
+  pixels = data.load_indian_pines(path, seed=3)
+  windowed = data.load_indian_pines(path, seed=3, spatial_window=3)
+  # The same pixels and labels; the features are the window means,
+  # standardized on the training pixels.
+  chex.assert_trees_all_equal(pixels.y_train, windowed.y_train)
+  chex.assert_trees_all_equal(pixels.y_test, windowed.y_test)
+  # Band 0 of the plain cube is the raster index: it names the training
+  # pixels (raster order, as in the windowed split).
+  labelled = np.flatnonzero(ground_truth.ravel() > 0)
+  rank = np.argsort(np.argsort(
+      np.concatenate([pixels.x_train[:, 0], pixels.x_test[:, 0]])))
+  is_train = np.zeros(len(labelled), bool)
+  is_train[rank[:len(pixels.x_train)]] = True
+  features = data.window_mean(cube.astype(np.float64), 3).reshape(
+      -1, cube.shape[2])[labelled]
+  mean, std = features[is_train].mean(0), features[is_train].std(0)
+  np.testing.assert_allclose(windowed.x_train,
+                             (features[is_train] - mean) / std, rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(windowed.x_test,
+                             (features[~is_train] - mean) / std, rtol=1e-5,
+                             atol=1e-5)
+  for window in (0, 2):
+    with pytest.raises(ValueError, match='spatial_window'):
+      data.load_indian_pines(path, spatial_window=window)
+
+
 def test_load_indian_pines_is_deterministic_per_seed(tmp_path):
   path = tmp_path / 'indian_pines.npz'
   _write_fake_indian_pines(path)

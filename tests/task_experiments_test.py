@@ -65,6 +65,22 @@ def test_classification_resumes(classification_run):
     te.run(dataclasses.replace(config, lam=2.0), workdir)
 
 
+def test_settings_written_before_a_field_existed_match_its_default(
+    classification_run, tmp_path):
+  config, workdir, _ = classification_run
+  path = os.path.join(workdir, 'settings.json')
+  with open(path) as handle:
+    settings = json.load(handle)
+  del settings['spatial_window']  # As written before the field existed.
+  older = tmp_path / 'older'
+  older.mkdir()
+  (older / 'settings.json').write_text(json.dumps(settings))
+  te._check_settings(config, str(older))
+  with pytest.raises(ValueError, match='other settings'):
+    te._check_settings(dataclasses.replace(config, spatial_window=3),
+                       str(older))
+
+
 @pytest.mark.parametrize('scale', [1.0, 5.0])
 def test_deep_l0_starts_from_the_lista_threshold(scale):
   config = te.ClassificationConfig(**TINY)
