@@ -972,6 +972,9 @@ def best_classifier(results: dict[str, Any]) -> str:
   """The unit with the lowest validation error (ties: table order)."""
   trained = {name: result for name, result in results['units'].items()
              if 'validation_error' in result}
+  if not trained:
+    raise ValueError(f"No unit of {results['config']['dataset']} has "
+                     'finished: nothing to report yet.')
   return min(trained, key=lambda name: trained[name]['validation_error'])
 
 

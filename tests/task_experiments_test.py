@@ -200,3 +200,9 @@ def test_stratified_split_and_standardization():
   np.testing.assert_allclose(standardized.std(1), 1, rtol=1e-5)
   with pytest.raises(ValueError, match='constant'):
     te.standardize_rows(np.ones((2, 4)))
+
+
+def test_best_classifier_needs_a_finished_unit():
+  results = {'config': {'dataset': 'mnist'}, 'units': {'lista_p8': {}}}
+  with pytest.raises(ValueError, match='nothing to report'):
+    te.best_classifier(results)
