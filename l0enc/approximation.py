@@ -301,6 +301,17 @@ def build_deep_encoder(dictionary: np.ndarray, config: Config) -> nnx.Module:
       dictionary, m=config.m, num_stages=config.num_stages)
 
 
+def _fit_options(config: Config, num_epochs: int,
+                 learning_rate: float) -> dict[str, Any]:
+  """`train.fit`'s `config` and `tx` for the encoders of this experiment."""
+  return dict(
+      config=train.TrainConfig(num_epochs=num_epochs,
+                               batch_size=config.batch_size,
+                               min_sigma=config.min_sigma),
+      tx=optax.chain(optax.clip_by_global_norm(config.clip_norm),
+                     OPTIMIZERS[config.optimizer](learning_rate)))
+
+
 def _train(model, problem: Problem, config: Config, num_epochs: int,
            learning_rate: float, workdir: str) -> list[dict[str, Any]]:
   num_validation = int(len(problem.x_train) * config.validation_fraction)
@@ -309,12 +320,7 @@ def _train(model, problem: Problem, config: Config, num_epochs: int,
   result = train.fit(
       model, problem.x_train[fit_part], problem.codes_train[fit_part],
       key=jax.random.PRNGKey(config.seed), workdir=workdir,
-      config=train.TrainConfig(num_epochs=num_epochs,
-                               batch_size=config.batch_size,
-                               min_sigma=config.min_sigma),
-      tx=optax.chain(optax.clip_by_global_norm(config.clip_norm),
-                     OPTIMIZERS[config.optimizer](learning_rate)),
-      metric_fn=_metric_fn, x_eval=problem.x_train[validation_part],
+      **_fit_options(config, num_epochs, learning_rate), metric_fn=_metric_fn, x_eval=problem.x_train[validation_part],
       y_eval=problem.codes_train[validation_part])
   return [record._asdict() for record in result.history]
 
@@ -389,11 +395,7 @@ def _epoch_seconds(model: nnx.Module, x_train: np.ndarray, config: Config,
   targets = train.predict(model, x_train)
   history = train.fit(
       model, x_train, targets, key=jax.random.PRNGKey(config.seed),
-      config=train.TrainConfig(num_epochs=2, batch_size=config.batch_size,
-                               min_sigma=config.min_sigma),
-      tx=optax.chain(optax.clip_by_global_norm(config.clip_norm),
-                     OPTIMIZERS[config.optimizer](learning_rate)),
-      progress=False).history
+      **_fit_options(config, 2, learning_rate), progress=False).history
   return history[-1].seconds
 
 

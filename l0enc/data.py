@@ -359,8 +359,9 @@ def load_indian_pines(path: str | os.PathLike, train_fraction: float = 0.1,
   Each pixel's feature is its spectrum or, with `spatial_window` w > 1, the
   mean spectrum of the w x w pixels around it (those inside the image),
   the simplest spatial-spectral feature. Ground-truth labels 1..16 become
-  0..15 and unlabelled pixels (0) are dropped. Each class puts round(train_fraction * count) of its pixels, but at
-  least one, into the training set, chosen at random with `seed`. Every band
+  0..15 and unlabelled pixels (0) are dropped. Each class puts
+  round(train_fraction * count) of its pixels, but at least one, into the
+  training set, chosen at random with `seed`. Every band
   is standardized with the mean and standard deviation of the training
   pixels, so no test statistics leak into the features.
 
@@ -381,11 +382,7 @@ def load_indian_pines(path: str | os.PathLike, train_fraction: float = 0.1,
     raise ValueError(
         f'train_fraction must be in (0, 1), got {train_fraction!r}.')
   seed = validation.check_int_in_range('seed', seed, 0, 2**63 - 1)
-  spatial_window = validation.check_int_in_range('spatial_window',
-                                                 spatial_window, 1, 99)
-  if spatial_window % 2 == 0:
-    raise ValueError(f'spatial_window must be odd (a window centred on the '
-                     f'pixel), got {spatial_window}.')
+  spatial_window = check_spatial_window(spatial_window)
   cube, ground_truth = _read_npz(path, ('cube', 'gt'), _INDIAN_PINES_SOURCE)
   if cube.ndim != 3 or ground_truth.shape != cube.shape[:2]:
     raise ValueError(f'{path}: cube must have shape (rows, cols, bands) and '
@@ -417,6 +414,19 @@ def load_indian_pines(path: str | os.PathLike, train_fraction: float = 0.1,
       np.float32)
   return Split(x_train=standardized[is_train], y_train=labels[is_train],
                x_test=standardized[~is_train], y_test=labels[~is_train])
+
+
+def check_spatial_window(window: int) -> int:
+  """`window` if it is an odd side in [1, 99] of a window centred on a pixel.
+
+  Raises:
+    ValueError: otherwise.
+  """
+  window = validation.check_int_in_range('spatial_window', window, 1, 99)
+  if window % 2 == 0:
+    raise ValueError(f'spatial_window must be odd (a window centred on the '
+                     f'pixel), got {window}.')
+  return window
 
 
 def window_mean(image: np.ndarray, window: int) -> np.ndarray:

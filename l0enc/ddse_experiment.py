@@ -569,7 +569,7 @@ def _sorted_constraints(model: nnx.Module):
 
 
 def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
-                workdir: str) -> list[dict[str, Any]]:
+                workdir: str) -> tuple[list[dict[str, Any]], list[int]]:
   """Trains `model` for `config.num_epochs` epochs, resumably.
 
   Calls `train.fit` one epoch at a time with the same `workdir` and a
@@ -589,8 +589,9 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
     workdir: fit's checkpoint directory.
 
   Returns:
-    The history: one dict per epoch (`train.EpochRecord` fields and the
-    `learning_rate` used).
+    `(history, diverged_epochs)`: one dict per epoch (`train.EpochRecord`
+    fields and the `learning_rate` used), and the 0-based epochs that
+    diverged and were redone.
   """
   key = jax.random.key(config.seed)
   order_key = jax.random.fold_in(key, 0)
@@ -657,13 +658,7 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
     reporting.write_json_atomic(divergences_path, divergences)
   rates = schedule(history)
   return [record._asdict() | {'learning_rate': rates[epoch]}
-          for epoch, record in enumerate(history)]
-
-
-def _diverged_epochs(workdir: str) -> list[int]:
-  """The 0-based epochs `train_model` had to redo in the unit `workdir`."""
-  path = os.path.join(workdir, 'train', DIVERGENCES_FILE)
-  return reporting.read_json(path) if os.path.exists(path) else []
+          for epoch, record in enumerate(history)], divergences
 
 
 def project_and_check(model: ddse.DDSE) -> dict[str, int]:
@@ -849,8 +844,8 @@ def run(config: Config, workdir: str, *,
                's=%d.', config.method, len(unit_data.train_images),
                len(unit_data.epoch_indices) // len(unit_data.train_images),
                config.code_dim, config.num_stages, config.sparsity)
-  history = train_model(config, model, unit_data,
-                        os.path.join(workdir, 'train'))
+  history, diverged_epochs = train_model(config, model, unit_data,
+                                         os.path.join(workdir, 'train'))
   max_nonzeros = None
   if config.is_sparse:
     max_nonzeros = project_and_check(model)
@@ -877,7 +872,7 @@ def run(config: Config, workdir: str, *,
       'test_error': evaluations['test'].metrics['error'],
       'test_loss': evaluations['test'].loss,
       'max_nonzeros': max_nonzeros,
-      'diverged_epochs': _diverged_epochs(workdir),
+      'diverged_epochs': diverged_epochs,
       'num_parameters': int(sum(np.size(p) for p in jax.tree.leaves(params))),
       'train_seconds': float(sum(record['seconds'] for record in history)),
       'device': _device(),

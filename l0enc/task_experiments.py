@@ -306,11 +306,7 @@ class ClassificationConfig(TaskConfig):
     validation.check_positive('tdsc_lam2', self.tdsc_lam2)
     validation.check_int_in_range('tdsc_iterations', self.tdsc_iterations, 1,
                                   100_000)
-    validation.check_int_in_range('spatial_window', self.spatial_window, 1,
-                                  99)
-    if self.spatial_window % 2 == 0:
-      raise ValueError('spatial_window must be odd, got '
-                       f'{self.spatial_window}.')
+    data_lib.check_spatial_window(self.spatial_window)
 
 
 @dataclasses.dataclass(frozen=True)

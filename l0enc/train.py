@@ -548,25 +548,41 @@ def _unflatten(arrays: Mapping[str, np.ndarray], template: nnx.State,
   return nnx.from_flat_state(restored)
 
 
+def _arrays_name(epoch: int) -> str:
+  return f'state_{epoch:06d}.npz'
+
+
+def _write_record(workdir: str | os.PathLike, record: dict[str, Any]) -> None:
+  _write_atomically(os.path.join(workdir, CHECKPOINT_RECORD),
+                    lambda file: file.write(json.dumps(record, indent=1)
+                                            .encode()))
+
+
+def _read_record(workdir: str | os.PathLike) -> dict[str, Any]:
+  with open(os.path.join(workdir, CHECKPOINT_RECORD)) as file:
+    record = json.load(file)
+  if record.get('format') != _CHECKPOINT_FORMAT:
+    raise ValueError(f'{workdir}: unknown checkpoint format '
+                     f'{record.get("format")!r}.')
+  return record
+
+
 def _save(workdir: str | os.PathLike, model: nnx.Module,
           optimizer: nnx.Optimizer, run: _RunRecord,
           history: list[EpochRecord]) -> None:
   os.makedirs(workdir, exist_ok=True)
   last = history[-1]
-  arrays_name = f'state_{last.epoch:06d}.npz'
+  arrays_name = _arrays_name(last.epoch)
   arrays = _flatten(nnx.state({'model': model, 'optimizer': optimizer}))
   _write_atomically(os.path.join(workdir, arrays_name),
                     lambda file: np.savez(file, allow_pickle=False, **arrays))
-  record = {'format': _CHECKPOINT_FORMAT, 'epoch': last.epoch,
-            'step': last.step, 'sigma': last.sigma, 'arrays': arrays_name,
-            'run': run.as_json(), 'history': [r._asdict() for r in history]}
-  _write_atomically(os.path.join(workdir, CHECKPOINT_RECORD),
-                    lambda file: file.write(json.dumps(record, indent=1)
-                                            .encode()))
+  _write_record(workdir, {
+      'format': _CHECKPOINT_FORMAT, 'epoch': last.epoch, 'step': last.step,
+      'sigma': last.sigma, 'arrays': arrays_name, 'run': run.as_json(),
+      'history': [r._asdict() for r in history]})
   # Only after the record names the new arrays may older ones go; the
   # previous epoch's stay for `discard_last_epoch`.
-  previous = (f'state_{history[-2].epoch:06d}.npz' if len(history) > 1
-              else None)
+  previous = _arrays_name(history[-2].epoch) if len(history) > 1 else None
   _remove_arrays(workdir, keep=(arrays_name, previous))
 
 
@@ -580,11 +596,7 @@ def _remove_arrays(workdir: str | os.PathLike, keep: Sequence[str | None]
 
 def _read_checkpoint(workdir: str | os.PathLike
                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-  with open(os.path.join(workdir, CHECKPOINT_RECORD)) as file:
-    record = json.load(file)
-  if record.get('format') != _CHECKPOINT_FORMAT:
-    raise ValueError(f'{workdir}: unknown checkpoint format '
-                     f'{record.get("format")!r}.')
+  record = _read_record(workdir)
   with np.load(os.path.join(workdir, record['arrays']),
                allow_pickle=False) as npz:
     arrays = dict(npz)
@@ -630,8 +642,7 @@ def discard_last_epoch(workdir: str | os.PathLike) -> int:
   """
   if not _has_checkpoint(workdir):
     raise ValueError(f'{workdir} holds no checkpoint to roll back.')
-  with open(os.path.join(workdir, CHECKPOINT_RECORD)) as file:
-    record = json.load(file)
+  record = _read_record(workdir)
   history = record['history'][:-1]
   if not history:
     # The record goes first: without it the arrays are never read.
@@ -639,15 +650,13 @@ def discard_last_epoch(workdir: str | os.PathLike) -> int:
     _remove_arrays(workdir, keep=())
     return 0
   last = history[-1]
-  arrays_name = f"state_{last['epoch']:06d}.npz"
+  arrays_name = _arrays_name(last['epoch'])
   if not os.path.exists(os.path.join(workdir, arrays_name)):
     raise ValueError(f'{workdir} no longer holds {arrays_name}: only the '
                      'last epoch can be discarded.')
   record.update(epoch=last['epoch'], step=last['step'], sigma=last['sigma'],
                 arrays=arrays_name, history=history)
-  _write_atomically(os.path.join(workdir, CHECKPOINT_RECORD),
-                    lambda file: file.write(json.dumps(record, indent=1)
-                                            .encode()))
+  _write_record(workdir, record)
   _remove_arrays(workdir, keep=(arrays_name,))
   return len(history)
 
