@@ -99,6 +99,10 @@ flags.DEFINE_string('data_dir', '../shared/data', 'Directory of mnist.npz '
 flags.DEFINE_integer('spatial_window', 1, 'Indian Pines: use the mean '
                      'spectrum of the w x w window around each pixel (odd; '
                      "1: the pixel's own spectrum, as in the paper preset).")
+flags.DEFINE_bool('augment', False, 'MNIST: distort the training images '
+                  'afresh every epoch (rotation <= 10 degrees, scale within '
+                  '10%, blur, noise; task_experiments.AUGMENTATION). Off in '
+                  'the presets.')
 flags.DEFINE_string('indian_pines_path', None, 'Indian Pines .npz (default: '
                     '<data_dir>/indian_pines.npz).')
 flags.DEFINE_bool('report_only', False, 'Train nothing: write the tables '
@@ -132,6 +136,8 @@ def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
                                                         'indian_pines.npz')
   if dataset == 'indian_pines':
     settings['spatial_window'] = FLAGS.spatial_window
+  else:
+    settings['augment'] = FLAGS.augment
   return task_experiments.ClassificationConfig(
       dataset=dataset, encoders=tuple(FLAGS.encoder), ms=tuple(FLAGS.m),
       seed=FLAGS.seed, data_path=data_path, **settings)

@@ -26,7 +26,11 @@ Classification (`ClassificationConfig`: MNIST, Indian Pines, a synthetic
 mixture) trains with the softmax cross entropy on the training split minus a
 stratified validation split; the validation error is monitored after every
 epoch and picks the "best classifier" of the confusion matrix; the test set
-is used once, after the last epoch.
+is used once, after the last epoch. With `augment` (MNIST only), every epoch
+of end-to-end training sees a fresh random distortion of the training
+images (`AUGMENTATION`: small rotations and scalings, blur, noise; see
+`l0enc.augment`), standardized per image like the clean ones; LISTA's
+l1-code regression and the dictionary use the clean images.
 
 Clustering (`ClusteringConfig`: COIL-20, CMU PIE, a synthetic mixture) has no
 split: every signal is clustered, and labels only score the result. The
@@ -60,6 +64,7 @@ import matplotlib.figure
 import numpy as np
 import optax
 
+from l0enc import augment as augment_lib
 from l0enc import data as data_lib
 from l0enc import dictionary as dictionary_lib
 from l0enc import metrics
@@ -118,6 +123,12 @@ PAPER_TABLES = {
 DATASET_TITLES = {'synthetic': 'Synthetic Gaussian mixture',
                   'mnist': 'MNIST', 'indian_pines': 'AVIRIS Indian Pines',
                   'coil20': 'COIL-20', 'pie': 'CMU PIE'}
+
+
+# The augmentation of `ClassificationConfig.augment`: the mild defaults that
+# the DDSE experiment uses on the same digits (rotation <= 10 degrees, scale
+# within 10 %, blur <= 0.5 px, noise 0.03, clipped to [0, 1]).
+AUGMENTATION = augment_lib.AugmentConfig()
 
 
 # ------------------------------------------------------------------ configs
@@ -277,6 +288,8 @@ class ClassificationConfig(TaskConfig):
     spatial_window: Indian Pines: each pixel's feature is the mean spectrum
       of the w x w window around it (1: its own spectrum; see
       `l0enc.data.load_indian_pines`).
+    augment: MNIST at 28 x 28 only: distort the training images afresh in
+      every epoch of end-to-end training (`AUGMENTATION`).
   """
   validation_fraction: float = 0.1
   mnist_image_size: int = 28
@@ -286,6 +299,7 @@ class ClassificationConfig(TaskConfig):
   tdsc_lam2: float = 0.1
   tdsc_iterations: int = 100
   spatial_window: int = 1
+  augment: bool = False
 
   _datasets = CLASSIFICATION_DATASETS
   _encoders = CLASSIFICATION_ENCODERS
@@ -307,6 +321,11 @@ class ClassificationConfig(TaskConfig):
     validation.check_int_in_range('tdsc_iterations', self.tdsc_iterations, 1,
                                   100_000)
     data_lib.check_spatial_window(self.spatial_window)
+    if self.augment and (self.dataset != 'mnist' or
+                         self.mnist_image_size != 28):
+      raise ValueError('augment distorts 28 x 28 digits: it needs dataset '
+                       f"'mnist' with mnist_image_size 28, got "
+                       f'{self.dataset!r} at {self.mnist_image_size}.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,7 +389,11 @@ def row_name(method: str, m: int | None = None) -> str:
 
 
 class ClassificationData(NamedTuple):
-  """Standardized signals `(N, n)` and int64 labels of the three splits."""
+  """Standardized signals `(N, n)` and int64 labels of the three splits.
+
+  `train_images` are the training images `(N, 28, 28)` in [0, 1] that
+  `x_train` was made from, kept for augmentation (None without it).
+  """
   x_train: np.ndarray
   y_train: np.ndarray
   x_validation: np.ndarray
@@ -379,6 +402,7 @@ class ClassificationData(NamedTuple):
   y_test: np.ndarray
   num_classes: int
   description: str
+  train_images: np.ndarray | None = None
 
 
 class ClusteringData(NamedTuple):
@@ -462,6 +486,7 @@ def load_classification_data(config: ClassificationConfig
                              ) -> ClassificationData:
   """The configured data set, preprocessed and split (see the module doc)."""
   rng = np.random.default_rng(config.seed)
+  train_images = None
   if config.dataset == 'synthetic':
     x, y = make_mixture(config.seed, config.num_synthetic, config.num_classes,
                         config.signal_dim, config.synthetic_noise)
@@ -478,6 +503,8 @@ def load_classification_data(config: ClassificationConfig
         _mnist_pixels(images, config.mnist_image_size)
         for images in (split.x_train[train_part], split.x_test[test_part])]
     y_train, y_test = split.y_train[train_part], split.y_test[test_part]
+    if config.augment:
+      train_images = split.x_train[train_part]
     size = config.mnist_image_size
     description = (f'{size}x{size} pixels flattened (n = {size * size}), '
                    'zero mean and unit variance per image')
@@ -502,7 +529,8 @@ def load_classification_data(config: ClassificationConfig
   num_classes = int(max(y_train.max(), y_test.max()) + 1)
   return ClassificationData(
       x_train[fit_part], y_train[fit_part], x_train[validation_part],
-      y_train[validation_part], x_test, y_test, num_classes, description)
+      y_train[validation_part], x_test, y_test, num_classes, description,
+      None if train_images is None else train_images[fit_part])
 
 
 def _mnist_pixels(images: np.ndarray, size: int) -> np.ndarray:
@@ -723,16 +751,10 @@ def _classification_unit(config: ClassificationConfig,
         task_data.x_validation, codes[num_fit:],
         os.path.join(unit_dir, 'pretrain'))
   model = tasks.TaskModel(encoder, task_data.num_classes)
-  fit = train.fit(
-      model, task_data.x_train, task_data.y_train,
-      key=jax.random.PRNGKey(config.seed + 1),
-      config=_train_config(config, config.num_epochs),
-      tx=_transformation(config.optimizer, config.learning_rate,
-                         config.clip_norm, config.head_weight_decay),
-      loss_fn=tasks.softmax_cross_entropy,
-      metric_fn=tasks.classification_metrics, x_eval=task_data.x_validation,
-      y_eval=task_data.y_validation, workdir=os.path.join(unit_dir, 'train'),
-      progress=False)
+  # Before training too: shows how task training changes the sparsity.
+  initial_nonzeros = _mean_nonzeros(train.predict(encoder, task_data.x_test))
+  history = _fit_classifier(config, model, task_data,
+                            os.path.join(unit_dir, 'train'))
   validation_logits = train.predict(model, task_data.x_validation)
   test_logits = train.predict(model, task_data.x_test)
   test_predictions = np.argmax(test_logits, axis=-1)
@@ -746,9 +768,48 @@ def _classification_unit(config: ClassificationConfig,
       'confusion_matrix': tasks.confusion_matrix(
           test_predictions, task_data.y_test,
           task_data.num_classes).tolist(),
-      'mean_test_code_nonzeros': float(np.mean(np.count_nonzero(codes,
-                                                                axis=1))),
-      'history': _history(fit), 'pretrain_history': pretrain_history}
+      'mean_test_code_nonzeros': _mean_nonzeros(codes),
+      'initial_mean_test_code_nonzeros': initial_nonzeros,
+      'history': history, 'pretrain_history': pretrain_history}
+
+
+def _fit_classifier(config: ClassificationConfig, model: tasks.TaskModel,
+                    task_data: ClassificationData,
+                    workdir: str) -> list[dict[str, Any]]:
+  """Trains `model` with the softmax loss, resumably; its history.
+
+  Without augmentation, one `train.fit`. With it, one `train.fit` per epoch
+  with a growing `num_epochs` (fit resumes from its checkpoint): epoch e
+  trains on `augment_in_chunks(fold_in(key, e), train_images)`, so a
+  resumed run sees the same data as an uninterrupted one.
+  """
+  def fit(x_train, num_epochs):
+    return _history(train.fit(
+        model, x_train, task_data.y_train,
+        key=jax.random.PRNGKey(config.seed + 1),
+        config=_train_config(config, num_epochs),
+        tx=_transformation(config.optimizer, config.learning_rate,
+                           config.clip_norm, config.head_weight_decay),
+        loss_fn=tasks.softmax_cross_entropy,
+        metric_fn=tasks.classification_metrics,
+        x_eval=task_data.x_validation, y_eval=task_data.y_validation,
+        workdir=workdir, progress=False))
+
+  if task_data.train_images is None:
+    return fit(task_data.x_train, config.num_epochs)
+  augment_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+  history = fit(task_data.x_train, 0)  # Restores a checkpoint, if any.
+  while len(history) < config.num_epochs:
+    epoch = len(history)
+    images = augment_lib.augment_in_chunks(
+        jax.random.fold_in(augment_key, epoch), task_data.train_images,
+        AUGMENTATION)
+    history = fit(standardize_rows(images), epoch + 1)
+  return history
+
+
+def _mean_nonzeros(codes: np.ndarray) -> float:
+  return float(np.mean(np.count_nonzero(codes, axis=1)))
 
 
 def _clustering_scores(assignments: np.ndarray,
@@ -892,6 +953,14 @@ def _metric(result: dict[str, Any], experiment: str) -> float:
   return result['test_error' if experiment == 'classification' else 'error']
 
 
+_AUGMENTATION_CAPTION = (
+    'augmented afresh each epoch: rotation <= '
+    f'{AUGMENTATION.max_rotation_degrees:g} degrees, scale within '
+    f'{AUGMENTATION.max_scale_change:.0%}, blur <= '
+    f'{AUGMENTATION.max_blur_sigma:g} px, noise '
+    f'{AUGMENTATION.noise_stddev:g} (pixels in [0, 1])')
+
+
 def _caption(results: dict[str, Any]) -> str:
   config, data = results['config'], results['data']
   dataset = config['dataset']
@@ -905,7 +974,8 @@ def _caption(results: dict[str, Any]) -> str:
       f"{config['clip_norm']:g}, HELU_sigma from 0.2 (/10 per epoch, floor "
       f"{config['min_sigma']:g}), K = {config['num_stages']} stages, "
       f'dictionary learned on {learned_on} signals (lam = {config["lam"]:g}, '
-      f"{config['dictionary_steps']} steps); no augmentation")
+      f"{config['dictionary_steps']} steps); "
+      + (_AUGMENTATION_CAPTION if config.get('augment') else 'no augmentation'))
   if results['experiment'] == 'classification':
     if 'tdsc' in config['encoders']:
       train_setting += (f"; TDSC: elastic net with lam2 = "

@@ -4,9 +4,13 @@ import dataclasses
 import json
 import os
 
+import chex
+from flax import nnx
 import numpy as np
 import pytest
 
+from l0enc import solvers
+from l0enc import tasks
 from l0enc import task_experiments as te
 
 TINY = dict(dataset='synthetic', code_dims=(8,), ms=(2,), num_epochs=2,
@@ -16,7 +20,7 @@ TINY = dict(dataset='synthetic', code_dims=(8,), ms=(2,), num_epochs=2,
 
 @pytest.fixture(scope='module')
 def classification_run(tmp_path_factory):
-  config = te.ClassificationConfig(encoders=('lista', 'msparse', 'tdsc'),
+  config = te.ClassificationConfig(encoders=('lista', 'l0', 'msparse', 'tdsc'),
                                    tdsc_iterations=20, **TINY)
   workdir = str(tmp_path_factory.mktemp('classification'))
   return config, workdir, te.run(config, workdir)
@@ -32,7 +36,8 @@ def clustering_run(tmp_path_factory):
 
 def test_classification_results_and_files(classification_run):
   config, workdir, results = classification_run
-  assert list(results['units']) == ['lista_p8', 'msparse_m2_p8', 'tdsc_p8']
+  assert list(results['units']) == ['lista_p8', 'l0_p8', 'msparse_m2_p8',
+                                    'tdsc_p8']
   assert results['data']['num_classes'] == 3
   for name, unit in results['units'].items():
     assert 0 <= unit['test_error'] <= 100
@@ -41,7 +46,8 @@ def test_classification_results_and_files(classification_run):
     assert np.sum(unit['confusion_matrix']) == results['data']['num_test']
     assert os.path.exists(os.path.join(workdir, name, 'result.json'))
   assert len(results['units']['lista_p8']['pretrain_history']) == 1
-  assert results['units']['msparse_m2_p8']['mean_test_code_nonzeros'] <= 2
+  for key in ('mean_test_code_nonzeros', 'initial_mean_test_code_nonzeros'):
+    assert 0 < results['units']['msparse_m2_p8'][key] <= 2
   for name in ('results.json', 'settings.json', 'dictionary_p8.npz',
                'l1_codes_p8.npz'):
     assert os.path.exists(os.path.join(workdir, name))
@@ -206,3 +212,94 @@ def test_best_classifier_needs_a_finished_unit():
   results = {'config': {'dataset': 'mnist'}, 'units': {'lista_p8': {}}}
   with pytest.raises(ValueError, match='nothing to report'):
     te.best_classifier(results)
+
+
+def test_initial_code_nonzeros_are_those_of_iht(classification_run):
+  """The untrained Deep l0 encoder is K iterations of IHT (eq. 8)."""
+  config, workdir, results = classification_run
+  task_data = te.load_classification_data(config)
+  with np.load(os.path.join(workdir, 'dictionary_p8.npz')) as cached:
+    dictionary = cached['dictionary']
+  step_size = 1 / float(solvers.lipschitz_constant(dictionary))
+  codes = solvers.iht(task_data.x_test, dictionary,
+                      lam=config.l0_weight(step_size), step_size=step_size,
+                      num_iterations=config.num_stages).codes
+  np.testing.assert_allclose(
+      results['units']['l0_p8']['initial_mean_test_code_nonzeros'],
+      np.mean(np.count_nonzero(np.asarray(codes), axis=1)), atol=0.02)
+
+
+@pytest.fixture(name='mnist_dir')
+def fixture_mnist_dir(tmp_path):
+  """A fake mnist.npz: 96 training and 16 test blobs at random places."""
+  rng = np.random.default_rng(3)
+  rows, cols = np.mgrid[:28, :28]
+
+  def blobs(count):
+    centres = rng.uniform(8, 20, (count, 2, 1, 1))
+    images = np.exp(-((rows - centres[:, 0]) ** 2 +
+                      (cols - centres[:, 1]) ** 2) / 20)
+    return (255 * images).astype(np.uint8)
+
+  np.savez(tmp_path / 'mnist.npz', x_train=blobs(96),
+           y_train=rng.integers(0, 10, 96), x_test=blobs(16),
+           y_test=rng.integers(0, 10, 16))
+  return str(tmp_path)
+
+
+def _augmented_config(mnist_dir, **changes):
+  return te.ClassificationConfig(**{
+      **TINY, 'dataset': 'mnist', 'data_path': mnist_dir, 'augment': True,
+      'encoders': ('msparse',), 'batch_size': 16, **changes})
+
+
+def _train_tiny(config, workdir):
+  task_data = te.load_classification_data(config)
+  dictionary = np.random.default_rng(0).normal(size=(784, 8)) / 28
+  model = tasks.TaskModel(te.build_encoder(config, dictionary, 'msparse', 2),
+                          task_data.num_classes)
+  history = te._fit_classifier(config, model, task_data, workdir)
+  return history, nnx.state(model, nnx.Param)
+
+
+def test_augmented_training_resumes_to_the_uninterrupted_run(mnist_dir,
+                                                            tmp_path):
+  config = _augmented_config(mnist_dir, num_epochs=3)
+  history, params = _train_tiny(config, str(tmp_path / 'straight'))
+  # Stopped after epoch 2, then restarted from scratch in a new process.
+  _train_tiny(dataclasses.replace(config, num_epochs=2),
+              str(tmp_path / 'resumed'))
+  resumed_history, resumed_params = _train_tiny(config,
+                                                str(tmp_path / 'resumed'))
+  assert len(history) == 3
+  assert ([record['train_loss'] for record in history] ==
+          [record['train_loss'] for record in resumed_history])
+  chex.assert_trees_all_close(params, resumed_params)
+
+
+def test_augmentation_changes_the_training_data(mnist_dir, tmp_path):
+  config = _augmented_config(mnist_dir, num_epochs=1)
+  task_data = te.load_classification_data(config)
+  plain = te.load_classification_data(dataclasses.replace(config,
+                                                          augment=False))
+  assert plain.train_images is None
+  chex.assert_shape(task_data.train_images, (len(task_data.x_train), 28, 28))
+  # The kept images are the ones x_train was standardized from.
+  np.testing.assert_allclose(te.standardize_rows(task_data.train_images),
+                             task_data.x_train, atol=1e-5)
+  augmented, _ = _train_tiny(config, str(tmp_path / 'augmented'))
+  clean, _ = _train_tiny(dataclasses.replace(config, augment=False),
+                         str(tmp_path / 'clean'))
+  assert augmented[0]['train_loss'] != clean[0]['train_loss']
+  results = {'experiment': 'classification',
+             'config': te.jsonable(config),
+             'data': {'num_test': 16, 'num_train': 86, 'num_validation': 10,
+                      'description': task_data.description}}
+  assert 'augmented afresh each epoch' in te._caption(results)
+
+
+@pytest.mark.parametrize('changes', [dict(dataset='synthetic'),
+                                     dict(mnist_image_size=14)])
+def test_augment_needs_full_size_mnist(mnist_dir, changes):
+  with pytest.raises(ValueError, match='augment distorts 28 x 28 digits'):
+    _augmented_config(mnist_dir, **changes)
