@@ -3,6 +3,8 @@ r"""Classification with deep l0 encoders: the l0 paper's Tables 4-5.
     python experiments/classification.py                  # quick, ~15 min CPU
     python experiments/classification.py --preset=paper   # full, for a GPU
     python experiments/classification.py --dataset=indian_pines --p=256
+    python experiments/classification.py --preset=paper --dataset=mnist \
+        --augment --workdir=results/classification_augmented
 
 For each data set (MNIST, AVIRIS Indian Pines) and code size p it learns a
 dictionary on the training signals, initializes TDSC (task-driven sparse
@@ -19,7 +21,8 @@ Data: MNIST from `<data_dir>/mnist.npz` (or IDX files), 28x28 pixels
 flattened and standardized per image; Indian Pines from --indian_pines_path,
 per-band standardized spectra, 10% of each class for training (stratified,
 fixed seed). A stratified 10% of the training set is held out for
-validation; the test set is scored once, after the last epoch.
+validation; the test set is scored once, after the last epoch. With
+--augment, MNIST's training images are distorted afresh every epoch.
 """
 
 import dataclasses
