@@ -751,7 +751,8 @@ def _classification_unit(config: ClassificationConfig,
         task_data.x_validation, codes[num_fit:],
         os.path.join(unit_dir, 'pretrain'))
   model = tasks.TaskModel(encoder, task_data.num_classes)
-  # Before training too: shows how task training changes the sparsity.
+  # Before end-to-end training (for LISTA: after its code regression) too,
+  # to show how the task loss changes the sparsity.
   initial_nonzeros = _mean_nonzeros(train.predict(encoder, task_data.x_test))
   history = _fit_classifier(config, model, task_data,
                             os.path.join(unit_dir, 'train'))
