@@ -13,7 +13,8 @@ Encoder (each M) from it, and trains each end to end with a softmax head
 (LISTA first regresses l1 codes).
 Each data set lives in `<workdir>/<dataset>/`, each (method, p) in its own
 subdirectory that resumes after a kill. The combined `results.json`,
-`results.md` (the paper's layout, its numbers in brackets),
+`results.md` (the paper's layout, its numbers in brackets, and the mean
+nonzeros of the test codes before and after end-to-end training),
 `learning_curves.png` and `confusion_<dataset>.png` (the best classifier by
 validation error) go to --workdir.
 
@@ -169,7 +170,8 @@ def main(argv):
         f"\nBest classifier by validation error: {unit['row']}, p = "
         f"{unit['unit']['code_dim']} (validation {unit['validation_error']:.2f}"
         f"%, test {unit['test_error']:.2f}%); its confusion matrix is "
-        f'confusion_{config.dataset}.png.\n')
+        f'confusion_{config.dataset}.png.\n\n' +
+        task_experiments.nonzeros_table(result) + '\n')
   report = '\n'.join(sections)
   reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)

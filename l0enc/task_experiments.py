@@ -977,6 +977,9 @@ def _caption(results: dict[str, Any]) -> str:
       f'dictionary learned on {learned_on} signals (lam = {config["lam"]:g}, '
       f"{config['dictionary_steps']} steps); "
       + (_AUGMENTATION_CAPTION if config.get('augment') else 'no augmentation'))
+  if config['l0_lam'] is not None:
+    train_setting += (f"; Deep l0 initialized with l0 weight "
+                      f"{config['l0_lam']:g}")
   if results['experiment'] == 'classification':
     if 'tdsc' in config['encoders']:
       train_setting += (f"; TDSC: elastic net with lam2 = "
@@ -1033,6 +1036,40 @@ def paper_table(results: dict[str, Any]) -> str:
           for row in rows]
   return (_caption(results) + '\n\n' + reporting.markdown_table(
       ['method'] + [f'p = {code_dim}' for code_dim in code_dims], body))
+
+
+def nonzeros_table(results: dict[str, Any]) -> str:
+  """Mean nonzeros of the test codes, before -> after end-to-end training.
+
+  Shows whether the task loss kept the codes sparse. "Before" is the encoder
+  as initialized (tuned LISTA: after its code regression); units written
+  before it was recorded show the "after" value only.
+
+  Args:
+    results: the output of `run` for one classification data set.
+
+  Returns:
+    Markdown: a one-line caption, then a table with the methods as rows and
+    the code sizes as columns.
+  """
+  code_dims = results['config']['code_dims']
+  by_row = {}
+  for result in results['units'].values():
+    by_row.setdefault(result['row'], {})[result['unit']['code_dim']] = result
+
+  def cell(result):
+    if result is None:
+      return '—'
+    after = f"{result['mean_test_code_nonzeros']:.1f}"
+    before = result.get('initial_mean_test_code_nonzeros')
+    return after if before is None else f'{before:.1f} → {after}'
+
+  body = [[row] + [cell(found.get(code_dim)) for code_dim in code_dims]
+          for row, found in by_row.items()]
+  return ('Mean nonzeros of the test codes (of p), before → after end-to-end '
+          'training (one number: after only, for units run before the '
+          '"before" was recorded):\n\n' + reporting.markdown_table(
+              ['method'] + [f'p = {code_dim}' for code_dim in code_dims], body))
 
 
 def best_classifier(results: dict[str, Any]) -> str:

@@ -303,3 +303,21 @@ def test_augmentation_changes_the_training_data(mnist_dir, tmp_path):
 def test_augment_needs_full_size_mnist(mnist_dir, changes):
   with pytest.raises(ValueError, match='augment distorts 28 x 28 digits'):
     _augmented_config(mnist_dir, **changes)
+
+
+def test_nonzeros_table_shows_before_and_after():
+  def unit(encoder, code_dim, after, before=None):
+    result = {'unit': {'encoder': encoder, 'code_dim': code_dim, 'm': None},
+              'row': te.row_name(encoder), 'mean_test_code_nonzeros': after}
+    if before is not None:
+      result['initial_mean_test_code_nonzeros'] = before
+    return result
+
+  results = {'config': {'code_dims': [128, 256]}, 'units': {
+      'l0_p128': unit('l0', 128, 120.04, 30.46),
+      'l0_p256': unit('l0', 256, 250.0),  # Written before "before" existed.
+      'lista_p128': unit('lista', 128, 60.0, 61.25)}}
+  lines = te.nonzeros_table(results).splitlines()
+  assert lines[2] == '| method | p = 128 | p = 256 |'
+  assert lines[4] == '| Deep l0-Regularized | 30.5 → 120.0 | 250.0 |'
+  assert lines[5] == '| Tuned LISTA | 61.2 → 60.0 | — |'
