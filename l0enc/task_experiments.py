@@ -999,6 +999,15 @@ def _caption(results: dict[str, Any]) -> str:
           "the untrained codes. Ours (paper).")
 
 
+def _units_by_row(results: dict[str, Any]
+                  ) -> dict[str, dict[int, dict[str, Any]]]:
+  """`{table row: {code size: unit result}}`, rows in the order run."""
+  by_row = {}
+  for result in results['units'].values():
+    by_row.setdefault(result['row'], {})[result['unit']['code_dim']] = result
+  return by_row
+
+
 def paper_table(results: dict[str, Any]) -> str:
   """One data set's table in the paper's layout: ours (paper's), in %.
 
@@ -1016,9 +1025,7 @@ def paper_table(results: dict[str, Any]) -> str:
   dataset = results['config']['dataset']
   code_dims = results['config']['code_dims']
   paper = PAPER_TABLES.get(dataset, {})
-  by_row = {}
-  for name, result in results['units'].items():
-    by_row.setdefault(result['row'], {})[result['unit']['code_dim']] = result
+  by_row = _units_by_row(results)
   rows = []
   if any(code_dim in PAPER_CODE_DIMS for code_dim in code_dims):
     rows = [name for name in paper if name not in by_row]  # Paper-only rows.
@@ -1053,9 +1060,7 @@ def nonzeros_table(results: dict[str, Any]) -> str:
     the code sizes as columns.
   """
   code_dims = results['config']['code_dims']
-  by_row = {}
-  for result in results['units'].values():
-    by_row.setdefault(result['row'], {})[result['unit']['code_dim']] = result
+  by_row = _units_by_row(results)
 
   def cell(result):
     if result is None:
