@@ -320,7 +320,8 @@ def _train(model, problem: Problem, config: Config, num_epochs: int,
   result = train.fit(
       model, problem.x_train[fit_part], problem.codes_train[fit_part],
       key=jax.random.PRNGKey(config.seed), workdir=workdir,
-      **_fit_options(config, num_epochs, learning_rate), metric_fn=_metric_fn, x_eval=problem.x_train[validation_part],
+      **_fit_options(config, num_epochs, learning_rate), metric_fn=_metric_fn,
+      x_eval=problem.x_train[validation_part],
       y_eval=problem.codes_train[validation_part])
   return [record._asdict() for record in result.history]
 

@@ -1147,6 +1147,11 @@ class Claim(NamedTuple):
   holds: bool
 
 
+def _short_label(method: str) -> str:
+  """The paper's short name of a method: 'I' ... 'V' or 'DDSE'."""
+  return METHOD_LABELS[method].split(':')[0]
+
+
 def _best_everywhere(values, errors, label):
   """Where DDSE has the lowest error of all methods, as (text, holds)."""
   lost = [f'{label} = {value:g} ({_winner(errors, i)})'
@@ -1159,7 +1164,7 @@ def _best_everywhere(values, errors, label):
 
 def _winner(errors, index):
   method = min(errors, key=lambda method: errors[method][index])
-  return (f'{METHOD_LABELS[method].split(":")[0]} '
+  return (f'{_short_label(method)} '
           f'{errors[method][index]:.2f} vs DDSE '
           f'{errors[ddse.DDSE_MODEL][index]:.2f}')
 
@@ -1213,7 +1218,7 @@ def paper_claims(combined: Mapping[str, Any]) -> list[Claim]:
     values, errors = _sweep_errors(combined, 'train_fraction')
     low, full = int(np.argmin(values)), int(np.argmax(values))
     losses = {method: e[low] - e[full] for method, e in errors.items()}
-    named = ', '.join(f'{METHOD_LABELS[method].split(":")[0]} '
+    named = ', '.join(f'{_short_label(method)} '
                       f'{loss:+.2f}' for method, loss in losses.items())
     claims.append(Claim(
         'Fig. 5', f'from ts/t = 1 to {values[low]:g}, DDSE loses least '
@@ -1285,7 +1290,7 @@ def budget_caption(combined: Mapping[str, Any], preset: str,
                   f"{base['max_blur_sigma']:g} px, noise "
                   f"{base['noise_stddev']:g}, no flips")
   if base['learning_rate'] is None:
-    rates = ', '.join(f'{METHOD_LABELS[method].split(":")[0]} {rate:g}'
+    rates = ', '.join(f'{_short_label(method)} {rate:g}'
                       for method, rate in DEFAULT_LEARNING_RATES.items())
     rates = f'initial lr per method, tuned on validation ({rates})'
   else:
@@ -1365,9 +1370,10 @@ def report(combined: Mapping[str, Any], caption: str) -> str:
   if retried:
     sections.append(
         'Units whose training diverged (non-finite loss) and were retried '
-        f"from the epoch before at the learning rate x{base['lr_decay_factor']:g}"
-        ' (0-based epochs): ' + '; '.join(f'{name} {epochs}'
-                                for name, epochs in retried.items()) + '.\n')
+        'from the epoch before at the learning rate '
+        f"x{base['lr_decay_factor']:g} (0-based epochs): "
+        + '; '.join(f'{name} {epochs}' for name, epochs in retried.items())
+        + '.\n')
   if combined.get('compactness'):
     sections.append('**Compactness of the default DDSE** (Secs. 3.3.1-3.3.2; '
                     'timings in one process, median of '

@@ -1008,6 +1008,10 @@ def _units_by_row(results: dict[str, Any]
   return by_row
 
 
+def _table_header(code_dims: Sequence[int]) -> list[str]:
+  return ['method'] + [f'p = {code_dim}' for code_dim in code_dims]
+
+
 def paper_table(results: dict[str, Any]) -> str:
   """One data set's table in the paper's layout: ours (paper's), in %.
 
@@ -1042,7 +1046,7 @@ def paper_table(results: dict[str, Any]) -> str:
   body = [[row] + [cell(row, code_dim) for code_dim in code_dims]
           for row in rows]
   return (_caption(results) + '\n\n' + reporting.markdown_table(
-      ['method'] + [f'p = {code_dim}' for code_dim in code_dims], body))
+      _table_header(code_dims), body))
 
 
 def nonzeros_table(results: dict[str, Any]) -> str:
@@ -1074,7 +1078,7 @@ def nonzeros_table(results: dict[str, Any]) -> str:
   return ('Mean nonzeros of the test codes (of p), before → after end-to-end '
           'training (one number: after only, for units run before the '
           '"before" was recorded):\n\n' + reporting.markdown_table(
-              ['method'] + [f'p = {code_dim}' for code_dim in code_dims], body))
+              _table_header(code_dims), body))
 
 
 def best_classifier(results: dict[str, Any]) -> str:
