@@ -100,10 +100,14 @@ def _elastic_net_bwd(lam1, lam2, num_iterations, residuals, cotangent):
   active = (codes != 0).astype(codes.dtype)
   gram = _gram(dictionary, lam2)
   # Per signal, (D_L^T D_L + lam2 I) on the active set and the identity
-  # elsewhere: one p x p solve gives beta_L and beta_{L^c} = 0 at once.
+  # elsewhere: one p x p solve gives beta_L and beta_{L^c} = 0 at once. The
+  # system is symmetric positive definite, so a Cholesky solve (half the
+  # flops of LU) does it; this solve dominates a TDSC training step.
   system = (active[:, :, None] * gram * active[:, None, :]
             + jax.vmap(jnp.diag)(1 - active))
-  beta = jnp.linalg.solve(system, (active * cotangent)[..., None])[..., 0]
+  beta = jax.scipy.linalg.cho_solve(
+      (jnp.linalg.cholesky(system), True), (active * cotangent)[..., None])
+  beta = beta[..., 0]
   residual = x - solvers.matmul(codes, dictionary.T)
   x_cotangent = solvers.matmul(beta, dictionary.T)
   dictionary_cotangent = (solvers.matmul(residual.T, beta)
