@@ -165,13 +165,15 @@ def main(argv):
     best = task_experiments.plot_confusion_matrix(
         result, os.path.join(workdir, f'confusion_{config.dataset}.png'))
     unit = result['units'][best]
+    scale = task_experiments.scale_table(result)
     sections.append(
         task_experiments.paper_table(result) +
         f"\nBest classifier by validation error: {unit['row']}, p = "
         f"{unit['unit']['code_dim']} (validation {unit['validation_error']:.2f}"
         f"%, test {unit['test_error']:.2f}%); its confusion matrix is "
         f'confusion_{config.dataset}.png.\n\n' +
-        task_experiments.nonzeros_table(result) + '\n')
+        task_experiments.nonzeros_table(result) + '\n' +
+        (f'{scale}\n' if scale else ''))
   report = '\n'.join(sections)
   reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)

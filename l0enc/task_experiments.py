@@ -752,8 +752,9 @@ def _classification_unit(config: ClassificationConfig,
         os.path.join(unit_dir, 'pretrain'))
   model = tasks.TaskModel(encoder, task_data.num_classes)
   # Before end-to-end training (for LISTA: after its code regression) too,
-  # to show how the task loss changes the sparsity.
+  # to show how the task loss changes the sparsity, and why.
   initial_nonzeros = _mean_nonzeros(train.predict(encoder, task_data.x_test))
+  initial_scale = _encoder_scale(encoder)
   history = _fit_classifier(config, model, task_data,
                             os.path.join(unit_dir, 'train'))
   validation_logits = train.predict(model, task_data.x_validation)
@@ -771,6 +772,8 @@ def _classification_unit(config: ClassificationConfig,
           task_data.num_classes).tolist(),
       'mean_test_code_nonzeros': _mean_nonzeros(codes),
       'initial_mean_test_code_nonzeros': initial_nonzeros,
+      'encoder_scale': _encoder_scale(model.encoder),
+      'initial_encoder_scale': initial_scale,
       'history': history, 'pretrain_history': pretrain_history}
 
 
@@ -811,6 +814,19 @@ def _fit_classifier(config: ClassificationConfig, model: tasks.TaskModel,
 
 def _mean_nonzeros(codes: np.ndarray) -> float:
   return float(np.mean(np.count_nonzero(codes, axis=1)))
+
+
+def _encoder_scale(encoder: nnx.Module) -> dict[str, float] | None:
+  """RMS of W and mean of theta for a thresholding encoder, else None.
+
+  A code entry `[W x + S z]_i` survives where it exceeds theta_i, so the
+  codes densify when W grows faster than theta (or theta shrinks).
+  """
+  if not isinstance(encoder, (models.LISTA, models.DeepL0Encoder)):
+    return None
+  return {'input_weight_rms': float(np.sqrt(np.mean(np.square(
+              encoder.input_weights[...])))),
+          'mean_threshold': float(np.mean(encoder.threshold[...]))}
 
 
 def _clustering_scores(assignments: np.ndarray,
@@ -1049,6 +1065,28 @@ def paper_table(results: dict[str, Any]) -> str:
       _table_header(code_dims), body))
 
 
+def _before_after_table(results: dict[str, Any], caption: str,
+                        cell: Any) -> str:
+  """A table of `cell(unit result)` per method and code size.
+
+  Rows whose cells are all None (the quantity does not apply) are left out,
+  and so is the whole table ('') if no row is left; a unit not run shows a
+  dash.
+  """
+  code_dims = results['config']['code_dims']
+  body = []
+  for row, found in _units_by_row(results).items():
+    cells = [None if found.get(code_dim) is None else cell(found[code_dim])
+             for code_dim in code_dims]
+    if any(value is not None for value in cells):
+      body.append([row] + ['—' if value is None else value
+                           for value in cells])
+  if not body:
+    return ''
+  return caption + '\n\n' + reporting.markdown_table(
+      _table_header(code_dims), body)
+
+
 def nonzeros_table(results: dict[str, Any]) -> str:
   """Mean nonzeros of the test codes, before -> after end-to-end training.
 
@@ -1063,22 +1101,42 @@ def nonzeros_table(results: dict[str, Any]) -> str:
     Markdown: a one-line caption, then a table with the methods as rows and
     the code sizes as columns.
   """
-  code_dims = results['config']['code_dims']
-  by_row = _units_by_row(results)
-
   def cell(result):
-    if result is None:
-      return '—'
     after = f"{result['mean_test_code_nonzeros']:.1f}"
     before = result.get('initial_mean_test_code_nonzeros')
     return after if before is None else f'{before:.1f} → {after}'
 
-  body = [[row] + [cell(found.get(code_dim)) for code_dim in code_dims]
-          for row, found in by_row.items()]
-  return ('Mean nonzeros of the test codes (of p), before → after end-to-end '
-          'training (one number: after only, for units run before the '
-          '"before" was recorded):\n\n' + reporting.markdown_table(
-              _table_header(code_dims), body))
+  return _before_after_table(
+      results, 'Mean nonzeros of the test codes (of p), before → after '
+      'end-to-end training (one number: after only, for units run before the '
+      '"before" was recorded):', cell)
+
+
+def scale_table(results: dict[str, Any]) -> str:
+  """How far W and theta moved in end-to-end training (thresholding rows).
+
+  The factors after / before of the RMS of the input weights W and of the
+  mean threshold theta, for the units that recorded them (tuned LISTA and
+  Deep l0; units run before they were recorded show a dash).
+
+  Args:
+    results: the output of `run` for one classification data set.
+
+  Returns:
+    Markdown: a caption, then the table; '' if no unit recorded them.
+  """
+  def cell(result):
+    before, after = (result.get('initial_encoder_scale'),
+                     result.get('encoder_scale'))
+    if not before or not after:
+      return None
+    return (f"W ×{after['input_weight_rms'] / before['input_weight_rms']:.3g}"
+            f", θ ×{after['mean_threshold'] / before['mean_threshold']:.3g}")
+
+  return _before_after_table(
+      results, 'Scale of the thresholding encoders, after / before end-to-end '
+      'training: RMS of the input weights W, mean of the thresholds θ (a code '
+      'entry survives where |W x + S z| exceeds θ):', cell)
 
 
 def best_classifier(results: dict[str, Any]) -> str:

@@ -227,6 +227,17 @@ def test_initial_code_nonzeros_are_those_of_iht(classification_run):
   np.testing.assert_allclose(
       results['units']['l0_p8']['initial_mean_test_code_nonzeros'],
       np.mean(np.count_nonzero(np.asarray(codes), axis=1)), atol=0.02)
+  # W = mu D^T and theta = sqrt(2 lam mu) before training.
+  scale = results['units']['l0_p8']['initial_encoder_scale']
+  np.testing.assert_allclose(
+      scale['input_weight_rms'],
+      step_size * np.sqrt(np.mean(np.square(dictionary))), rtol=1e-5)
+  np.testing.assert_allclose(
+      scale['mean_threshold'],
+      np.sqrt(2 * config.l0_weight(step_size) * step_size), rtol=1e-5)
+  assert results['units']['l0_p8']['encoder_scale'] != scale
+  for name in ('msparse_m2_p8', 'tdsc_p8'):
+    assert results['units'][name]['encoder_scale'] is None
 
 
 @pytest.fixture(name='mnist_dir')
@@ -321,3 +332,26 @@ def test_nonzeros_table_shows_before_and_after():
   assert lines[2] == '| method | p = 128 | p = 256 |'
   assert lines[4] == '| Deep l0-Regularized | 30.5 → 120.0 | 250.0 |'
   assert lines[5] == '| Tuned LISTA | 61.2 → 60.0 | — |'
+
+
+def test_scale_table_shows_the_factors_of_thresholding_rows():
+  def unit(encoder, code_dim, scales=None):
+    result = {'unit': {'encoder': encoder, 'code_dim': code_dim, 'm': None},
+              'row': te.row_name(encoder)}
+    if scales is not None:
+      result['initial_encoder_scale'], result['encoder_scale'] = (
+          {'input_weight_rms': rms, 'mean_threshold': threshold}
+          for rms, threshold in scales)
+    return result
+
+  results = {'config': {'code_dims': [128, 256]}, 'units': {
+      'l0_p128': unit('l0', 128, [(0.001, 0.05), (0.017, 0.049)]),
+      'l0_p256': unit('l0', 256),  # Written before the scales existed.
+      'msparse_p128': {**unit('msparse', 128), 'encoder_scale': None,
+                       'initial_encoder_scale': None},
+      'tdsc_p128': unit('tdsc', 128)}}
+  lines = te.scale_table(results).splitlines()
+  assert lines[2] == '| method | p = 128 | p = 256 |'
+  assert lines[4:] == ['| Deep l0-Regularized | W ×17, θ ×0.98 | — |']
+  del results['units']['l0_p128']
+  assert te.scale_table(results) == ''
