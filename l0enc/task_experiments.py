@@ -55,7 +55,7 @@ import functools
 import logging
 import os
 import time
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from flax import nnx
 import jax
@@ -1066,7 +1066,7 @@ def paper_table(results: dict[str, Any]) -> str:
 
 
 def _before_after_table(results: dict[str, Any], caption: str,
-                        cell: Any) -> str:
+                        cell: Callable[[dict[str, Any]], str | None]) -> str:
   """A table of `cell(unit result)` per method and code size.
 
   Rows whose cells are all None (the quantity does not apply) are left out,
