@@ -1115,9 +1115,9 @@ def nonzeros_table(results: dict[str, Any]) -> str:
 def scale_table(results: dict[str, Any]) -> str:
   """How far W and theta moved in end-to-end training (thresholding rows).
 
-  The factors after / before of the RMS of the input weights W and of the
-  mean threshold theta, for the units that recorded them (tuned LISTA and
-  Deep l0; units run before they were recorded show a dash).
+  The RMS of the input weights W and the mean threshold theta, before ->
+  after, for the units that recorded them (tuned LISTA and Deep l0; units
+  run before they were recorded show a dash).
 
   Args:
     results: the output of `run` for one classification data set.
@@ -1130,11 +1130,12 @@ def scale_table(results: dict[str, Any]) -> str:
                      result.get('encoder_scale'))
     if not before or not after:
       return None
-    return (f"W ×{after['input_weight_rms'] / before['input_weight_rms']:.3g}"
-            f", θ ×{after['mean_threshold'] / before['mean_threshold']:.3g}")
+    return ', '.join(
+        f'{name} {before[key]:.2g} → {after[key]:.2g}' for name, key in
+        (('W', 'input_weight_rms'), ('θ', 'mean_threshold')))
 
   return _before_after_table(
-      results, 'Scale of the thresholding encoders, after / before end-to-end '
+      results, 'Scale of the thresholding encoders, before → after end-to-end '
       'training: RMS of the input weights W, mean of the thresholds θ (a code '
       'entry survives where |W x + S z| exceeds θ):', cell)
 

@@ -334,7 +334,7 @@ def test_nonzeros_table_shows_before_and_after():
   assert lines[5] == '| Tuned LISTA | 61.2 → 60.0 | — |'
 
 
-def test_scale_table_shows_the_factors_of_thresholding_rows():
+def test_scale_table_shows_thresholding_rows_before_and_after():
   def unit(encoder, code_dim, scales=None):
     result = {'unit': {'encoder': encoder, 'code_dim': code_dim, 'm': None},
               'row': te.row_name(encoder)}
@@ -352,6 +352,7 @@ def test_scale_table_shows_the_factors_of_thresholding_rows():
       'tdsc_p128': unit('tdsc', 128)}}
   lines = te.scale_table(results).splitlines()
   assert lines[2] == '| method | p = 128 | p = 256 |'
-  assert lines[4:] == ['| Deep l0-Regularized | W ×17, θ ×0.98 | — |']
+  assert lines[4:] == [
+      '| Deep l0-Regularized | W 0.001 → 0.017, θ 0.05 → 0.049 | — |']
   del results['units']['l0_p128']
   assert te.scale_table(results) == ''
