@@ -370,6 +370,146 @@ def iht(x, dictionary, *, lam=None, m=None, num_iterations=1000, tol=None,
   return _iht(x, dictionary, lam, m, step_size, init, num_iterations, tol)
 
 
+# Normalized IHT (Blumensath and Davies, 2010): the step is the exact line
+# search along the gradient restricted to the current support, shrunk by
+# backtracking until the majorization that makes IHT monotone holds.
+_NIHT_SHRINK = 2.0  # k of their rule: mu <- mu / (k (1 - c)).
+_NIHT_SLACK = 0.01  # c of their rule.
+
+
+def _niht_threshold(u, step_size, lam, m):
+  """H of problem (1) at `sqrt(2 lam mu)` (mu per signal) or of problem (2)."""
+  if m is not None:
+    return ops.top_m(u, m)
+  return ops.hard_threshold(u, iht_threshold(lam, step_size))
+
+
+def normalized_iht_step(codes, x, dictionary, *, lam=None, m=None,
+                        max_backtracks=32):
+  """One normalized IHT step (Blumensath and Davies, 2010), per signal.
+
+  With `g = D^T (x - D a)` and the support `S` of `a` (for the first step
+  from zero: that of `H_m(g)` for problem (2), every index for problem (1)),
+  the step is `mu = ||g_S||^2 / ||D g_S||^2`, the exact minimizer of the
+  quadratic term along `g_S`, and the candidate `a' = H(a + mu g)` (H the
+  hard threshold at `sqrt(2 lam mu)` for problem (1), keep-top-m for (2)).
+  It is accepted if its support is `S` or if
+  `mu <= (1 - c) ||a' - a||^2 / ||D (a' - a)||^2`; otherwise
+  `mu <- mu / (k (1 - c))` (k = 2, c = 0.01) and the candidate is recomputed.
+  Either condition makes the objective of problem (1) or (2) non-increasing,
+  whatever the scale of D: the step scales as `1 / ||D||^2`, so the
+  iteration is invariant to rescaling the dictionary.
+
+  The backtracking is a `lax.while_loop` (every signal's step shrinks until
+  all are accepted, at most `max_backtracks` times), so the step is not
+  reverse-mode differentiable; `iht` is.
+
+  Args:
+    codes: current codes, shape `(..., p)`.
+    x: signals, shape `(..., n)`.
+    dictionary: shape `(n, p)`.
+    lam: for problem (1), its l0 weight (shape broadcastable to `(..., 1)`).
+    m: for problem (2), the sparsity.
+    max_backtracks: cap on the step shrinkings of one step.
+
+  Returns:
+    `(new_codes, step_size)`, the step of shape `(..., 1)`.
+  """
+  gradient = matmul(x - matmul(codes, dictionary.T), dictionary)
+  support = codes != 0
+  if m is not None:
+    first_support = ops.top_m(gradient, m) != 0
+  else:
+    first_support = jnp.ones_like(support)
+  support = jnp.where(jnp.any(support, axis=-1, keepdims=True), support,
+                      first_support)
+  squared_norm = lambda v: jnp.sum(v * v, axis=-1, keepdims=True)
+  restricted = jnp.where(support, gradient, 0)
+  numerator = squared_norm(restricted)
+  denominator = squared_norm(matmul(restricted, dictionary.T))
+  # No descent direction on the support (a stationary point of the
+  # restricted problem): fall back to the fixed IHT step 1 / ||D||^2.
+  fallback = 1 / lipschitz_constant(dictionary)
+  step_size = jnp.where(denominator > 0,
+                        numerator / jnp.where(denominator > 0, denominator, 1),
+                        fallback)
+
+  def candidate(step_size):
+    new = _niht_threshold(codes + step_size * gradient, step_size, lam, m)
+    change = new - codes
+    change_energy = squared_norm(matmul(change, dictionary.T))
+    omega = (1 - _NIHT_SLACK) * squared_norm(change) / jnp.where(
+        change_energy > 0, change_energy, 1)
+    accepted = (jnp.all((new != 0) == support, axis=-1, keepdims=True) |
+                (change_energy <= 0) | (step_size <= omega))
+    return new, accepted
+
+  def cond(carry):
+    count, _, _, accepted = carry
+    return (count < max_backtracks) & ~jnp.all(accepted)
+
+  def body(carry):
+    count, step_size, _, accepted = carry
+    step_size = jnp.where(
+        accepted, step_size,
+        step_size / (_NIHT_SHRINK * (1 - _NIHT_SLACK)))
+    return (count + 1, step_size, *candidate(step_size))
+
+  _, step_size, new, _ = jax.lax.while_loop(
+      cond, body, (jnp.int32(0), step_size, *candidate(step_size)))
+  return new, step_size
+
+
+@functools.partial(jax.jit,
+                   static_argnames=('m', 'num_iterations', 'tol',
+                                    'max_backtracks'))
+def _normalized_iht(x, dictionary, lam, m, init, num_iterations, tol,
+                    max_backtracks):
+  step = lambda a: normalized_iht_step(a, x, dictionary, lam=lam, m=m,
+                                       max_backtracks=max_backtracks)[0]
+  codes, used = _iterate(step, init, lambda a: a, num_iterations, tol)
+  if m is not None:
+    objective = msparse_objective(x, dictionary, codes)
+  else:
+    objective = l0_objective(x, dictionary, codes, lam[..., 0])
+  return SolverResult(codes, used, objective)
+
+
+def normalized_iht(x, dictionary, *, lam=None, m=None, num_iterations=1000,
+                   tol=None, init=None, max_backtracks=32) -> SolverResult:
+  """Normalized IHT for problem (1) or (2): IHT with an adaptive step.
+
+  Each signal takes its own step, the line search of
+  `normalized_iht_step` (Blumensath and Davies, "Normalized iterative hard
+  thresholding: guaranteed stability and performance", IEEE J-STSP 2010),
+  instead of the worst-case `1 / ||D||_2^2`: on an ill-conditioned
+  dictionary it converges in far fewer iterations than `iht`, and it needs
+  no step size. The objective never increases.
+
+  Args:
+    x: signals, shape `(..., n)`.
+    dictionary: shape `(n, p)`.
+    lam: l0 weight of problem (1), positive; scalar or shape `(...)`.
+    m: sparsity of problem (2), an int in [1, p]. Give exactly one of lam, m.
+    num_iterations: the number of iterations (`tol=None`) or the cap.
+    tol: relative-change tolerance (see `ista`); None for a fixed count.
+    init: starting codes, shape `(..., p)`; zeros by default.
+    max_backtracks: cap on the step shrinkings within one iteration.
+
+  Returns:
+    `SolverResult(codes, num_iterations, objective)`, with the objective of
+    problem (1) or (2).
+  """
+  m = _check_problem(dictionary, lam, m)
+  validation.check_int_in_range('max_backtracks', max_backtracks, 0,
+                                2**31 - 1)
+  _, init = _prepare(x, dictionary, init, num_iterations, tol, lam, None)
+  if lam is not None:
+    lam = _per_signal(lam, x)
+  return _normalized_iht(x, dictionary, lam, m, init, num_iterations, tol,
+                         max_backtracks)
+
+
 def default_l1_lam(x, dictionary, *, lam=None):
   """The l1 weight `optimal_codes` warm-starts from.
 
