@@ -1,7 +1,14 @@
 r"""Code approximation by deep l0 encoders: the l0 paper's Tables 1-3.
 
     python experiments/approximation.py                     # quick, synthetic
-    python experiments/approximation.py --preset=paper --data_dir=../shared/data
+    python experiments/approximation.py --preset=paper --data_dir=DIR
+    python experiments/approximation.py --preset=paper_literal --data_dir=DIR
+
+The paper preset runs in the calibrated regime: ZCA-whitened patches and a
+dictionary whose unstated settings (whitening regularizer, l1 weight) were
+chosen per p by experiments/calibrate_regime.py to match the paper's IHT
+rows; it reads that choice from --calibration. paper_literal is the paper's
+preprocessing read literally (no whitening), kept as the previous regime.
 
 For every (problem, p) it learns or takes the dictionary, computes the
 optimal codes, evaluates IHT at 2/5/10 iterations, trains the baseline
@@ -21,8 +28,9 @@ from absl import logging
 import jax
 
 from l0enc import approximation
+from l0enc import approximation_reports
+from l0enc import calibration
 from l0enc import reporting
-from l0enc import train
 
 PRESETS = {
     # Built in, no download, a few minutes on two CPU cores. HELU_sigma stays
@@ -30,19 +38,39 @@ PRESETS = {
     # schedule) ended worse than keeping it (evaluation uses exact HELU).
     'quick': dict(dataset='synthetic', problems=('l0', 'msparse'),
                   code_dims=(128,), lam=0.05, m=8, num_epochs=30,
-                  baseline_epochs=30, optimizer='adam', learning_rates=(1e-3,),
-                  min_sigma=0.2),
-    # The paper's Experiment A on MNIST (16x16 patches, n = 256), with the
-    # learning rate of each encoder chosen on the validation split.
+                  baseline_epochs=30, sgd_learning_rates=(),
+                  adam_learning_rates=(1e-3,), min_sigma=0.2,
+                  dictionary_steps=2000, calibration=None,
+                  previous_results=None),
+    # The paper's Experiment A on MNIST (16x16 patches, n = 256) in the
+    # calibrated regime. Each encoder is trained with the paper's optimizer
+    # (SGD at 0.01, no momentum) and with Adam at two rates; the validation
+    # split chooses among the three.
     'paper': dict(dataset='mnist', problems=('l0', 'msparse'),
                   code_dims=(128, 256, 512), lam=0.25, m=32, num_epochs=50,
-                  baseline_epochs=50, optimizer='adam',
-                  learning_rates=(1e-3, 1e-4, 1e-5), min_sigma=0.2),
+                  baseline_epochs=50, sgd_learning_rates=(0.01,),
+                  adam_learning_rates=(1e-3, 1e-4), min_sigma=0.2,
+                  dictionary_steps=600,
+                  calibration='results/approximation_calibration/'
+                              'results.json',
+                  previous_results='results/approximation_paper/'
+                                   'results.json'),
+    # The previous regime: the paper's preprocessing read literally, no
+    # whitening (results/approximation_paper).
+    'paper_literal': dict(dataset='mnist', problems=('l0', 'msparse'),
+                          code_dims=(128, 256, 512), lam=0.25, m=32,
+                          num_epochs=50, baseline_epochs=50,
+                          sgd_learning_rates=(),
+                          adam_learning_rates=(1e-3, 1e-4, 1e-5),
+                          min_sigma=0.2, dictionary_steps=2000,
+                          calibration=None, previous_results=None),
 }
 
 flags.DEFINE_enum('preset', 'quick', list(PRESETS),
                   'Defaults for the flags below: "quick" is a synthetic run '
-                  'of a few minutes, "paper" the MNIST Tables 1-3.')
+                  'of a few minutes, "paper" the MNIST Tables 1-3 in the '
+                  'calibrated (whitened) regime, "paper_literal" the same '
+                  'without whitening.')
 flags.DEFINE_enum('dataset', None, approximation.DATASETS,
                   'Data set (default: the preset\'s).')
 flags.DEFINE_multi_enum('problem', None, approximation.PROBLEMS,
@@ -60,13 +88,23 @@ flags.DEFINE_integer('num_epochs', None, 'Training epochs of the deep encoder '
 flags.DEFINE_integer('baseline_epochs', None, 'Training epochs of the '
                      "baseline encoder (default: the preset's).")
 flags.DEFINE_integer('batch_size', 128, 'Minibatch size (paper: 128).')
-flags.DEFINE_enum('optimizer', None, list(approximation.OPTIMIZERS),
-                  "sgd (the paper's, no momentum) or adam (default: the "
-                  "preset's).")
-flags.DEFINE_multi_float('learning_rate', None, 'Candidate learning rate(s); '
-                         'repeat the flag for several: each encoder is '
-                         'trained with each and the best on the validation '
-                         "split is kept (default: the preset's).")
+flags.DEFINE_multi_float('sgd_learning_rate', None, 'Candidate rate(s) of '
+                         "plain SGD (the paper's optimizer, no momentum); "
+                         'repeat the flag for several. Each encoder is '
+                         'trained with every SGD and Adam candidate and the '
+                         'best on the validation split is kept (default: '
+                         "the preset's).")
+flags.DEFINE_multi_float('adam_learning_rate', None, 'Candidate rate(s) of '
+                         "Adam (default: the preset's).")
+flags.DEFINE_boolean('no_sgd', False, 'Train no SGD candidate (an empty '
+                     '--sgd_learning_rate cannot be given as a flag).')
+flags.DEFINE_boolean('no_adam', False, 'Train no Adam candidate.')
+flags.DEFINE_integer('dictionary_steps', None, 'Minibatches of MNIST '
+                     "dictionary learning (default: the preset's).")
+flags.DEFINE_string('calibration', None, 'results.json of '
+                    'experiments/calibrate_regime.py: the whitening '
+                    'regularizer and dictionary l1 weight chosen for each p '
+                    "(default: the preset's; 'none' for no whitening).")
 flags.DEFINE_float('clip_norm', 1.0, 'Global gradient-norm clipping, applied '
                    'before the optimizer.')
 flags.DEFINE_float('min_sigma', None, 'Floor of the HELU_sigma annealing '
@@ -76,6 +114,12 @@ flags.DEFINE_integer('seed', 0, 'Seed of data, dictionary, models and order.')
 flags.DEFINE_string('data_dir', None, 'Directory with mnist.npz or the four '
                     'MNIST IDX files; without it, tensorflow-datasets is '
                     'tried.')
+flags.DEFINE_string('dictionary_dir', os.path.join('workdir', 'dictionaries'),
+                    'Cache of learned MNIST dictionaries (and whitenings), '
+                    'shared with experiments/calibrate_regime.py.')
+flags.DEFINE_string('previous_results', None, 'results.json of another '
+                    'regime, shown below the tables as a second, labelled '
+                    "block (default: the preset's; 'none' for none).")
 flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
                     '(default: workdir/approximation_<preset>).')
 
@@ -88,19 +132,35 @@ def configs_from_flags() -> list[approximation.Config]:
   pick = lambda name, key: (getattr(FLAGS, name)
                             if getattr(FLAGS, name) is not None
                             else preset[key])
+  calibration_path = pick('calibration', 'calibration')
+  if calibration_path == 'none':
+    calibration_path = None
+  chosen = (calibration.read_choice(calibration_path)
+            if calibration_path else {})
   common = dict(
       dataset=pick('dataset', 'dataset'), lam=pick('lam', 'lam'),
       m=pick('m', 'm'), num_epochs=pick('num_epochs', 'num_epochs'),
       baseline_epochs=pick('baseline_epochs', 'baseline_epochs'),
-      optimizer=pick('optimizer', 'optimizer'),
-      learning_rates=tuple(pick('learning_rate', 'learning_rates')),
+      sgd_learning_rates=() if FLAGS.no_sgd else tuple(
+          pick('sgd_learning_rate', 'sgd_learning_rates')),
+      adam_learning_rates=() if FLAGS.no_adam else tuple(
+          pick('adam_learning_rate', 'adam_learning_rates')),
       num_stages=FLAGS.num_stages, batch_size=FLAGS.batch_size,
       clip_norm=FLAGS.clip_norm, min_sigma=pick('min_sigma', 'min_sigma'),
+      dictionary_steps=pick('dictionary_steps', 'dictionary_steps'),
       seed=FLAGS.seed,
       data_dir=FLAGS.data_dir)
-  return [approximation.Config(problem=problem, code_dim=code_dim, **common)
-          for problem in pick('problem', 'problems')
-          for code_dim in pick('p', 'code_dims')]
+  configs = []
+  for code_dim in pick('p', 'code_dims'):
+    if calibration_path and code_dim not in chosen:
+      raise ValueError(f'--calibration={calibration_path} holds no choice '
+                       f'for p = {code_dim} (it has {sorted(chosen)}); run '
+                       'experiments/calibrate_regime.py for it first.')
+    regime = chosen.get(code_dim, {})
+    configs += [approximation.Config(problem=problem, code_dim=code_dim,
+                                     **common, **regime)
+                for problem in pick('problem', 'problems')]
+  return configs
 
 
 def main(argv):
@@ -113,6 +173,12 @@ def main(argv):
   jax.config.update('jax_default_matmul_precision', 'highest')
   # Every configuration is checked before the first long computation.
   configs = configs_from_flags()
+  previous_path = PRESETS[FLAGS.preset]['previous_results'] if (
+      FLAGS.previous_results is None) else FLAGS.previous_results
+  previous_path = None if previous_path == 'none' else previous_path
+  if previous_path and not os.path.exists(previous_path):
+    raise app.UsageError(f'--previous_results={previous_path} does not '
+                         "exist (give 'none' for no second block).")
   workdir = FLAGS.workdir or os.path.join('workdir',
                                           f'approximation_{FLAGS.preset}')
   results = []
@@ -120,51 +186,16 @@ def main(argv):
     logging.info('Setting: %s', dataclasses.asdict(config))
     results.append(approximation.run(
         config, os.path.join(workdir, f'{config.problem}_p{config.code_dim}'),
-        dictionary_dir=os.path.join(workdir, 'dictionaries')))
-  tables = approximation.paper_tables(results)
-  speed = reporting.markdown_table(
-      ['setting', 'test signals', 'encoder (s)', 'IHT, 10 it. (s)',
-       'speed-up', 'device'],
-      [[f"{r['config']['problem']}, p = {r['config']['code_dim']}",
-        r['speed']['num_signals'], f"{r['speed']['encoder_seconds']:.4f}",
-        f"{r['speed']['iht_10_seconds']:.4f}",
-        f"{r['speed']['speedup']:.1f}x", r['device']] for r in results])
-  chosen = lambda r, name: (
-      f"{r['learning_rate_selection'][name]['learning_rate']:g}")
-  problems = reporting.markdown_table(
-      ['setting', 'train / test signals', 'mean nonzeros of the optimal codes',
-       '‖D‖₂²', 'learning rate deep / baseline', 'deep encoder training (s)',
-       'baseline training (s)', 'device'],
-      [[f"{r['config']['problem']}, p = {r['config']['code_dim']}",
-        f"{r['data']['num_train']} / {r['data']['num_test']}",
-        f"{r['data']['mean_nonzeros_of_optimal_codes']:.1f}",
-        f"{r['data']['dictionary_lipschitz']:.1f}",
-        f"{chosen(r, 'deep')} / {chosen(r, 'baseline')}",
-        f"{sum(e['seconds'] for e in r['history']['deep']):.0f}",
-        f"{sum(e['seconds'] for e in r['history']['baseline']):.0f}",
-        r['device']] for r in results])
-  config = configs[0]
-  initial_sigma = train.TrainConfig().initial_sigma
-  sigma_schedule = (
-      f'HELU sigma constant at {initial_sigma:g}'
-      if config.min_sigma >= initial_sigma else
-      f'HELU sigma {initial_sigma:g} divided by 10 each epoch down to '
-      f'{config.min_sigma:g}')
-  report = (
-      f'{tables}\n**Encoding the test set** (trained {config.num_stages}-stage '
-      'encoder against 10 IHT iterations; median of '
-      f'{approximation.SPEED_REPEATS} runs after a warm-up)'
-      f'\n\n{speed}\n**Settings** ({config.dataset}; {config.optimizer}, '
-      f"learning rate {' / '.join(f'{r:g}' for r in config.learning_rates)}"
-      f"{' (chosen on validation)' if len(config.learning_rates) > 1 else ''}"
-      f', batch {config.batch_size}, '
-      f'{config.num_epochs} epochs (baseline {config.baseline_epochs}), '
-      f'gradient clipping {config.clip_norm:g}, {sigma_schedule}; '
-      f'{config.validation_fraction:.0%} of the training signals held out '
-      f'for validation)\n\n{problems}')
+        dictionary_dir=FLAGS.dictionary_dir))
+  report = approximation_reports.report(results)
+  if previous_path:
+    report += (f'\n## Previous regime ({previous_path})\n\n'
+               'The same tables before the calibrated regime, kept for '
+               'comparison.\n\n' + approximation_reports.report(
+                   reporting.read_json(previous_path)))
   reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)
-  approximation.plot(results, os.path.join(workdir, 'errors.png'))
+  approximation_reports.plot(results, os.path.join(workdir, 'errors.png'))
   print(report)
 
 

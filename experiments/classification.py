@@ -97,6 +97,10 @@ flags.DEFINE_integer('max_train', None, 'Use at most this many training '
 flags.DEFINE_integer('max_test', None, 'Use at most this many test examples.')
 flags.DEFINE_integer('dictionary_steps', None, 'Minibatches of dictionary '
                      "learning (default: the preset's).")
+flags.DEFINE_float('whitening_epsilon', None, 'Regularized ZCA whitening of '
+                   'the signals, fitted on the training split, with this '
+                   'regularizer (added to the covariance eigenvalues); '
+                   "default: none (the paper's preprocessing).")
 flags.DEFINE_integer('seed', 0, 'Seed of splits, dictionaries and training.')
 flags.DEFINE_string('data_dir', '../shared/data', 'Directory of mnist.npz '
                     '(or the MNIST IDX files) and indian_pines.npz.')
@@ -129,7 +133,8 @@ def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
                       ('min_sigma', 'min_sigma'),
                       ('batch_size', 'batch_size'), ('max_train', 'max_train'),
                       ('max_test', 'max_test'),
-                      ('dictionary_steps', 'dictionary_steps')):
+                      ('dictionary_steps', 'dictionary_steps'),
+                      ('whitening_epsilon', 'whitening_epsilon')):
     value = getattr(FLAGS, flag)
     if value is not None:
       settings[field] = tuple(value) if isinstance(value, list) else value

@@ -78,6 +78,10 @@ flags.DEFINE_float('head_weight_decay', None, 'L2 weight of the cluster head '
                    "(default: the preset's).")
 flags.DEFINE_integer('dictionary_steps', None, 'Minibatches of dictionary '
                      "learning (default: the preset's).")
+flags.DEFINE_float('whitening_epsilon', None, 'Regularized ZCA whitening of '
+                   'the signals, fitted on the training split, with this '
+                   'regularizer (added to the covariance eigenvalues); '
+                   "default: none (the paper's preprocessing).")
 flags.DEFINE_integer('seed', 0, 'Seed of dictionaries, k-means and training.')
 flags.DEFINE_string('data_dir', '../shared/data', 'Directory of coil20.npz.')
 flags.DEFINE_string('coil20_path', None, 'COIL-20 .npz (default: '
@@ -107,7 +111,8 @@ def config_from_flags(dataset: str) -> task_experiments.ClusteringConfig:
                       ('min_sigma', 'min_sigma'),
                       ('marginal_weight', 'marginal_weight'),
                       ('head_weight_decay', 'head_weight_decay'),
-                      ('dictionary_steps', 'dictionary_steps')):
+                      ('dictionary_steps', 'dictionary_steps'),
+                      ('whitening_epsilon', 'whitening_epsilon')):
     value = getattr(FLAGS, flag)
     if value is not None:
       settings[field] = tuple(value) if isinstance(value, list) else value

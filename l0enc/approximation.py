@@ -18,12 +18,11 @@ import functools
 import logging
 import os
 import statistics
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-import matplotlib.figure
 import numpy as np
 import optax
 
@@ -35,6 +34,7 @@ from l0enc import reporting
 from l0enc import solvers
 from l0enc import train
 from l0enc import validation
+from l0enc import whitening
 
 PROBLEMS = ('l0', 'msparse')
 OPTIMIZERS = {'sgd': optax.sgd, 'adam': optax.adam}
@@ -84,9 +84,10 @@ class Config:
     num_epochs: training epochs of the deep encoder.
     baseline_epochs: training epochs of the baseline encoder.
     batch_size: minibatch size (paper: 128).
-    optimizer: 'sgd' (the paper's: no momentum) or 'adam'.
-    learning_rates: candidate learning rates (paper: 0.01 with SGD). Each
-      encoder is trained once per candidate and the one with the lowest
+    sgd_learning_rates: candidate rates of plain SGD, no momentum (the
+      paper's optimizer, at 0.01).
+    adam_learning_rates: candidate rates of Adam. Each encoder is trained
+      once per candidate (optimizer and rate) and the one with the lowest
       validation prediction error after the last epoch is kept: the
       parameters of the deep encoders have the scale of `mu D^T` and
       `I - mu D^T D`, which shrinks with `mu = 1/||D||^2`, so no single rate
@@ -109,6 +110,12 @@ class Config:
       tensorflow-datasets.
     dictionary_steps: minibatches of MNIST dictionary learning.
     dictionary_lam: l1 weight of the dictionary-learning coding step.
+    whitening_epsilon: MNIST only: the regularizer of the ZCA whitening
+      (`whitening.fit_zca`) fitted on the training patches and applied to
+      every patch after the paper's preprocessing, each patch then
+      standardized again (`whitening.whiten_patches`); None for none (the
+      paper's literal preprocessing). The paper states neither this nor the
+      dictionary settings; `calibration` reconstructs them from its IHT rows.
     codes_tol: tolerance of `optimal_codes` (both phases).
     codes_max_iterations: iteration cap of each phase of `optimal_codes`.
   """
@@ -121,8 +128,8 @@ class Config:
   num_epochs: int = 20
   baseline_epochs: int = 20
   batch_size: int = 128
-  optimizer: str = 'adam'
-  learning_rates: tuple[float, ...] = (0.001,)
+  sgd_learning_rates: tuple[float, ...] = ()
+  adam_learning_rates: tuple[float, ...] = (0.001,)
   clip_norm: float = 1.0
   min_sigma: float = 0.01
   validation_fraction: float = 0.1
@@ -138,6 +145,7 @@ class Config:
   dictionary_lam: float = 1.0
   codes_tol: float = 1e-6
   codes_max_iterations: int = 10_000
+  whitening_epsilon: float | None = None
 
   def __post_init__(self):
     if self.dataset not in DATASETS:
@@ -151,17 +159,27 @@ class Config:
     validation.check_int_in_range(f'm (at most code_dim={self.code_dim})',
                                   self.m, 1, self.code_dim)
     validation.check_int_in_range('num_stages', self.num_stages, 1, 64)
-    if self.optimizer not in OPTIMIZERS:
-      raise ValueError(f'optimizer must be one of {tuple(OPTIMIZERS)}, got '
-                       f'{self.optimizer!r}.')
-    if not self.learning_rates:
-      raise ValueError('learning_rates must hold at least one rate.')
-    for learning_rate in self.learning_rates:
-      validation.check_positive('learning_rates', learning_rate)
+    if not self.candidates:
+      raise ValueError('sgd_learning_rates and adam_learning_rates must hold '
+                       'at least one rate between them.')
+    for optimizer, learning_rate in self.candidates:
+      validation.check_positive(f'{optimizer}_learning_rates', learning_rate)
+    if self.whitening_epsilon is not None:
+      if self.dataset != 'mnist':
+        raise ValueError('whitening_epsilon applies to MNIST only (the '
+                         'synthetic signals are made from a known '
+                         f'dictionary), got dataset={self.dataset!r}.')
+      validation.check_positive('whitening_epsilon', self.whitening_epsilon)
     validation.check_positive('clip_norm', self.clip_norm)
     if not 0 < self.validation_fraction < 1:
       raise ValueError('validation_fraction must be in (0, 1), got '
                        f'{self.validation_fraction}.')
+
+  @property
+  def candidates(self) -> tuple[tuple[str, float], ...]:
+    """The (optimizer, learning rate) pairs each encoder is trained with."""
+    return (tuple(('sgd', rate) for rate in self.sgd_learning_rates) +
+            tuple(('adam', rate) for rate in self.adam_learning_rates))
 
   @property
   def problem_kwargs(self) -> dict[str, Any]:
@@ -177,12 +195,27 @@ class Problem(NamedTuple):
   codes_test: np.ndarray
 
 
-def _signals(config: Config, dictionary_dir: str | None
+def dictionary_cache_path(config: Config, dictionary_dir: str) -> str:
+  """Where the MNIST dictionary (and whitening) of `config` is cached.
+
+  The name holds every setting the dictionary depends on, so problems (1)
+  and (2), and the calibration and the experiment, share it.
+  """
+  name = (f'mnist_p{config.code_dim}_lam{config.dictionary_lam:g}_'
+          f'steps{config.dictionary_steps}_seed{config.seed}')
+  if config.whitening_epsilon is None:
+    return os.path.join(dictionary_dir, name + '.npy')
+  return os.path.join(dictionary_dir,
+                      f'{name}_zca{config.whitening_epsilon:g}.npz')
+
+
+def load_signals(config: Config, dictionary_dir: str | None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(train signals, test signals, dictionary) of the configured dataset.
 
-  A learned dictionary is cached in `dictionary_dir` (if given) under a name
-  that holds every setting it depends on, so problems (1) and (2) share it.
+  A learned dictionary is cached in `dictionary_dir` (if given) at
+  `dictionary_cache_path`; with whitening, the fitted whitening is stored in
+  the same file, beside the dictionary learned on the whitened patches.
   """
   key = jax.random.PRNGKey(config.seed)
   if config.dataset == 'synthetic':
@@ -195,19 +228,29 @@ def _signals(config: Config, dictionary_dir: str | None
     return (signals[:config.num_train], signals[config.num_train:],
             np.asarray(generated.dictionary))
   x_train, x_test = mnist_patches(config.data_dir)
-  path = dictionary_dir and os.path.join(
-      dictionary_dir, f'mnist_p{config.code_dim}_lam{config.dictionary_lam:g}_'
-      f'steps{config.dictionary_steps}_seed{config.seed}.npy')
+  if config.whitening_epsilon is not None:
+    # Fitted on the training patches only; the same map for the test set.
+    zca = whitening.fit_zca(x_train, config.whitening_epsilon)
+    x_train, x_test = (whitening.whiten_patches(zca, x).astype(np.float32)
+                       for x in (x_train, x_test))
+  path = dictionary_dir and dictionary_cache_path(config, dictionary_dir)
   if path and os.path.exists(path):
-    return x_train, x_test, np.load(path)
+    if config.whitening_epsilon is None:
+      return x_train, x_test, np.load(path)
+    with np.load(path, allow_pickle=False) as cached:
+      return x_train, x_test, cached['dictionary']
   dictionary = np.asarray(dictionary_lib.learn_dictionary(
       jax.random.fold_in(key, 1), jnp.asarray(x_train), config.code_dim,
       lam=config.dictionary_lam, num_steps=config.dictionary_steps,
       log_every=max(config.dictionary_steps // 10, 1)).dictionary)
   if path:
     os.makedirs(dictionary_dir, exist_ok=True)
-    np.save(path + '.tmp.npy', dictionary)
-    os.replace(path + '.tmp.npy', path)
+    if config.whitening_epsilon is None:
+      reporting.save_npy_atomic(path, dictionary)
+    else:
+      reporting.save_npz_atomic(path, dictionary=dictionary,
+                                whitening_mean=zca.mean,
+                                whitening_transform=zca.transform)
   return x_train, x_test, dictionary
 
 
@@ -254,14 +297,12 @@ def prepare_problem(config: Config, workdir: str,
     with np.load(path, allow_pickle=False) as cached:
       logging.info('Loaded the problem from %s.', path)
       return Problem(**{name: cached[name] for name in Problem._fields})
-  x_train, x_test, dictionary = _signals(config, dictionary_dir)
+  x_train, x_test, dictionary = load_signals(config, dictionary_dir)
   problem = Problem(dictionary, x_train,
                     optimal_codes_in_chunks(x_train, dictionary, config),
                     x_test, optimal_codes_in_chunks(x_test, dictionary, config))
   os.makedirs(workdir, exist_ok=True)
-  temporary = os.path.join(workdir, 'problem.tmp.npz')
-  np.savez(temporary, **problem._asdict())
-  os.replace(temporary, path)
+  reporting.save_npz_atomic(path, **problem._asdict())
   return problem
 
 
@@ -276,18 +317,31 @@ def _metric_fn(outputs, targets):
   return {'prediction_error': metrics.prediction_error(outputs, targets)}
 
 
-def iht_curve(problem: Problem, config: Config,
-              max_iterations: int) -> list[dict[str, float]]:
-  """Test metrics of IHT from zero after 1, 2, ..., max_iterations steps."""
-  x, dictionary = jnp.asarray(problem.x_test), jnp.asarray(problem.dictionary)
-  codes = jnp.zeros((len(problem.x_test), problem.dictionary.shape[1]),
-                    x.dtype)
+def iht_curve(x: np.ndarray, dictionary: np.ndarray, target: np.ndarray,
+              config: Config, max_iterations: int, *,
+              solver: Callable[..., solvers.SolverResult] = solvers.iht
+              ) -> list[dict[str, float]]:
+  """Metrics of IHT from zero after 1, 2, ..., max_iterations steps.
+
+  Args:
+    x: signals, shape `(N, n)`.
+    dictionary: shape `(n, p)`.
+    target: their optimal codes, shape `(N, p)`.
+    config: the setting (its problem and l0 weight or sparsity).
+    max_iterations: the last iteration count.
+    solver: `solvers.iht` or `solvers.normalized_iht`.
+
+  Returns:
+    The `_code_metrics` after each iteration.
+  """
+  x, dictionary = jnp.asarray(x), jnp.asarray(dictionary)
+  codes = jnp.zeros((len(x), dictionary.shape[1]), x.dtype)
   curve = []
   for _ in range(max_iterations):
     # One step at a time from the previous codes: one compilation in all.
-    codes = solvers.iht(x, dictionary, num_iterations=1, init=codes,
-                        **config.problem_kwargs).codes
-    curve.append(_code_metrics(codes, problem.codes_test))
+    codes = solver(x, dictionary, num_iterations=1, init=codes,
+                   **config.problem_kwargs).codes
+    curve.append(_code_metrics(codes, target))
   return curve
 
 
@@ -301,7 +355,7 @@ def build_deep_encoder(dictionary: np.ndarray, config: Config) -> nnx.Module:
       dictionary, m=config.m, num_stages=config.num_stages)
 
 
-def _fit_options(config: Config, num_epochs: int,
+def _fit_options(config: Config, num_epochs: int, optimizer: str,
                  learning_rate: float) -> dict[str, Any]:
   """`train.fit`'s `config` and `tx` for the encoders of this experiment."""
   return dict(
@@ -309,52 +363,91 @@ def _fit_options(config: Config, num_epochs: int,
                                batch_size=config.batch_size,
                                min_sigma=config.min_sigma),
       tx=optax.chain(optax.clip_by_global_norm(config.clip_norm),
-                     OPTIMIZERS[config.optimizer](learning_rate)))
+                     OPTIMIZERS[optimizer](learning_rate)))
+
+
+def candidate_name(optimizer: str, learning_rate: float) -> str:
+  """`'adam_lr0.001'`: the checkpoint directory and label of a candidate."""
+  return f'{optimizer}_lr{learning_rate:g}'
+
+
+def split_indices(config: Config,
+                  num_train: int) -> tuple[np.ndarray, np.ndarray]:
+  """(fit, validation) indices of the training signals, from the seed.
+
+  The validation share (`config.validation_fraction`) monitors and selects
+  the trained encoders, and `calibration` scores its settings on it.
+  """
+  num_validation = int(num_train * config.validation_fraction)
+  order = np.random.default_rng(config.seed).permutation(num_train)
+  return order[num_validation:], order[:num_validation]
 
 
 def _train(model, problem: Problem, config: Config, num_epochs: int,
-           learning_rate: float, workdir: str) -> list[dict[str, Any]]:
-  num_validation = int(len(problem.x_train) * config.validation_fraction)
-  order = np.random.default_rng(config.seed).permutation(len(problem.x_train))
-  fit_part, validation_part = order[num_validation:], order[:num_validation]
+           optimizer: str, learning_rate: float,
+           workdir: str) -> list[dict[str, Any]]:
+  fit_part, validation_part = split_indices(config, len(problem.x_train))
   result = train.fit(
       model, problem.x_train[fit_part], problem.codes_train[fit_part],
       key=jax.random.PRNGKey(config.seed), workdir=workdir,
-      **_fit_options(config, num_epochs, learning_rate), metric_fn=_metric_fn,
+      **_fit_options(config, num_epochs, optimizer, learning_rate),
+      metric_fn=_metric_fn,
       x_eval=problem.x_train[validation_part],
       y_eval=problem.codes_train[validation_part])
   return [record._asdict() for record in result.history]
 
 
+class Trained(NamedTuple):
+  """The encoders of one model trained with every candidate.
+
+  Attributes:
+    model: the candidate with the lowest final validation error.
+    history: its per-epoch training record.
+    selection: JSON-able: `{'optimizer', 'learning_rate', 'validation_error':
+      {candidate name: final validation prediction error}, 'by_optimizer':
+      {optimizer: the name of its best candidate}}`.
+    best_of_optimizer: `{optimizer: model}`, each optimizer's best candidate
+      (by validation), to report both optimizers on the test set.
+  """
+  model: nnx.Module
+  history: list[dict[str, Any]]
+  selection: dict[str, Any]
+  best_of_optimizer: dict[str, nnx.Module]
+
+
 def train_with_selected_rate(
     build: Callable[[], nnx.Module], problem: Problem, config: Config,
-    num_epochs: int, workdir: str
-) -> tuple[nnx.Module, list[dict[str, Any]], dict[str, Any]]:
-  """Trains `build()` once per candidate rate and keeps the best.
+    num_epochs: int, workdir: str) -> Trained:
+  """Trains `build()` once per candidate (optimizer, rate); keeps the best.
 
   The choice uses only the validation split held out of the training
   signals (its prediction error after the last epoch); the test set is not
-  looked at.
-
-  Returns:
-    `(model, history, selection)`: the chosen model and its training
-    history, and `{'learning_rate': chosen, 'validation_error': {rate:
-    validation prediction error}}`.
+  looked at. Candidate `c` checkpoints to `workdir/candidate_name(c)`.
   """
   trained = {}
-  for learning_rate in config.learning_rates:
+  for optimizer, learning_rate in config.candidates:
     model = build()
-    history = _train(model, problem, config, num_epochs, learning_rate,
-                     os.path.join(workdir, f'lr{learning_rate:g}'))
-    trained[learning_rate] = model, history
-  final_error = lambda rate: (
-      trained[rate][1][-1]['eval_metrics']['prediction_error']
-      if trained[rate][1] else np.inf)
-  best = min(config.learning_rates, key=final_error)
-  selection = {'learning_rate': best,
-               'validation_error': {f'{rate:g}': final_error(rate)
-                                    for rate in config.learning_rates}}
-  return (*trained[best], selection)
+    name = candidate_name(optimizer, learning_rate)
+    history = _train(model, problem, config, num_epochs, optimizer,
+                     learning_rate, os.path.join(workdir, name))
+    trained[name] = model, history, optimizer, learning_rate
+  final_error = lambda name: (
+      trained[name][1][-1]['eval_metrics']['prediction_error']
+      if trained[name][1] else np.inf)
+  best = min(trained, key=final_error)
+  by_optimizer = {}
+  for name, (_, _, optimizer, _) in trained.items():
+    if (optimizer not in by_optimizer or
+        final_error(name) < final_error(by_optimizer[optimizer])):
+      by_optimizer[optimizer] = name
+  model, history, optimizer, learning_rate = trained[best]
+  selection = {'optimizer': optimizer, 'learning_rate': learning_rate,
+               'validation_error': {name: final_error(name)
+                                    for name in trained},
+               'by_optimizer': by_optimizer}
+  return Trained(model, history, selection,
+                 {optimizer: trained[name][0]
+                  for optimizer, name in by_optimizer.items()})
 
 
 def _encoding_speed(model: nnx.Module, x_test: np.ndarray,
@@ -386,7 +479,7 @@ def _encoding_speed(model: nnx.Module, x_test: np.ndarray,
 
 
 def _epoch_seconds(model: nnx.Module, x_train: np.ndarray, config: Config,
-                   learning_rate: float) -> float:
+                   selection: dict[str, Any]) -> float:
   """Wall time of one training epoch of `model` on `x_train`, compiled.
 
   Trains two epochs and keeps the second (the first includes compilation).
@@ -396,8 +489,21 @@ def _epoch_seconds(model: nnx.Module, x_train: np.ndarray, config: Config,
   targets = train.predict(model, x_train)
   history = train.fit(
       model, x_train, targets, key=jax.random.PRNGKey(config.seed),
-      **_fit_options(config, 2, learning_rate), progress=False).history
+      **_fit_options(config, 2, _selected_optimizer(selection),
+                     selection['learning_rate']), progress=False).history
   return history[-1].seconds
+
+
+def _selected_optimizer(selection: dict[str, Any]) -> str:
+  # Results written before SGD and Adam were both candidates used Adam only.
+  return selection.get('optimizer', 'adam')
+
+
+def _selected_name(selection: dict[str, Any]) -> str:
+  """The checkpoint directory of the selected candidate."""
+  if 'optimizer' not in selection:  # Written before the optimizer's name was.
+    return f"lr{selection['learning_rate']:g}"
+  return candidate_name(selection['optimizer'], selection['learning_rate'])
 
 
 def benchmark_trained_encoder(workdir: str, dictionary_dir: str | None = None,
@@ -424,20 +530,21 @@ def benchmark_trained_encoder(workdir: str, dictionary_dir: str | None = None,
       x_train, x_test, dictionary = (cached['x_train'], cached['x_test'],
                                      cached['dictionary'])
   else:
-    x_train, x_test, dictionary = _signals(config, dictionary_dir)
+    x_train, x_test, dictionary = load_signals(config, dictionary_dir)
   selection = results['learning_rate_selection']
   model = build_deep_encoder(dictionary, config)
-  rate = selection['deep']['learning_rate']
-  train.restore_model(os.path.join(workdir, 'deep', f'lr{rate:g}'), model)
+  train.restore_model(
+      os.path.join(workdir, 'deep', _selected_name(selection['deep'])), model)
   speed = _encoding_speed(model, x_test, dictionary, config)
   x_fit = x_train[int(len(x_train) * config.validation_fraction):]
   baseline = models.MLPEncoder(x_train.shape[1], config.code_dim,
                                rngs=nnx.Rngs(config.seed))
   return {**speed,
           'num_train_signals': len(x_fit),
-          'deep_epoch_seconds': _epoch_seconds(model, x_fit, config, rate),
+          'deep_epoch_seconds': _epoch_seconds(model, x_fit, config,
+                                               selection['deep']),
           'baseline_epoch_seconds': _epoch_seconds(
-              baseline, x_fit, config, selection['baseline']['learning_rate']),
+              baseline, x_fit, config, selection['baseline']),
           'device': jax.devices()[0].device_kind}
 
 
@@ -460,49 +567,66 @@ def run(config: Config, workdir: str,
   if os.path.exists(results_path):
     results = reporting.read_json(results_path)
     # Where the data was read from does not change the results.
-    same = lambda c: {k: v for k, v in c.items() if k != 'data_dir'}
-    if same(results['config']) == same(_jsonable(config)):
+    if config_from_json(results['config'], data_dir=None) == (
+        dataclasses.replace(config, data_dir=None)):
       logging.info('Setting already done: %s', results_path)
       return results
     raise ValueError(f'{results_path} holds another configuration; use '
                      'another workdir.')
   problem = prepare_problem(config, workdir, dictionary_dir)
-  curve = iht_curve(problem, config, max(config.iht_iterations))
+  iterations = max(config.iht_iterations)
+  curve = iht_curve(problem.x_test, problem.dictionary, problem.codes_test,
+                    config, iterations)
+  normalized_curve = iht_curve(problem.x_test, problem.dictionary,
+                               problem.codes_test, config, iterations,
+                               solver=solvers.normalized_iht)
   rows = {f'IHT ({k} iterations)': curve[k - 1] for k in config.iht_iterations}
+  rows.update({f'Normalized IHT ({k} iterations)': normalized_curve[k - 1]
+               for k in config.iht_iterations})
 
-  baseline, baseline_history, baseline_selection = train_with_selected_rate(
+  test_metrics = lambda model: _code_metrics(
+      train.predict(model, problem.x_test), problem.codes_test)
+  deep_name = DEEP_NAMES[config.problem]
+  baseline = train_with_selected_rate(
       lambda: models.MLPEncoder(problem.x_train.shape[1], config.code_dim,
                                 rngs=nnx.Rngs(config.seed)),
       problem, config, config.baseline_epochs,
       os.path.join(workdir, 'baseline'))
-  rows['Baseline encoder'] = _code_metrics(
-      train.predict(baseline, problem.x_test), problem.codes_test)
-
-  untrained = _code_metrics(
-      train.predict(build_deep_encoder(problem.dictionary, config),
-                    problem.x_test), problem.codes_test)
-  deep, deep_history, deep_selection = train_with_selected_rate(
+  untrained = test_metrics(build_deep_encoder(problem.dictionary, config))
+  deep = train_with_selected_rate(
       lambda: build_deep_encoder(problem.dictionary, config), problem, config,
       config.num_epochs, os.path.join(workdir, 'deep'))
-  rows[DEEP_NAMES[config.problem]] = _code_metrics(
-      train.predict(deep, problem.x_test), problem.codes_test)
+  rows['Baseline encoder'] = test_metrics(baseline.model)
+  rows[deep_name] = test_metrics(deep.model)
+  # Each optimizer's best candidate (by validation) on the test set, so
+  # that the paper's SGD and Adam can be compared.
+  rows_by_optimizer = {
+      name: {optimizer: test_metrics(model)
+             for optimizer, model in trained.best_of_optimizer.items()}
+      for name, trained in (('Baseline encoder', baseline),
+                            (deep_name, deep))}
+  dictionary = jnp.asarray(problem.dictionary)
 
   results = {
-      'config': _jsonable(config),
+      'config': config_to_json(config),
       'data': {'num_train': len(problem.x_train),
                'num_test': len(problem.x_test),
                'signal_dim': problem.x_train.shape[1],
                'mean_nonzeros_of_optimal_codes': float(np.mean(
                    np.count_nonzero(problem.codes_test, axis=1))),
-               'dictionary_lipschitz': float(solvers.lipschitz_constant(
-                   jnp.asarray(problem.dictionary)))},
+               'dictionary_lipschitz': float(
+                   solvers.lipschitz_constant(dictionary)),
+               'dictionary_coherence': float(
+                   dictionary_lib.mutual_coherence(dictionary))},
       'rows': rows,
+      'rows_by_optimizer': rows_by_optimizer,
       'untrained_deep_encoder': untrained,
       'iht_curve': curve,
-      'history': {'baseline': baseline_history, 'deep': deep_history},
-      'learning_rate_selection': {'baseline': baseline_selection,
-                                  'deep': deep_selection},
-      'speed': _encoding_speed(deep, problem.x_test, problem.dictionary,
+      'normalized_iht_curve': normalized_curve,
+      'history': {'baseline': baseline.history, 'deep': deep.history},
+      'learning_rate_selection': {'baseline': baseline.selection,
+                                  'deep': deep.selection},
+      'speed': _encoding_speed(deep.model, problem.x_test, problem.dictionary,
                                config),
       'device': jax.devices()[0].device_kind,
   }
@@ -510,14 +634,25 @@ def run(config: Config, workdir: str,
   return results
 
 
-def _jsonable(config: Config) -> dict[str, Any]:
+def config_to_json(config: Config) -> dict[str, Any]:
+  """The config as a results file holds it (tuples as lists)."""
   return json_roundtrip(dataclasses.asdict(config))
 
 
 def config_from_json(fields: dict[str, Any], **overrides: Any) -> Config:
-  """The `Config` of a results file (lists back to tuples)."""
+  """The `Config` of a results file (lists back to tuples).
+
+  Results written before SGD and Adam were separate candidate lists hold
+  one `optimizer` and its `learning_rates`; they are read as that
+  optimizer's candidates alone.
+  """
   fields = {name: tuple(value) if isinstance(value, list) else value
             for name, value in fields.items()}
+  if 'optimizer' in fields:
+    optimizer = fields.pop('optimizer')
+    rates = fields.pop('learning_rates')
+    fields['sgd_learning_rates'] = rates if optimizer == 'sgd' else ()
+    fields['adam_learning_rates'] = rates if optimizer == 'adam' else ()
   return Config(**{**fields, **overrides})
 
 
@@ -528,98 +663,3 @@ def json_roundtrip(value: Any) -> Any:
   if isinstance(value, (list, tuple)):
     return [json_roundtrip(item) for item in value]
   return value
-
-
-def paper_tables(results: Sequence[dict[str, Any]]) -> str:
-  """Tables 1-3 in the paper's layout: ours, with the paper's in brackets.
-
-  The paper's numbers are shown only beside MNIST runs at its code sizes.
-
-  Args:
-    results: outputs of `run`, any mix of problems and code sizes.
-
-  Returns:
-    Markdown: one table per problem (prediction error, %) and the support
-    error table for problem (2), with a column per code size present.
-  """
-  sections = []
-  titles = {'l0': 'Prediction error (%), problem (1)',
-            'msparse': 'Prediction error (%), problem (2)',
-            'support': 'Support error (mismatched positions per sample), '
-                       'problem (2)'}
-  for table in ('l0', 'msparse', 'support'):
-    problem = 'l0' if table == 'l0' else 'msparse'
-    runs = sorted((r for r in results if r['config']['problem'] == problem),
-                  key=lambda r: r['config']['code_dim'])
-    if not runs:
-      continue
-    code_dims = [r['config']['code_dim'] for r in runs]
-    metric = 'support_error' if table == 'support' else 'prediction_error'
-    method_names = [name for name in runs[0]['rows']
-                    if table != 'support' or name != 'Baseline encoder']
-    body = []
-    for name in method_names:
-      cells = [name]
-      for run_result, code_dim in zip(runs, code_dims):
-        ours = run_result['rows'][name][metric]
-        paper = PAPER_TABLES[table].get(name)
-        on_paper_setting = (run_result['config']['dataset'] == 'mnist' and
-                            code_dim in PAPER_CODE_DIMS)
-        cells.append(f'{ours:.2f}' if paper is None or not on_paper_setting else
-                     f'{ours:.2f} ({paper[PAPER_CODE_DIMS.index(code_dim)]})')
-      body.append(cells)
-    paper = ' (paper)' if any(r['config']['dataset'] == 'mnist'
-                              for r in runs) else ''
-    sections.append(f'**{titles[table]}** — ours{paper}\n\n' +
-                    reporting.markdown_table(
-                        ['method'] + [f'p = {p}' for p in code_dims], body))
-  return '\n'.join(sections)
-
-
-def plot(results: Sequence[dict[str, Any]], path: str) -> None:
-  """Error against iterations / stages, and validation error per epoch.
-
-  One row per code size p and, for each problem, two panels: the test
-  prediction error of IHT after 1..10 iterations (line), of the deep encoder
-  with its K stages (star) and of the baseline encoder (dashed); then the
-  validation prediction error of the two trained encoders after each epoch.
-  """
-  code_dims = sorted({r['config']['code_dim'] for r in results})
-  problems = [p for p in PROBLEMS
-              if any(r['config']['problem'] == p for r in results)]
-  # The object-oriented API: no pyplot state, no backend switch for users.
-  figure = matplotlib.figure.Figure(
-      figsize=(4.2 * 2 * len(problems), 3.4 * len(code_dims)))
-  axes = figure.subplots(len(code_dims), 2 * len(problems), squeeze=False)
-  for result in results:
-    config = result['config']
-    row = code_dims.index(config['code_dim'])
-    column = 2 * problems.index(config['problem'])
-    errors, curves = axes[row, column], axes[row, column + 1]
-    deep_name = DEEP_NAMES[config['problem']]
-    setting = (f"{config['dataset']}, problem "
-               f"{'(1)' if config['problem'] == 'l0' else '(2)'}, "
-               f"p = {config['code_dim']}")
-    curve = [point['prediction_error'] for point in result['iht_curve']]
-    errors.plot(range(1, len(curve) + 1), curve, 'o-',
-                label='IHT (iterations)')
-    errors.plot([config['num_stages']],
-                [result['rows'][deep_name]['prediction_error']], '*',
-                markersize=14,
-                label=f"{deep_name} ({config['num_stages']} stages)")
-    errors.axhline(result['rows']['Baseline encoder']['prediction_error'],
-                   linestyle='--', color='gray', label='Baseline encoder')
-    errors.set(yscale='log', xlabel='IHT iterations / encoder stages',
-               ylabel='test prediction error (%)', title=setting)
-    errors.legend(fontsize=7)
-    for name, label in (('deep', deep_name), ('baseline', 'Baseline encoder')):
-      history = result['history'][name]
-      curves.plot([r['epoch'] for r in history],
-                  [r['eval_metrics']['prediction_error'] for r in history],
-                  label=label)
-    curves.set(yscale='log', xlabel='epoch',
-               ylabel='validation prediction error (%)',
-               title=f'training, {setting}')
-    curves.legend(fontsize=7)
-  figure.tight_layout()
-  reporting.save_figure_atomic(figure, path, dpi=100)

@@ -117,6 +117,23 @@ def _learn_chunk(state, keys, signals, *, lam, m, batch_size,
   return jax.lax.scan(step, state, keys)
 
 
+def mutual_coherence(dictionary: jax.Array) -> jax.Array:
+  """`max_{i != j} |d_i^T d_j| / (||d_i|| ||d_j||)`, the largest atom overlap.
+
+  Args:
+    dictionary: shape `(n, p)` with `p >= 2` nonzero columns.
+
+  Returns:
+    A scalar in [0, 1].
+  """
+  if jnp.ndim(dictionary) != 2 or jnp.shape(dictionary)[1] < 2:
+    raise ValueError('dictionary must have shape (n, p) with p >= 2, got '
+                     f'{jnp.shape(dictionary)}.')
+  atoms = _unit_columns(jnp.asarray(dictionary))
+  gram = jnp.abs(atoms.T @ atoms)
+  return jnp.max(jnp.where(jnp.eye(gram.shape[0], dtype=bool), 0, gram))
+
+
 def init_dictionary(key: jax.Array, signals: jax.Array,
                     num_atoms: int) -> jax.Array:
   """A dictionary of `num_atoms` random training signals, unit-normed.

@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
+import numpy as np
 
 
 def write_text_atomic(path: str, text: str) -> None:
@@ -29,6 +30,33 @@ def write_text_atomic(path: str, text: str) -> None:
 def write_json_atomic(path: str, data: Any) -> None:
   """Writes `data` as indented JSON, atomically."""
   write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + '\n')
+
+
+def write_binary_atomic(path: str, write: Callable[[Any], None]) -> None:
+  """Calls `write(file)` on a temporary binary file, then renames it to `path`.
+
+  The file is flushed to disk before the rename, so `path` holds either the
+  old content or the complete new one, even after a crash.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  with tempfile.NamedTemporaryFile('wb', dir=directory, delete=False,
+                                   suffix='.tmp') as handle:
+    write(handle)
+    handle.flush()
+    os.fsync(handle.fileno())
+    temporary = handle.name
+  os.replace(temporary, path)
+
+
+def save_npy_atomic(path: str, array: Any) -> None:
+  """`np.save(path, array)`, atomically (`path` should end in .npy)."""
+  write_binary_atomic(path, lambda handle: np.save(handle, array))
+
+
+def save_npz_atomic(path: str, **arrays: Any) -> None:
+  """`np.savez(path, **arrays)`, atomically (`path` should end in .npz)."""
+  write_binary_atomic(path, lambda handle: np.savez(handle, **arrays))
 
 
 def save_figure_atomic(figure: Any, path: str, **savefig_kwargs) -> None:

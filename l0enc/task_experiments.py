@@ -75,6 +75,7 @@ from l0enc import tasks
 from l0enc import tdsc
 from l0enc import train
 from l0enc import validation
+from l0enc import whitening
 
 CLASSIFICATION_DATASETS = ('synthetic', 'mnist', 'indian_pines')
 CLUSTERING_DATASETS = ('synthetic', 'coil20', 'pie')
@@ -171,6 +172,12 @@ class TaskConfig:
     num_synthetic: samples of the synthetic mixture.
     synthetic_noise: noise standard deviation of the synthetic mixture (its
       class means have unit-variance entries).
+    whitening_epsilon: regularized ZCA whitening of the signals
+      (`whitening.fit_zca`), fitted on the training split (for clustering, on
+      every sample: no label is used) and applied unchanged to every split;
+      images are standardized per image again afterwards
+      (`whitening.whiten_patches`), Indian Pines spectra and the synthetic
+      mixture are not. None for none.
   """
   dataset: str = 'synthetic'
   code_dims: tuple[int, ...] = (128,)
@@ -195,6 +202,7 @@ class TaskConfig:
   signal_dim: int = 32
   num_synthetic: int = 2000
   synthetic_noise: float = 1.0
+  whitening_epsilon: float | None = None
 
   _datasets = ()
   _encoders = ENCODERS
@@ -244,6 +252,7 @@ class TaskConfig:
     validation.check_int_in_range('num_synthetic', self.num_synthetic,
                                   self.num_classes, 2**31 - 1)
     validation.check_nonnegative('synthetic_noise', self.synthetic_noise)
+    validation.check_positive('whitening_epsilon', self.whitening_epsilon)
     if self.dataset != 'synthetic' and self.data_path is None and (
         self.dataset != 'mnist'):
       raise ValueError(f'dataset {self.dataset!r} needs data_path.')
@@ -326,6 +335,10 @@ class ClassificationConfig(TaskConfig):
       raise ValueError('augment distorts 28 x 28 digits: it needs dataset '
                        f"'mnist' with mnist_image_size 28, got "
                        f'{self.dataset!r} at {self.mnist_image_size}.')
+    if self.augment and self.whitening_epsilon is not None:
+      raise ValueError('augment and whitening_epsilon cannot be combined '
+                       '(the distorted images would need whitening every '
+                       'epoch); give one of them.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -524,6 +537,9 @@ def load_classification_data(config: ClassificationConfig
                    'standardized on the training pixels; '
                    f'{config.train_fraction:.0%} of each class for training '
                    f'(stratified, seed {config.seed})')
+  if config.whitening_epsilon is not None:
+    x_train, x_test, note = _whiten(config, x_train, x_test)
+    description += note
   fit_part, validation_part = stratified_split(
       y_train, config.validation_fraction, config.seed + 2)
   num_classes = int(max(y_train.max(), y_test.max()) + 1)
@@ -531,6 +547,24 @@ def load_classification_data(config: ClassificationConfig
       x_train[fit_part], y_train[fit_part], x_train[validation_part],
       y_train[validation_part], x_test, y_test, num_classes, description,
       None if train_images is None else train_images[fit_part])
+
+
+def _whiten(config: TaskConfig, x_fit: np.ndarray, *others: np.ndarray
+            ) -> tuple[np.ndarray, ...]:
+  """ZCA fitted on `x_fit`, applied to it and `others`; then a caption note.
+
+  Images (MNIST, COIL-20, CMU PIE) are standardized per image again after
+  whitening, as the paper's per-image normalization left them; Indian Pines
+  spectra and the synthetic mixture are not.
+  """
+  zca = whitening.fit_zca(x_fit, config.whitening_epsilon)
+  per_image = config.dataset in ('mnist', 'coil20', 'pie')
+  whiten = (functools.partial(whitening.whiten_patches, zca) if per_image
+            else functools.partial(whitening.apply, zca))
+  note = (f'; ZCA-whitened (eps = {config.whitening_epsilon:g}, fitted on '
+          'the training split)' +
+          (', then standardized per image again' if per_image else ''))
+  return (*(whiten(x).astype(np.float32) for x in (x_fit, *others)), note)
 
 
 def _mnist_pixels(images: np.ndarray, size: int) -> np.ndarray:
@@ -556,6 +590,10 @@ def load_clustering_data(config: ClusteringConfig) -> ClusteringData:
     x, y = standardize_rows(images.x), images.y
     description = (f'{len(x)} images flattened (n = {x.shape[1]}), zero mean '
                    'and unit variance per image')
+  if config.whitening_epsilon is not None:
+    # Clustering sees no label: all samples are its training split.
+    x, note = _whiten(config, x)
+    description += note
   return ClusteringData(x, y, int(y.max() + 1), description)
 
 

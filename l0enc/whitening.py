@@ -96,3 +96,26 @@ def apply(whitening: Whitening, signals) -> np.ndarray:
   dtype = signals.dtype if np.issubdtype(signals.dtype, np.floating) else (
       np.float32)
   return ((signals - whitening.mean) @ whitening.transform).astype(dtype)
+
+
+def whiten_patches(whitening: Whitening, patches) -> np.ndarray:
+  """Whitens image patches, then standardizes each patch again.
+
+  After `data.preprocess_patches` every patch has zero mean and unit
+  variance; whitening changes both, so each whitened patch is centred and
+  divided by its standard deviation once more (squared norm n, as the
+  paper's preprocessing leaves it). A patch whose whitened standard
+  deviation is zero (possible only for a degenerate whitening) is left at
+  zero rather than divided by zero.
+
+  Args:
+    whitening: from `fit_zca`, fitted on the training patches.
+    patches: shape `(N, n)`.
+
+  Returns:
+    The whitened, standardized patches, shape `(N, n)`.
+  """
+  whitened = apply(whitening, patches)
+  centred = whitened - whitened.mean(axis=-1, keepdims=True)
+  std = centred.std(axis=-1, keepdims=True)
+  return centred / np.where(std > 0, std, 1)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from l0enc import approximation
+from l0enc import approximation_reports
 
 TINY = dict(signal_dim=8, code_dim=16, num_train=640, num_test=64,
             nonzero_prob=0.15, num_epochs=2, baseline_epochs=1, m=3,
@@ -25,7 +26,9 @@ def test_rows_and_files(finished_run):
   config, workdir, results = finished_run
   assert list(results['rows']) == [
       'IHT (2 iterations)', 'IHT (5 iterations)', 'IHT (10 iterations)',
-      'Baseline encoder', approximation.DEEP_NAMES[config.problem]]
+      'Normalized IHT (2 iterations)', 'Normalized IHT (5 iterations)',
+      'Normalized IHT (10 iterations)', 'Baseline encoder',
+      approximation.DEEP_NAMES[config.problem]]
   for row in results['rows'].values():
     assert np.isfinite(row['prediction_error']) and row['prediction_error'] >= 0
   assert os.path.exists(os.path.join(workdir, 'results.json'))
@@ -63,27 +66,49 @@ def test_a_finished_setting_is_read_back(finished_run):
 
 def test_paper_tables_show_the_papers_numbers_only_for_mnist(finished_run):
   _, _, results = finished_run
-  synthetic = approximation.paper_tables([results])
+  synthetic = approximation_reports.paper_tables([results])
   assert 'p = 16' in synthetic
   assert not re.search(r'\d \(\d+\.\d+\)', synthetic)
   mnist = approximation.json_roundtrip(results)
   mnist['config'] = dict(mnist['config'], dataset='mnist', code_dim=128)
-  table = approximation.paper_tables([mnist])
+  table = approximation_reports.paper_tables([mnist])
   assert '(17.52)' in table or '(17.23)' in table
 
 
-def test_learning_rate_is_chosen_on_validation(tmp_path):
-  config = approximation.Config(problem='l0', learning_rates=(1e-2, 1e-7),
-                                **TINY)
+def test_optimizer_and_rate_are_chosen_on_validation(tmp_path):
+  config = approximation.Config(problem='l0', sgd_learning_rates=(1e-2,),
+                                adam_learning_rates=(1e-2, 1e-7), **TINY)
   results = approximation.run(config, str(tmp_path))
-  for name in ('deep', 'baseline'):
+  for name, row in (('deep', approximation.DEEP_NAMES['l0']),
+                    ('baseline', 'Baseline encoder')):
     selection = results['learning_rate_selection'][name]
     errors = selection['validation_error']
-    assert set(errors) == {'0.01', '1e-07'}
-    assert f"{selection['learning_rate']:g}" == min(errors, key=errors.get)
+    assert set(errors) == {'sgd_lr0.01', 'adam_lr0.01', 'adam_lr1e-07'}
+    assert approximation.candidate_name(
+        selection['optimizer'], selection['learning_rate']) == min(
+            errors, key=errors.get)
     history = results['history'][name]
     assert history[-1]['eval_metrics']['prediction_error'] == min(
         errors.values())
+    # Each optimizer's best candidate, and its test error, are recorded.
+    assert selection['by_optimizer']['sgd'] == 'sgd_lr0.01'
+    assert selection['by_optimizer']['adam'] == min(
+        ('adam_lr0.01', 'adam_lr1e-07'), key=errors.get)
+    by_optimizer = results['rows_by_optimizer'][row]
+    assert set(by_optimizer) == {'sgd', 'adam'}
+    assert results['rows'][row] == by_optimizer[selection['optimizer']]
+  table = approximation_reports.optimizer_table([results])
+  assert 'sgd_lr0.01' in table and 'yes' in table
+
+
+def test_results_of_the_older_layout_read_back(finished_run):
+  config, workdir, results = finished_run
+  old = dict(results['config'], optimizer='adam', learning_rates=[1e-3])
+  del old['sgd_learning_rates'], old['adam_learning_rates']
+  assert approximation.config_from_json(old) == dataclasses.replace(
+      config, data_dir=None)
+  assert 'Adam 0.001' in approximation_reports.report(
+      [dict(results, config=old)])
 
 
 def test_trained_encoder_is_timed_again_from_its_checkpoint(finished_run):
@@ -102,7 +127,7 @@ def test_trained_encoder_is_timed_again_from_its_checkpoint(finished_run):
 def test_plot_writes_a_png(finished_run, tmp_path):
   _, _, results = finished_run
   path = str(tmp_path / 'errors.png')
-  approximation.plot([results], path)
+  approximation_reports.plot([results], path)
   with open(path, 'rb') as handle:
     assert handle.read(8) == b'\x89PNG\r\n\x1a\n'
 
@@ -112,11 +137,13 @@ def test_plot_writes_a_png(finished_run, tmp_path):
     (dict(problem='l1'), 'problem'),
     (dict(m=200), 'm'),
     (dict(lam=0.0), 'lam'),
-    (dict(optimizer='rmsprop'), 'optimizer'),
+    (dict(adam_learning_rates=()), 'at least one rate'),
+    (dict(whitening_epsilon=0.1), 'MNIST only'),
+    (dict(dataset='mnist', whitening_epsilon=-0.1), 'whitening_epsilon'),
     (dict(validation_fraction=1.0), 'validation_fraction'),
     (dict(num_stages=0), 'num_stages'),
-    (dict(learning_rates=()), 'learning_rates'),
-    (dict(learning_rates=(1e-3, -1e-3)), 'learning_rates'),
+    (dict(adam_learning_rates=(1e-3, -1e-3)), 'adam_learning_rates'),
+    (dict(sgd_learning_rates=(0.0,)), 'sgd_learning_rates'),
 ])
 def test_bad_config_raises_before_any_work(override, match):
   with pytest.raises(ValueError, match=match):

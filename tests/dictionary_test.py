@@ -100,3 +100,20 @@ def test_bad_input_raises_value_error(call, match):
   signals = jax.random.normal(jax.random.PRNGKey(0), (50, 8))
   with pytest.raises(ValueError, match=match):
     call(signals)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_mutual_coherence_matches_numpy(seed):
+  dictionary = np.random.default_rng(seed).normal(size=(6, 9)) * np.arange(
+      1, 10)
+  atoms = dictionary / np.linalg.norm(dictionary, axis=0)
+  overlaps = np.abs(atoms.T @ atoms)[~np.eye(9, dtype=bool)]
+  np.testing.assert_allclose(dictionary_lib.mutual_coherence(dictionary),
+                             overlaps.max(), rtol=1e-5)
+
+
+def test_mutual_coherence_of_orthonormal_atoms_is_zero():
+  np.testing.assert_allclose(
+      dictionary_lib.mutual_coherence(np.eye(4)), 0.0, atol=1e-7)
+  with pytest.raises(ValueError, match='dictionary'):
+    dictionary_lib.mutual_coherence(np.ones((4, 1)))

@@ -12,6 +12,7 @@ import pytest
 from l0enc import solvers
 from l0enc import tasks
 from l0enc import task_experiments as te
+from l0enc import whitening
 
 TINY = dict(dataset='synthetic', code_dims=(8,), ms=(2,), num_epochs=2,
             lista_pretrain_epochs=1, dictionary_steps=2, codes_iterations=10,
@@ -356,3 +357,45 @@ def test_scale_table_shows_thresholding_rows_before_and_after():
       '| Deep l0-Regularized | W 0.001 → 0.017, θ 0.05 → 0.049 | — |']
   del results['units']['l0_p128']
   assert te.scale_table(results) == ''
+
+
+@pytest.mark.parametrize('image_size', [28, 12])
+def test_mnist_whitening_is_fitted_on_the_training_split(mnist_dir,
+                                                         image_size):
+  config = te.ClassificationConfig(**{
+      **TINY, 'dataset': 'mnist', 'data_path': mnist_dir,
+      'mnist_image_size': image_size, 'whitening_epsilon': 0.1})
+  whitened = te.load_classification_data(config)
+  plain = te.load_classification_data(dataclasses.replace(
+      config, whitening_epsilon=None))
+  assert 'ZCA-whitened (eps = 0.1' in whitened.description
+  # The same ZCA, fitted on the training images (fit and validation parts),
+  # maps each split; every image is then standardized again.
+  train_x = np.concatenate([plain.x_train, plain.x_validation])
+  zca = whitening.fit_zca(train_x, 0.1)
+  for name in ('x_train', 'x_validation', 'x_test'):
+    np.testing.assert_allclose(
+        getattr(whitened, name),
+        whitening.whiten_patches(zca, getattr(plain, name)), atol=1e-4)
+    np.testing.assert_allclose(getattr(whitened, name).std(1), 1, rtol=1e-4)
+
+
+def test_whitening_without_per_image_standardization_for_the_mixture():
+  config = te.ClusteringConfig(encoders=('l0',), whitening_epsilon=0.5,
+                               **TINY)
+  whitened = te.load_clustering_data(config)
+  plain = te.load_clustering_data(dataclasses.replace(
+      config, whitening_epsilon=None))
+  np.testing.assert_allclose(
+      whitened.x, whitening.apply(whitening.fit_zca(plain.x, 0.5), plain.x),
+      atol=1e-5)
+
+
+@pytest.mark.parametrize('changes, message', [
+    (dict(whitening_epsilon=0.0), 'whitening_epsilon'),
+    (dict(whitening_epsilon=0.1, augment=True), 'cannot be combined'),
+])
+def test_whitening_config_errors(mnist_dir, changes, message):
+  with pytest.raises(ValueError, match=message):
+    te.ClassificationConfig(**{**TINY, 'dataset': 'mnist',
+                               'data_path': mnist_dir, **changes})

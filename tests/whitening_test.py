@@ -65,3 +65,16 @@ def test_apply_rejects_wrong_dimension():
   fitted = whitening.fit_zca(correlated_signals(), 0.1)
   with pytest.raises(ValueError, match='signals'):
     whitening.apply(fitted, np.ones((3, 5)))
+
+
+def test_whitened_patches_are_standardized_again():
+  signals = correlated_signals()
+  fitted = whitening.fit_zca(signals, 0.1)
+  patches = whitening.whiten_patches(fitted, signals[:50])
+  chex.assert_trees_all_close(patches.mean(axis=1), np.zeros(50), atol=1e-9)
+  chex.assert_trees_all_close(patches.std(axis=1), np.ones(50), atol=1e-9)
+  whitened = whitening.apply(fitted, signals[:50])
+  # The same direction as the whitened patch less its mean.
+  centred = whitened - whitened.mean(axis=1, keepdims=True)
+  chex.assert_trees_all_close(
+      patches, centred / centred.std(axis=1, keepdims=True), atol=1e-9)

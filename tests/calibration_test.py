@@ -1,0 +1,87 @@
+"""Tests of the calibration rule on tiny synthetic problems."""
+
+import math
+
+import numpy as np
+import pytest
+
+from l0enc import approximation
+from l0enc import calibration
+from l0enc import data
+
+import jax
+
+
+def tiny_problem(condition: float, seed: int = 0):
+  """Signals of a random unit-norm dictionary whose spectrum spans `condition`."""
+  problem = data.make_synthetic(jax.random.PRNGKey(seed), 300, signal_dim=16,
+                                code_dim=32, nonzero_prob=0.1, snr_db=30)
+  dictionary = np.asarray(problem.dictionary)
+  u, s, vt = np.linalg.svd(dictionary, full_matrices=False)
+  skewed = u @ np.diag(s * np.geomspace(1, condition, len(s))) @ vt
+  skewed /= np.linalg.norm(skewed, axis=0)
+  codes = np.asarray(problem.codes)
+  noise = 0.01 * np.random.default_rng(seed).normal(size=(300, 16))
+  return codes @ skewed.T + noise, skewed
+
+
+CONFIG = approximation.Config(code_dim=32, lam=0.02, m=3)
+
+
+def test_iht_rows_have_every_cell_and_fall_with_iterations():
+  x, dictionary = tiny_problem(1.0)
+  scored = calibration.iht_rows(x, dictionary, CONFIG)
+  assert set(scored['rows']) == set(calibration.TABLES)
+  for table in ('l0', 'msparse'):
+    errors = scored['rows'][table]
+    assert len(errors) == 3 and errors[0] > errors[2] >= 0
+  np.testing.assert_allclose(scored['lipschitz'],
+                             np.linalg.norm(dictionary, 2) ** 2, rtol=1e-4)
+  assert 0 < scored['coherence'] <= 1
+
+
+def test_distance_is_mean_absolute_log_ratio():
+  target = {'l0': [10.0, 5.0, 2.0]}
+  assert calibration.distance(target, target) == 0
+  rows = {'l0': [20.0, 2.5, 2.0]}
+  np.testing.assert_allclose(calibration.distance(rows, target),
+                             2 * math.log(2) / 3)
+  np.testing.assert_allclose(calibration.largest_relative_gap(rows, target),
+                             1.0)
+
+
+def test_select_picks_the_grid_point_whose_rows_match_the_target():
+  # Score three differently conditioned dictionaries against a target
+  # that is the middle one's own rows: the rule must choose it, at each p.
+  scored = {condition: calibration.iht_rows(*tiny_problem(condition), CONFIG)
+            for condition in (1.0, 4.0, 30.0)}
+  target = scored[4.0]['rows']
+  # The three problems differ: only the middle one is at distance zero.
+  assert sorted(calibration.distance(rows['rows'], target) > 0.05
+                for rows in scored.values()) == [False, True, True]
+  points = [{'config': {'code_dim': code_dim, 'condition': condition},
+             'distance': calibration.distance(rows['rows'], target)}
+            for code_dim in (32, 64) for condition, rows in scored.items()]
+  chosen = calibration.select(points)
+  assert sorted(chosen) == [32, 64]
+  assert all(point['config']['condition'] == 4.0
+             for point in chosen.values())
+
+
+def test_select_breaks_ties_towards_the_earlier_point():
+  points = [{'config': {'code_dim': 8, 'name': name}, 'distance': 0.5}
+            for name in ('first', 'second')]
+  assert calibration.select(points)[8]['config']['name'] == 'first'
+
+
+def test_paper_rows_are_the_papers_iht_rows():
+  rows = calibration.paper_rows(256)
+  assert rows['l0'] == [18.73, 6.75, 4.33]
+  assert rows['support'] == [13.4, 8.0, 5.6]
+  with pytest.raises(ValueError, match='code_dim'):
+    calibration.paper_rows(100)
+
+
+def test_read_choice_names_a_missing_file(tmp_path):
+  with pytest.raises(ValueError, match='calibrate_regime'):
+    calibration.read_choice(str(tmp_path / 'missing.json'))
