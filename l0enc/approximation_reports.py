@@ -133,6 +133,11 @@ def _problems_table(results: Sequence[dict[str, Any]]) -> str:
     epsilon = result['config'].get('whitening_epsilon')
     return 'none' if epsilon is None else f'ZCA, eps = {epsilon:g}'
 
+  def dictionary_lam(result):
+    # A synthetic problem's dictionary is given, not learned.
+    return (f"{result['config']['dictionary_lam']:g}"
+            if result['config']['dataset'] == 'mnist' else '–')
+
   def coherence(result):
     value = result['data'].get('dictionary_coherence')
     return '–' if value is None else f'{value:.2f}'
@@ -142,7 +147,7 @@ def _problems_table(results: Sequence[dict[str, Any]]) -> str:
        'mean nonzeros of the optimal codes', '‖D‖₂²', 'max coherence',
        'chosen deep / baseline', 'deep encoder training (s)',
        'baseline training (s)', 'device'],
-      [[_setting(r), whitened(r), f"{r['config']['dictionary_lam']:g}",
+      [[_setting(r), whitened(r), dictionary_lam(r),
         f"{r['data']['num_train']} / {r['data']['num_test']}",
         f"{r['data']['mean_nonzeros_of_optimal_codes']:.1f}",
         f"{r['data']['dictionary_lipschitz']:.1f}", coherence(r),
