@@ -9,7 +9,9 @@ training patches (cached in --dictionary_dir, where
 experiments/approximation.py finds it), computes the optimal codes of the
 validation share of the training split and IHT's 2 / 5 / 10-iteration
 errors, and scores the distance to the paper's rows (l0enc.calibration).
-The closest point per p is written to results.json as "chosen", which
+The closest point per p, among every finished point in --workdir with the
+same fixed settings (so several invocations, e.g. one grid per p, add up),
+is written to results.json as "chosen", which
 `experiments/approximation.py --preset=paper` reads. The test split is never
 used. Each grid point resumes from its own JSON file after a kill.
 """
@@ -92,6 +94,10 @@ def main(argv):
                  config.whitening_epsilon, config.dictionary_lam)
     points.append(calibration.calibrate_point(
         config, FLAGS.workdir, FLAGS.dictionary_dir, FLAGS.num_signals))
+  # The report and the choice cover every finished point of this workdir
+  # with the same fixed settings, so that a grid run one p at a time (or
+  # extended later) is chosen from as a whole.
+  points = calibration.finished_points(FLAGS.workdir, configs[0])
   chosen = calibration.select(points)
   literal = reporting.read_json(literal_path) if literal_path else []
   report = (

@@ -169,6 +169,35 @@ def calibrate_point(config: approximation.Config, workdir: str,
   return point
 
 
+# The settings a calibration grid varies; every other setting is fixed.
+GRID_FIELDS = ('code_dim', 'whitening_epsilon', 'dictionary_lam')
+
+
+def finished_points(workdir: str,
+                    config: approximation.Config) -> list[dict[str, Any]]:
+  """Every point in `workdir` whose fixed settings are those of `config`.
+
+  Args:
+    workdir: the calibration's directory (one JSON file per point).
+    config: any point of the grid: only its settings outside `GRID_FIELDS`
+      are compared.
+
+  Returns:
+    The points, ordered by code size, regularizer and l1 weight.
+  """
+  fixed = lambda fields: {key: value for key, value in fields.items()
+                          if key not in GRID_FIELDS + ('data_dir',)}
+  wanted = fixed(approximation.config_to_json(config))
+  points = []
+  for name in sorted(os.listdir(workdir)):
+    if name.startswith('p') and name.endswith('.json'):
+      point = reporting.read_json(os.path.join(workdir, name))
+      if fixed(point['config']) == wanted:
+        points.append(point)
+  return sorted(points, key=lambda point: tuple(
+      point['config'][key] for key in GRID_FIELDS))
+
+
 def read_choice(path: str) -> dict[int, dict[str, Any]]:
   """`{code_dim: {'whitening_epsilon', 'dictionary_lam'}}` from a results file.
 

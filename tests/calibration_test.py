@@ -8,6 +8,7 @@ import pytest
 from l0enc import approximation
 from l0enc import calibration
 from l0enc import data
+from l0enc import reporting
 
 import jax
 
@@ -85,3 +86,20 @@ def test_paper_rows_are_the_papers_iht_rows():
 def test_read_choice_names_a_missing_file(tmp_path):
   with pytest.raises(ValueError, match='calibrate_regime'):
     calibration.read_choice(str(tmp_path / 'missing.json'))
+
+
+def test_finished_points_keep_only_the_same_fixed_settings(tmp_path):
+  for code_dim, epsilon, lam, seed in [(256, 0.3, 1.0, 0), (128, 1.0, 0.5, 0),
+                                       (128, 0.1, 0.5, 0), (128, 0.1, 0.5, 1)]:
+    config = approximation.Config(dataset='mnist', code_dim=code_dim,
+                                  whitening_epsilon=epsilon,
+                                  dictionary_lam=lam, seed=seed)
+    path = calibration.point_path(str(tmp_path), config)
+    reporting.write_json_atomic(
+        path.replace('.json', f'_seed{seed}.json'),
+        {'config': approximation.config_to_json(config), 'distance': 1.0})
+  points = calibration.finished_points(
+      str(tmp_path), approximation.Config(dataset='mnist', code_dim=512,
+                                          whitening_epsilon=0.01))
+  assert [(p['config']['code_dim'], p['config']['whitening_epsilon'])
+          for p in points] == [(128, 0.1), (128, 1.0), (256, 0.3)]
