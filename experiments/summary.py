@@ -123,17 +123,18 @@ def _speed_rows(results_dir: str, experiment: str,
       results_dir, experiment, 'encoding_benchmark_*', 'results.json'))):
     speeds = list(reporting.read_json(path).values())
     measured.append((speeds, os.path.relpath(os.path.dirname(path),
-                                             results_dir)))
+                                             results_dir),
+                     'alone on the machine'))
   if not measured and results:
     measured.append(([dict(r['speed'], device=r['device']) for r in results],
-                     experiment))
+                     experiment, 'timed during the run'))
   rows = []
-  for speeds, where in measured:
+  for speeds, where, how in measured:
     ratios = [speed['speedup'] for speed in speeds]
     devices = sorted({speed['device'] for speed in speeds})
     rows.append([
         'Encoding the test set: trained encoders against 10 IHT iterations, '
-        f'speed-up ({len(speeds)} settings)',
+        f'speed-up ({len(speeds)} settings, {how})',
         f'{min(ratios):.1f}x to {max(ratios):.1f}x on {", ".join(devices)}',
         '"dramatically faster" (no number)',
         _source(where, _regime(results))])
