@@ -67,8 +67,11 @@ def _regime(results: Sequence[dict[str, Any]]) -> str:
   if all(epsilon is None for epsilon in epsilons):
     return 'literal regime (no whitening)'
   return ('calibrated regime, ZCA-whitened (ε = '
-          + ' / '.join('none' if e is None else f'{e:g}' for e in epsilons)
-          + ')')
+          + ' / '.join(_epsilon(epsilon) for epsilon in epsilons) + ')')
+
+
+def _epsilon(epsilon: float | None) -> str:
+  return 'none' if epsilon is None else f'{epsilon:g}'
 
 
 def approximation_rows(results_dir: str) -> list[Row]:
@@ -151,8 +154,8 @@ def calibration_rows(results_dir: str) -> list[Row]:
   code_dims = [point['config']['code_dim'] for point in chosen]
   settings = ', '.join(
       f"p = {point['config']['code_dim']}: ε = "
-      f"{point['config']['whitening_epsilon']:g}, dictionary ℓ1 weight "
-      f"{point['config']['dictionary_lam']:g}" for point in chosen)
+      f"{_epsilon(point['config'].get('whitening_epsilon'))}, dictionary ℓ1 "
+      f"weight {point['config']['dictionary_lam']:g}" for point in chosen)
   paper = approximation.PAPER_TABLES['l0']['IHT (10 iterations)']
   return [[
       'Calibration: IHT (10 iterations), Table 1, prediction error (%) on '
