@@ -136,8 +136,8 @@ def _speed_rows(results_dir: str, experiment: str,
     ratios = [speed['speedup'] for speed in speeds]
     devices = sorted({speed['device'] for speed in speeds})
     rows.append([
-        'Encoding the test set: trained encoders against 10 IHT iterations, '
-        f'speed-up ({len(speeds)} settings, {how})',
+        'Speed-up of the trained encoders over 10 IHT iterations on the '
+        f'test set ({len(speeds)} settings, {how})',
         f'{min(ratios):.1f}x to {max(ratios):.1f}x on {", ".join(devices)}',
         '"dramatically faster" (no number)',
         _source(where, _regime(results))])
