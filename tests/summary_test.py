@@ -1,0 +1,151 @@
+"""experiments/summary.py: one row per headline whose results file exists."""
+
+import copy
+import importlib.util
+import json
+import os
+
+import pytest
+
+from l0enc import approximation
+from l0enc import task_experiments
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+
+
+def load_script():
+  spec = importlib.util.spec_from_file_location(
+      'summary', os.path.join(ROOT, 'experiments', 'summary.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+summary = load_script()
+
+
+def approximation_result(problem: str, code_dim: int, error: float,
+                         whitening_epsilon=None) -> dict:
+  deep = approximation.DEEP_NAMES[problem]
+  metrics = lambda value: {'prediction_error': value, 'support_error': value}
+  return {'config': {'dataset': 'mnist', 'problem': problem,
+                     'code_dim': code_dim,
+                     'whitening_epsilon': whitening_epsilon},
+          'rows': {'IHT (10 iterations)': metrics(10 * error),
+                   deep: metrics(error)},
+          'speed': {'speedup': error, 'num_signals': 10},
+          'device': 'cpu'}
+
+
+def write(results_dir, experiment: str, data) -> None:
+  os.makedirs(os.path.join(results_dir, experiment), exist_ok=True)
+  with open(os.path.join(results_dir, experiment, 'results.json'), 'w') as f:
+    json.dump(data, f)
+
+
+def cells(text: str) -> list[list[str]]:
+  """The body rows of the summary's Markdown table, split into cells."""
+  lines = [line for line in text.splitlines() if line.startswith('| ')]
+  return [[cell.strip() for cell in line.strip('|').split('|')]
+          for line in lines[2:]]
+
+
+def test_no_results_no_rows(tmp_path):
+  assert summary.summary(str(tmp_path)) == 'No results files found.\n'
+
+
+def test_approximation_rows_against_the_papers_table(tmp_path):
+  write(tmp_path, 'approximation_paper',
+        [approximation_result('l0', 256, 2.0),
+         approximation_result('l0', 128, 1.0),
+         approximation_result('l0', 64, 9.0)])  # Not one of the paper's p.
+  rows = cells(summary.summary(str(tmp_path)))
+  headlines = [row[0] for row in rows]
+  # Problem (1) only: no Table 2 or 3 rows; the speed row from the runs.
+  assert len(rows) == 3 and not any('Table 2' in h or 'Table 3' in h
+                                    for h in headlines)
+  deep = rows[0]
+  assert deep[0].startswith('Table 1: Deep l0-Regularized encoder')
+  assert deep[0].endswith('p = 128 / 256')
+  paper = approximation.PAPER_TABLES['l0']['Deep l0-Regularized encoder']
+  assert deep[1:3] == ['1.00 / 2.00', f'{paper[0]:.2f} / {paper[1]:.2f}']
+  assert 'literal regime' in deep[3]
+  assert rows[1][1] == '10.00 / 20.00'
+  assert rows[2][1] == '1.0x to 2.0x on cpu'
+
+
+def test_the_whitened_regime_is_preferred_and_labelled(tmp_path):
+  write(tmp_path, 'approximation_paper',
+        [approximation_result('msparse', 128, 5.0)])
+  write(tmp_path, 'approximation_whitened',
+        [approximation_result('msparse', 128, 0.5, whitening_epsilon=0.03)])
+  rows = cells(summary.summary(str(tmp_path)))
+  assert [row[1] for row in rows[:3]] == ['0.50', '5.00', '0.50']
+  assert all('approximation_whitened' in row[3] and 'ε = 0.03' in row[3]
+             for row in rows)
+
+
+def test_calibration_row_from_the_chosen_points(tmp_path):
+  point = lambda code_dim, epsilon, iht_10: {
+      'config': {'code_dim': code_dim, 'whitening_epsilon': epsilon,
+                 'dictionary_lam': 0.5},
+      'rows': {'l0': [30.0, 10.0, iht_10]}}
+  # The layout experiments/calibrate_regime.py writes: chosen by str(p).
+  write(tmp_path, 'approximation_calibration',
+        {'points': [], 'chosen': {'256': point(256, 0.1, 4.0),
+                                  '128': point(128, 0.03, 3.0)}})
+  (row,) = cells(summary.summary(str(tmp_path)))
+  assert row[0].startswith('Calibration') and row[0].endswith('p = 128 / 256')
+  paper = approximation.PAPER_TABLES['l0']['IHT (10 iterations)']
+  assert row[1:3] == ['3.00 / 4.00', f'{paper[0]:.2f} / {paper[1]:.2f}']
+  assert 'p = 128: ε = 0.03' in row[3] and 'p = 256: ε = 0.1' in row[3]
+
+
+def test_classification_picks_the_best_unit_on_validation(tmp_path):
+  unit = lambda row, code_dim, validation, test: {
+      'unit': {'code_dim': code_dim}, 'row': row,
+      'validation_error': validation, 'test_error': test}
+  write(tmp_path, 'classification_paper', [{
+      'config': {'dataset': 'mnist'},
+      'units': {'a': unit('TDSC', 128, 1.0, 3.0),
+                # Lower test error, but chosen by validation it loses.
+                'b': unit('Tuned LISTA', 256, 2.0, 0.5),
+                'c': {'unit': {'code_dim': 512}, 'row': 'TDSC'}}}])  # Unrun.
+  (row,) = cells(summary.summary(str(tmp_path)))
+  assert row[0].startswith('Table 4')
+  assert row[1].startswith('3.00 (TDSC, p = 128')
+  best_paper = min(min(task_experiments.PAPER_TABLES['mnist'][name])
+                   for name in ('TDSC', 'Tuned LISTA'))
+  assert row[2].startswith(f'{best_paper:.2f} ')
+
+
+def test_ddse_rows_from_the_committed_results(tmp_path):
+  with open(os.path.join(ROOT, 'results', 'ddse_paper', 'results.json')) as f:
+    combined = json.load(f)
+  write(tmp_path, 'ddse_paper', combined)
+  rows = cells(summary.summary(str(tmp_path)))
+  assert len(rows) == 3
+  sweep = combined['sweeps']['train_fraction']
+  errors = [combined['units'][name]['test_error']
+            for name in sweep['units']['ddse']]
+  low = sweep['values'].index(min(sweep['values']))
+  high = sweep['values'].index(max(sweep['values']))
+  assert rows[1][1] == f'{errors[low] - errors[high]:+.2f}'
+  # A results file without the train-fraction sweep drops that row only.
+  partial = copy.deepcopy(combined)
+  del partial['sweeps']['train_fraction']
+  write(tmp_path, 'ddse_paper', partial)
+  assert len(cells(summary.summary(str(tmp_path)))) == 2
+
+
+@pytest.mark.parametrize('name', ['results_dir', 'output'])
+def test_flags_are_defined(name):
+  assert name in summary.FLAGS
+
+
+def test_the_committed_summary_is_up_to_date():
+  with open(os.path.join(ROOT, 'results', 'summary.md')) as f:
+    committed = f.read()
+  assert committed == summary.summary(os.path.join(ROOT, 'results')), (
+      'results/summary.md is stale: run experiments/summary.py, then '
+      'experiments/update_readme.py')
