@@ -23,6 +23,7 @@ import jax
 from l0enc import approximation
 from l0enc import reporting
 from l0enc import train
+from l0enc import validation
 
 PRESETS = {
     # Built in, no download, a few minutes on two CPU cores. HELU_sigma stays
@@ -80,6 +81,13 @@ flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
                     '(default: workdir/approximation_<preset>).')
 
 FLAGS = flags.FLAGS
+# Checked while parsing, before anything is computed; the remaining (and
+# cross-flag) checks are `approximation.Config`'s, also made before the
+# first computation.
+validation.register_flag_checks(
+    positive=('p', 'lam', 'm', 'num_stages', 'num_epochs', 'baseline_epochs',
+              'batch_size', 'learning_rate', 'clip_norm'),
+    nonnegative=('min_sigma', 'seed'), existing_dirs=('data_dir',))
 
 
 def configs_from_flags() -> list[approximation.Config]:

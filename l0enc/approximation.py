@@ -162,6 +162,38 @@ class Config:
     if not 0 < self.validation_fraction < 1:
       raise ValueError('validation_fraction must be in (0, 1), got '
                        f'{self.validation_fraction}.')
+    # Checked here, before the optimal codes and the baseline are computed:
+    # the training settings are otherwise only read by `train.fit`.
+    big = 2**31 - 1
+    for name in ('num_epochs', 'baseline_epochs', 'batch_size',
+                 'dictionary_steps', 'codes_max_iterations', 'signal_dim',
+                 'num_test'):
+      validation.check_int_in_range(name, getattr(self, name), 1, big)
+    validation.check_int_in_range('num_train', self.num_train, 2, big)
+    validation.check_int_in_range('seed', self.seed, 0, big)
+    initial_sigma = train.TrainConfig().initial_sigma
+    validation.check_nonnegative('min_sigma', self.min_sigma)
+    if self.min_sigma > initial_sigma:
+      raise ValueError(f'min_sigma must be in [0, {initial_sigma:g}] (the '
+                       f'initial HELU sigma), got {self.min_sigma}.')
+    if not self.iht_iterations:
+      raise ValueError('iht_iterations must hold at least one count.')
+    for iterations in self.iht_iterations:
+      validation.check_int_in_range('iht_iterations', iterations, 1, big)
+    if not 0 < self.nonzero_prob <= 1:
+      raise ValueError(f'nonzero_prob must be in (0, 1], got '
+                       f'{self.nonzero_prob}.')
+    validation.check_finite('snr_db', self.snr_db)
+    validation.check_positive('dictionary_lam', self.dictionary_lam)
+    validation.check_positive('codes_tol', self.codes_tol)
+    if self.dataset == 'synthetic':
+      num_fit = self.num_train - int(self.num_train *
+                                     self.validation_fraction)
+      if self.batch_size > num_fit:
+        raise ValueError(
+            f'batch_size={self.batch_size} exceeds the {num_fit} training '
+            'signals left after the validation split (num_train='
+            f'{self.num_train}).')
 
   @property
   def problem_kwargs(self) -> dict[str, Any]:

@@ -18,6 +18,9 @@ import numpy as np
 
 from l0enc import validation
 
+# The environment variable the experiments take their default --data_dir
+# from (a directory with mnist.npz, coil20.npz, indian_pines.npz, ...).
+DATA_DIR_ENV = 'L0ENC_DATA_DIR'
 _MNIST_IMAGE_SHAPE = (28, 28)
 _MNIST_NPZ_URL = (
     'https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz')
@@ -51,6 +54,15 @@ _INDIAN_PINES_SOURCE = (
     'https://www.ehu.eus/ccwintco/index.php/'
     'Hyperspectral_Remote_Sensing_Scenes and save them as cube '
     '(145, 145, 200) and gt (145, 145) with np.savez_compressed.')
+
+
+def default_data_dir() -> str | None:
+  """`$L0ENC_DATA_DIR`, or None when it is unset or empty.
+
+  None makes `load_mnist` ask tensorflow-datasets; the other data sets need
+  a path then.
+  """
+  return os.environ.get(DATA_DIR_ENV) or None
 
 
 class Split(NamedTuple):

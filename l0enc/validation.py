@@ -243,3 +243,57 @@ def load_npz(path: str, remedy: str) -> dict[str, np.ndarray]:
       raise ValueError('a single .npy array, not an .npz archive')
     with archive:
       return {key: archive[key] for key in archive.files}
+
+
+# ---------------------------------------------------------------- flags
+
+
+def register_flag_checks(*, positive: tuple[str, ...] = (),
+                         nonnegative: tuple[str, ...] = (),
+                         fraction: tuple[str, ...] = (),
+                         below_one: tuple[str, ...] = (),
+                         existing_files: tuple[str, ...] = (),
+                         existing_dirs: tuple[str, ...] = (),
+                         flag_values: Any = None) -> None:
+  """Registers absl validators, so that a bad flag fails while parsing.
+
+  An experiment's flags are then all checked before `main` runs, and the
+  error names the flag (`flag --lam=-1.0: must be positive and finite`).
+  Integer flags take absl's own `lower_bound`/`upper_bound` instead. A flag
+  left at None (a preset's default) passes; every value of a multi flag is
+  checked.
+
+  Args:
+    positive: float flags that must be positive and finite.
+    nonnegative: float flags that must be non-negative and finite.
+    fraction: float flags in (0, 1].
+    below_one: float flags in [0, 1).
+    existing_files: path flags that must name an existing file.
+    existing_dirs: path flags that must name an existing directory.
+    flag_values: the `FlagValues`; absl's global `FLAGS` by default.
+  """
+  import math  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+
+  def each(test):
+    def check(value):
+      values = value if isinstance(value, (list, tuple)) else [value]
+      return all(item is None or test(item) for item in values)
+    return check
+
+  finite = lambda v: math.isfinite(float(v))
+  rules = [
+      (positive, lambda v: finite(v) and v > 0, 'must be positive and finite'),
+      (nonnegative, lambda v: finite(v) and v >= 0,
+       'must be non-negative and finite'),
+      (fraction, lambda v: 0 < v <= 1, 'must be in (0, 1]'),
+      (below_one, lambda v: 0 <= v < 1, 'must be in [0, 1)'),
+      (existing_files, os.path.isfile, 'must name an existing file'),
+      (existing_dirs, os.path.isdir, 'must name an existing directory'),
+  ]
+  for names, test, message in rules:
+    for name in names:
+      flags.register_validator(name, each(test), message=message,
+                               flag_values=flag_values)
