@@ -165,6 +165,10 @@ def _mnist_intensities(source: str, name: str,
   A copy of MNIST saved after scaling holds floats in [0, 1]; dividing those
   by 255 again would silently give near-black images.
   """
+  if not (np.issubdtype(images.dtype, np.integer) or
+          np.issubdtype(images.dtype, np.floating)):
+    raise ValueError(f'{source}: {name} has dtype {images.dtype}; expected '
+                     'uint8 pixels 0..255 or floats in [0, 1].')
   if images.size == 0:
     return images.astype(np.float32)
   low, high = images.min(), images.max()
@@ -173,16 +177,12 @@ def _mnist_intensities(source: str, name: str,
       raise ValueError(f'{source}: {name} must hold pixel values 0..255, got '
                        f'range [{low}, {high}].')
     return images.astype(np.float32) / 255.0
-  if np.issubdtype(images.dtype, np.floating):
-    if not (np.isfinite(low) and np.isfinite(high) and 0 <= low and
-            high <= 1):
-      raise ValueError(
-          f'{source}: {name} holds floats in [{low}, {high}]; expected uint8 '
-          'pixels 0..255 (the official files) or floats already scaled to '
-          '[0, 1].')
-    return images.astype(np.float32)
-  raise ValueError(f'{source}: {name} has dtype {images.dtype}; expected '
-                   'uint8 pixels 0..255 or floats in [0, 1].')
+  if not (np.isfinite(low) and np.isfinite(high) and 0 <= low and high <= 1):
+    raise ValueError(
+        f'{source}: {name} holds floats in [{low}, {high}]; expected uint8 '
+        'pixels 0..255 (the official files) or floats already scaled to '
+        '[0, 1].')
+  return images.astype(np.float32)
 
 
 def _mnist_from_directory(
