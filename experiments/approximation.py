@@ -88,6 +88,11 @@ validation.register_flag_checks(
     positive=('p', 'lam', 'm', 'num_stages', 'num_epochs', 'baseline_epochs',
               'batch_size', 'learning_rate', 'clip_norm'),
     nonnegative=('min_sigma', 'seed'), existing_dirs=('data_dir',))
+flags.register_validator(
+    'min_sigma', lambda sigma: sigma is None or
+    sigma <= train.TrainConfig().initial_sigma,
+    message=f'must be at most the initial HELU sigma, '
+    f'{train.TrainConfig().initial_sigma:g}')
 
 
 def configs_from_flags() -> list[approximation.Config]:

@@ -117,6 +117,14 @@ def test_plot_writes_a_png(finished_run, tmp_path):
     (dict(num_stages=0), 'num_stages'),
     (dict(learning_rates=()), 'learning_rates'),
     (dict(learning_rates=(1e-3, -1e-3)), 'learning_rates'),
+    (dict(num_epochs=-1), 'num_epochs'),
+    (dict(baseline_epochs=0), 'baseline_epochs'),
+    (dict(batch_size=0), 'batch_size'),
+    (dict(batch_size=600), r'batch_size=600 exceeds the 576'),
+    (dict(min_sigma=2.0), r'min_sigma must be in \[0, 0.2\]'),
+    (dict(seed=-1), 'seed'),
+    (dict(codes_tol=0.0), 'codes_tol'),
+    (dict(iht_iterations=(2, 0)), 'iht_iterations'),
 ])
 def test_bad_config_raises_before_any_work(override, match):
   with pytest.raises(ValueError, match=match):
