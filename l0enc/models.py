@@ -56,6 +56,11 @@ def set_helu_sigma(model: nnx.Module, sigma: float) -> int:
     The number of `HeluSigma` variables set (0 for models without HELU).
   """
   _check_sigma(sigma)
+  if not validation.is_concrete(sigma):
+    # Set under jit: a bad value becomes NaN, which the neurons propagate.
+    sigma = validation.nan_unless((sigma >= 0) & (sigma < 1), sigma,
+                                  'sigma must be in [0, 1), got {sigma}.',
+                                  sigma=sigma)
   count = 0
   for _, node in nnx.iter_graph(model):
     if isinstance(node, HeluSigma):
@@ -66,7 +71,7 @@ def set_helu_sigma(model: nnx.Module, sigma: float) -> int:
 
 def _check_sigma(sigma: float) -> None:
   validation.check_nonnegative('sigma', sigma)
-  if float(sigma) >= 1:
+  if validation.is_concrete(sigma) and float(sigma) >= 1:
     raise ValueError(f'sigma must be in [0, 1), got {sigma}.')
 
 

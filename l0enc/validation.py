@@ -10,7 +10,7 @@ raises the same message as the eager check:
 
     checked = checkify.checkify(jax.jit(fn), errors=checkify.user_checks)
     error, result = checked(...)
-    error.throw()  # ValueError-like JaxRuntimeError naming the argument.
+    error.throw()  # A JaxRuntimeError naming the argument.
 
 Damaged files: `reading(path, remedy)` wraps every read of a data file,
 checkpoint or results file, so that a truncated archive, a text file under
@@ -206,8 +206,8 @@ def reading(path: str, remedy: str) -> Iterator[None]:
   """
   try:
     yield
-  except FileNotFoundError:
-    raise
+  except (FileNotFoundError, PermissionError, IsADirectoryError):
+    raise  # Not damage: the message of these already names the path.
   except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
           KeyError, UnicodeDecodeError) as error:
     if isinstance(error, DamagedFileError):

@@ -362,3 +362,17 @@ def test_complex_inputs_are_refused():
   model = _random_model('l0')
   with pytest.raises(ValueError, match='inputs has dtype complex128'):
     model(np.ones((2, SIGNAL_DIM), np.complex128))
+
+
+def test_a_bad_sigma_set_under_jit_gives_nan_codes():
+  model = models.DeepL0Encoder.from_dictionary(_dictionary(jnp.float32),
+                                               lam=LAM)
+  x = _signals((4,), jnp.float32)
+
+  @nnx.jit
+  def encode(model, sigma):
+    models.set_helu_sigma(model, sigma)
+    return model(x)
+
+  assert np.all(np.isfinite(encode(model, 0.1)))
+  assert np.all(np.isnan(encode(model, 1.5)))
