@@ -85,7 +85,7 @@ flags.DEFINE_integer('num_epochs', None, "End-to-end epochs (default: the "
                      "preset's).", lower_bound=1)
 flags.DEFINE_integer('lista_pretrain_epochs', None, "Epochs of LISTA's "
                      "l1-code regression (default: the preset's).",
-                     lower_bound=1)
+                     lower_bound=0)
 flags.DEFINE_float('lam', None, 'l1 weight of dictionary learning and LISTA '
                    "(default: the preset's).")
 flags.DEFINE_float('l0_lam', None, 'l0 weight of the Deep l0 encoder\'s '

@@ -6,7 +6,7 @@ NumPy/JAX array outside of a trace). A traced value (under `jit`, `vmap` or
 `grad`) cannot be read at trace time; for those the public functions call
 `nan_unless`, which turns the result into NaN wherever the value is invalid
 (never plausible numbers) and, under `jax.experimental.checkify.checkify`,
-raises the same message as the eager check:
+fails with a message naming the argument, like the eager check:
 
     checked = checkify.checkify(jax.jit(fn), errors=checkify.user_checks)
     error, result = checked(...)
