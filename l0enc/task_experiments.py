@@ -564,8 +564,8 @@ def load_clustering_data(config: ClusteringConfig) -> ClusteringData:
 
 def _cached_arrays(path: str, compute) -> dict[str, np.ndarray]:
   if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as cached:
-      return dict(cached)
+    return validation.load_npz(
+        path, 'It is a cache: delete it and rerun to recompute it.')
   arrays = compute()
   temporary = f'{path}.tmp.npz'
   np.savez(temporary, **arrays)

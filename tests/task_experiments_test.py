@@ -12,6 +12,7 @@ import pytest
 from l0enc import solvers
 from l0enc import tasks
 from l0enc import task_experiments as te
+from l0enc import validation
 
 TINY = dict(dataset='synthetic', code_dims=(8,), ms=(2,), num_epochs=2,
             lista_pretrain_epochs=1, dictionary_steps=2, codes_iterations=10,
@@ -356,3 +357,17 @@ def test_scale_table_shows_thresholding_rows_before_and_after():
       '| Deep l0-Regularized | W 0.001 → 0.017, θ 0.05 → 0.049 | — |']
   del results['units']['l0_p128']
   assert te.scale_table(results) == ''
+
+
+def test_a_damaged_cache_names_the_file(tmp_path):
+  path = str(tmp_path / 'codes.npz')
+  compute = lambda: {'codes': np.arange(6.0).reshape(2, 3)}
+  first = te._cached_arrays(path, compute)
+  np.testing.assert_array_equal(
+      te._cached_arrays(path, compute)['codes'],
+      first['codes'])
+  with open(path, 'r+b') as handle:
+    handle.truncate(40)
+  with pytest.raises(validation.DamagedFileError,
+                     match='codes.npz is damaged.*delete it and rerun'):
+    te._cached_arrays(path, compute)
