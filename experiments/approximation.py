@@ -31,6 +31,8 @@ from l0enc import approximation
 from l0enc import approximation_reports
 from l0enc import calibration
 from l0enc import reporting
+from l0enc import train
+from l0enc import validation
 
 PRESETS = {
     # Built in, no download, a few minutes on two CPU cores. HELU_sigma stays
@@ -126,6 +128,23 @@ flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
                     '(default: workdir/approximation_<preset>).')
 
 FLAGS = flags.FLAGS
+# Checked while parsing, before anything is computed; the remaining (and
+# cross-flag) checks are `approximation.Config`'s, also made before the
+# first computation.
+validation.register_flag_checks(
+    positive=('p', 'lam', 'm', 'num_stages', 'num_epochs', 'baseline_epochs',
+              'batch_size', 'sgd_learning_rate', 'adam_learning_rate',
+              'clip_norm', 'dictionary_steps'),
+    nonnegative=('min_sigma', 'seed'), existing_dirs=('data_dir',))
+for _name in ('calibration', 'previous_results'):
+  flags.register_validator(
+      _name, lambda path: path in (None, 'none') or os.path.isfile(path),
+      message="must name an existing results.json (or be 'none')")
+flags.register_validator(
+    'min_sigma', lambda sigma: sigma is None or
+    sigma <= train.TrainConfig().initial_sigma,
+    message=f'must be at most the initial HELU sigma, '
+    f'{train.TrainConfig().initial_sigma:g}')
 
 
 def configs_from_flags() -> list[approximation.Config]:
@@ -178,9 +197,6 @@ def main(argv):
   previous_path = PRESETS[FLAGS.preset]['previous_results'] if (
       FLAGS.previous_results is None) else FLAGS.previous_results
   previous_path = None if previous_path == 'none' else previous_path
-  if previous_path and not os.path.exists(previous_path):
-    raise app.UsageError(f'--previous_results={previous_path} does not '
-                         "exist (give 'none' for no second block).")
   workdir = FLAGS.workdir or os.path.join('workdir',
                                           f'approximation_{FLAGS.preset}')
   results = []

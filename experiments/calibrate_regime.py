@@ -26,8 +26,10 @@ from absl import logging
 import jax
 
 from l0enc import approximation
+from l0enc import data
 from l0enc import calibration
 from l0enc import reporting
+from l0enc import validation
 
 flags.DEFINE_multi_integer('p', [128, 256, 512], 'Code size(s) p; repeat '
                            'the flag for several.')
@@ -45,9 +47,10 @@ flags.DEFINE_float('lam', 0.25, "l0 weight of problem (1) (the paper's 0.5 "
                    'in its scaling).')
 flags.DEFINE_integer('m', 32, 'Sparsity M of problem (2).')
 flags.DEFINE_integer('seed', 0, 'Seed of the dictionary and the split.')
-flags.DEFINE_string('data_dir', None, 'Directory with mnist.npz or the four '
-                    'MNIST IDX files; without it, tensorflow-datasets is '
-                    'tried.')
+flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory with '
+                    'mnist.npz or the four MNIST IDX files (default: '
+                    f'${data.DATA_DIR_ENV}; without it, tensorflow-datasets '
+                    'is tried).')
 flags.DEFINE_string('dictionary_dir', os.path.join('workdir', 'dictionaries'),
                     'Dictionary cache, shared with experiments/'
                     'approximation.py.')
@@ -61,6 +64,16 @@ flags.DEFINE_string('workdir', os.path.join('workdir',
                     'results.md).')
 
 FLAGS = flags.FLAGS
+validation.register_flag_checks(
+    positive=('p', 'whitening_epsilon', 'dictionary_lam', 'dictionary_steps',
+              'num_signals', 'lam', 'm'),
+    nonnegative=('seed',), existing_dirs=('data_dir',))
+flags.register_validator(
+    'literal_results', lambda path: path == 'none' or os.path.isfile(path),
+    message="must name an existing results.json (or be 'none')")
+flags.register_validator(
+    'p', lambda sizes: all(p in approximation.PAPER_CODE_DIMS for p in sizes),
+    message=f'must be among the paper\'s {approximation.PAPER_CODE_DIMS}')
 
 
 def main(argv):
@@ -68,17 +81,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   python_logging.getLogger('jax').setLevel(python_logging.WARNING)
   jax.config.update('jax_default_matmul_precision', 'highest')
-  for name in ('num_signals', 'dictionary_steps'):
-    if getattr(FLAGS, name) < 1:
-      raise app.UsageError(f'--{name} must be at least 1, got '
-                           f'{getattr(FLAGS, name)}.')
-  for code_dim in FLAGS.p:
-    calibration.paper_rows(code_dim)  # The paper's p only.
   literal_path = (None if FLAGS.literal_results == 'none'
                   else FLAGS.literal_results)
-  if literal_path and not os.path.exists(literal_path):
-    raise app.UsageError(f'--literal_results={literal_path} does not exist '
-                         "(give 'none' for none).")
   # Every grid point is built (and so checked) before the first long step.
   configs = [approximation.Config(
       dataset='mnist', problem='l0', code_dim=code_dim, lam=FLAGS.lam,

@@ -1,5 +1,6 @@
 r"""Classification with deep l0 encoders: the l0 paper's Tables 4-5.
 
+    export L0ENC_DATA_DIR=DIR  # mnist.npz and indian_pines.npz, or flags:
     python experiments/classification.py                  # quick, ~15 min CPU
     python experiments/classification.py --preset=paper   # full, for a GPU
     python experiments/classification.py --dataset=indian_pines --p=256
@@ -18,7 +19,8 @@ nonzeros of the test codes before and after end-to-end training),
 `learning_curves.png` and `confusion_<dataset>.png` (the best classifier by
 validation error) go to --workdir.
 
-Data: MNIST from `<data_dir>/mnist.npz` (or IDX files), 28x28 pixels
+Data: MNIST from `<data_dir>/mnist.npz` (or IDX files; without --data_dir
+and $L0ENC_DATA_DIR, from tensorflow-datasets), 28x28 pixels
 flattened and standardized per image; Indian Pines from --indian_pines_path,
 per-band standardized spectra, 10% of each class for training (stratified,
 fixed seed). A stratified 10% of the training set is held out for
@@ -34,8 +36,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from l0enc import data
 from l0enc import reporting
 from l0enc import task_experiments
+from l0enc import validation
 
 _COMMON = dict(num_stages=2, batch_size=128, optimizer='adam',
                learning_rate=1e-3, clip_norm=1.0, min_sigma=0.01,
@@ -68,17 +72,20 @@ flags.DEFINE_enum('preset', 'quick', list(PRESETS),
                   '"paper": Tables 4-5 in full (a GPU).')
 flags.DEFINE_multi_enum('dataset', list(DATASETS), DATASETS,
                         'Data set(s); repeat the flag for several.')
-flags.DEFINE_multi_integer('p', None, "Code size(s) p (default: the preset's).")
-flags.DEFINE_multi_integer('m', [10, 20, 30], 'M of the Deep M-Sparse Encoder.')
+flags.DEFINE_multi_integer('p', None, "Code size(s) p (default: the preset's).",
+                           lower_bound=1)
+flags.DEFINE_multi_integer('m', [10, 20, 30], 'M of the Deep M-Sparse Encoder.',
+                           lower_bound=1)
 flags.DEFINE_multi_enum('encoder',
                         list(task_experiments.CLASSIFICATION_ENCODERS),
                         task_experiments.CLASSIFICATION_ENCODERS,
                         'Encoders to train (tdsc: task-driven sparse coding, '
                         'the reference).')
 flags.DEFINE_integer('num_epochs', None, "End-to-end epochs (default: the "
-                     "preset's).")
+                     "preset's).", lower_bound=1)
 flags.DEFINE_integer('lista_pretrain_epochs', None, "Epochs of LISTA's "
-                     "l1-code regression (default: the preset's).")
+                     "l1-code regression (default: the preset's).",
+                     lower_bound=0)
 flags.DEFINE_float('lam', None, 'l1 weight of dictionary learning and LISTA '
                    "(default: the preset's).")
 flags.DEFINE_float('l0_lam', None, 'l0 weight of the Deep l0 encoder\'s '
@@ -91,22 +98,28 @@ flags.DEFINE_float('min_sigma', None, 'Floor of the Deep l0 encoder\'s '
                    'HELU_sigma annealing 0.2, 0.02, ... (0.2: constant; '
                    "default: the preset's).")
 flags.DEFINE_integer('batch_size', None, "Minibatch size (default: the "
-                     "preset's, 128 as in the paper).")
+                     "preset's, 128 as in the paper).", lower_bound=1)
 flags.DEFINE_integer('max_train', None, 'Use at most this many training '
-                     "examples (default: the preset's).")
-flags.DEFINE_integer('max_test', None, 'Use at most this many test examples.')
+                     "examples (default: the preset's).", lower_bound=1)
+flags.DEFINE_integer('max_test', None, 'Use at most this many test examples.',
+                     lower_bound=1)
 flags.DEFINE_integer('dictionary_steps', None, 'Minibatches of dictionary '
-                     "learning (default: the preset's).")
+                     "learning (default: the preset's).", lower_bound=1)
 flags.DEFINE_float('whitening_epsilon', None, 'Regularized ZCA whitening of '
                    'the signals, fitted on the training split, with this '
                    'regularizer (added to the covariance eigenvalues); '
                    "default: none (the paper's preprocessing).")
-flags.DEFINE_integer('seed', 0, 'Seed of splits, dictionaries and training.')
-flags.DEFINE_string('data_dir', '../shared/data', 'Directory of mnist.npz '
-                    '(or the MNIST IDX files) and indian_pines.npz.')
+flags.DEFINE_integer('seed', 0, 'Seed of splits, dictionaries and training.',
+                     lower_bound=0)
+flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory of '
+                    'mnist.npz (or the MNIST IDX files) and indian_pines.npz '
+                    f'(default: ${data.DATA_DIR_ENV}; without it, MNIST comes '
+                    'from tensorflow-datasets and Indian Pines needs '
+                    '--indian_pines_path).')
 flags.DEFINE_integer('spatial_window', 1, 'Indian Pines: use the mean '
                      'spectrum of the w x w window around each pixel (odd; '
-                     "1: the pixel's own spectrum, as in the paper preset).")
+                     "1: the pixel's own spectrum, as in the paper preset).",
+                     lower_bound=1, upper_bound=99)
 flags.DEFINE_bool('augment', False, 'MNIST: distort the training images '
                   'afresh every epoch (rotation <= 10 degrees, scale within '
                   '10%, blur, noise; task_experiments.AUGMENTATION). Off in '
@@ -120,6 +133,37 @@ flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
                     '(default: workdir/classification_<preset>).')
 
 FLAGS = flags.FLAGS
+validation.register_flag_checks(
+    positive=('lam', 'l0_lam', 'learning_rate', 'whitening_epsilon'),
+    nonnegative=('min_sigma',), existing_dirs=('data_dir',), existing_files=('indian_pines_path',))
+flags.register_validator('spatial_window', lambda window: window % 2 == 1,
+                         message='must be odd (a window centred on the pixel)')
+
+
+def indian_pines_path(flag_values) -> str | None:
+  """--indian_pines_path, else `<data_dir>/indian_pines.npz`, else None."""
+  if flag_values['indian_pines_path'] is not None:
+    return flag_values['indian_pines_path']
+  if flag_values['data_dir'] is not None:
+    return os.path.join(flag_values['data_dir'], 'indian_pines.npz')
+  return None
+
+
+def _indian_pines_found(flag_values) -> bool:
+  if 'indian_pines' not in flag_values['dataset']:
+    return True
+  path = indian_pines_path(flag_values)
+  # --report_only reads no data, but the configuration names the file.
+  return path is not None and (flag_values['report_only'] or
+                               os.path.isfile(path))
+
+
+flags.register_multi_flags_validator(
+    ['dataset', 'data_dir', 'indian_pines_path', 'report_only'],
+    _indian_pines_found,
+    message=('--dataset=indian_pines reads --indian_pines_path, else '
+             f'<--data_dir or ${data.DATA_DIR_ENV}>/indian_pines.npz: no such '
+             'file (see l0enc.data.load_indian_pines for where to get it)'))
 
 
 def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
@@ -141,8 +185,9 @@ def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
   if dataset == 'mnist':
     data_path = FLAGS.data_dir
   else:
-    data_path = FLAGS.indian_pines_path or os.path.join(FLAGS.data_dir,
-                                                        'indian_pines.npz')
+    data_path = indian_pines_path(
+        {name: getattr(FLAGS, name)
+         for name in ('indian_pines_path', 'data_dir')})
   if dataset == 'indian_pines':
     settings['spatial_window'] = FLAGS.spatial_window
   else:

@@ -1,7 +1,8 @@
 r"""Clustering with deep l0 encoders: the l0 paper's Tables 6-7.
 
-    python experiments/clustering.py                      # quick, COIL-20
-    python experiments/clustering.py --preset=paper --pie_path=PIE_32x32.npz
+    python experiments/clustering.py --data_dir=DIR       # quick, COIL-20
+    python experiments/clustering.py --data_dir=DIR --preset=paper \
+        --pie_path=PIE_32x32.npz
 
 For each data set (COIL-20, CMU PIE) and code size p it learns a dictionary
 on all the images, initializes tuned LISTA, the Deep l0-Regularized Encoder
@@ -13,8 +14,10 @@ the inputs and on the l1 codes are the references. Each data set lives in
 resumes after a kill; `results.json`, `results.md` (the paper's layout, its
 numbers in brackets) and `learning_curves.png` go to --workdir.
 
-CMU PIE is not in ../shared/data: give an `.npz` with `x` (images) and `y`
-(labels) with --pie_path (see `l0enc.data.load_pie`), else it is skipped.
+COIL-20 is read from --coil20_path, else `<data_dir>/coil20.npz` (--data_dir
+defaults to $L0ENC_DATA_DIR). CMU PIE needs an `.npz` with `x` (images) and
+`y` (labels) given with --pie_path (see `l0enc.data.load_pie`), else it is
+skipped. Every path is checked before anything is computed.
 """
 
 import dataclasses
@@ -25,8 +28,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from l0enc import data
 from l0enc import reporting
 from l0enc import task_experiments
+from l0enc import validation
 
 _COMMON = dict(num_stages=2, batch_size=256, optimizer='adam',
                learning_rate=1e-4, clip_norm=1.0, min_sigma=0.01,
@@ -58,14 +63,17 @@ flags.DEFINE_enum('preset', 'quick', list(PRESETS),
 flags.DEFINE_multi_enum('dataset', list(DATASETS), DATASETS,
                         'Data set(s); repeat the flag for several. PIE needs '
                         '--pie_path and is skipped without it.')
-flags.DEFINE_multi_integer('p', None, "Code size(s) p (default: the preset's).")
-flags.DEFINE_multi_integer('m', [10, 20, 30], 'M of the Deep M-Sparse Encoder.')
+flags.DEFINE_multi_integer('p', None, "Code size(s) p (default: the preset's).",
+                           lower_bound=1)
+flags.DEFINE_multi_integer('m', [10, 20, 30], 'M of the Deep M-Sparse Encoder.',
+                           lower_bound=1)
 flags.DEFINE_multi_enum('encoder', list(task_experiments.ENCODERS),
                         task_experiments.ENCODERS, 'Encoders to train.')
 flags.DEFINE_integer('num_epochs', None, "End-to-end epochs (default: the "
-                     "preset's).")
+                     "preset's).", lower_bound=1)
 flags.DEFINE_integer('lista_pretrain_epochs', None, "Epochs of LISTA's "
-                     "l1-code regression (default: the preset's).")
+                     "l1-code regression (default: the preset's).",
+                     lower_bound=0)
 flags.DEFINE_float('lam', None, 'l1 weight of dictionary learning and LISTA '
                    "(default: the preset's).")
 flags.DEFINE_float('learning_rate', None, "Step size (default: the preset's).")
@@ -77,13 +85,15 @@ flags.DEFINE_float('marginal_weight', None, 'gamma: weight of the marginal '
 flags.DEFINE_float('head_weight_decay', None, 'L2 weight of the cluster head '
                    "(default: the preset's).")
 flags.DEFINE_integer('dictionary_steps', None, 'Minibatches of dictionary '
-                     "learning (default: the preset's).")
+                     "learning (default: the preset's).", lower_bound=1)
 flags.DEFINE_float('whitening_epsilon', None, 'Regularized ZCA whitening of '
                    'the signals, fitted on the training split, with this '
                    'regularizer (added to the covariance eigenvalues); '
                    "default: none (the paper's preprocessing).")
-flags.DEFINE_integer('seed', 0, 'Seed of dictionaries, k-means and training.')
-flags.DEFINE_string('data_dir', '../shared/data', 'Directory of coil20.npz.')
+flags.DEFINE_integer('seed', 0, 'Seed of dictionaries, k-means and training.',
+                     lower_bound=0)
+flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory of '
+                    f'coil20.npz (default: ${data.DATA_DIR_ENV}).')
 flags.DEFINE_string('coil20_path', None, 'COIL-20 .npz (default: '
                     '<data_dir>/coil20.npz).')
 flags.DEFINE_string('pie_path', None, 'CMU PIE .npz with keys x and y; PIE is '
@@ -95,11 +105,40 @@ flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
                     '(default: workdir/clustering_<preset>).')
 
 FLAGS = flags.FLAGS
+validation.register_flag_checks(
+    positive=('lam', 'learning_rate', 'whitening_epsilon'),
+    nonnegative=('min_sigma', 'marginal_weight', 'head_weight_decay'),
+    existing_dirs=('data_dir',), existing_files=('coil20_path', 'pie_path'))
+
+
+def coil20_path(flag_values) -> str | None:
+  """--coil20_path, else `<data_dir>/coil20.npz`, else None."""
+  if flag_values['coil20_path'] is not None:
+    return flag_values['coil20_path']
+  if flag_values['data_dir'] is not None:
+    return os.path.join(flag_values['data_dir'], 'coil20.npz')
+  return None
+
+
+def _coil20_found(flag_values) -> bool:
+  if 'coil20' not in flag_values['dataset']:
+    return True
+  path = coil20_path(flag_values)
+  # --report_only reads no data, but the configuration names the file.
+  return path is not None and (flag_values['report_only'] or
+                               os.path.isfile(path))
+
+
+flags.register_multi_flags_validator(
+    ['dataset', 'data_dir', 'coil20_path', 'report_only'], _coil20_found,
+    message=('--dataset=coil20 reads --coil20_path, else <--data_dir or '
+             f'${data.DATA_DIR_ENV}>/coil20.npz: no such file (see '
+             'l0enc.data.load_coil20 for where to get it)'))
 
 PIE_MISSING = (
-    'Skipping CMU PIE: it is not in ../shared/data and no --pie_path was '
-    'given. Save PIE_32x32.mat (fea as x, gnd as y) with np.savez_compressed '
-    'and pass --pie_path=<file.npz> to include it (see l0enc.data.load_pie).')
+    'Skipping CMU PIE: no --pie_path was given. Save PIE_32x32.mat (fea as x, '
+    'gnd as y) with np.savez_compressed and pass --pie_path=<file.npz> to '
+    'include it (see l0enc.data.load_pie).')
 
 
 def config_from_flags(dataset: str) -> task_experiments.ClusteringConfig:
@@ -116,8 +155,8 @@ def config_from_flags(dataset: str) -> task_experiments.ClusteringConfig:
     value = getattr(FLAGS, flag)
     if value is not None:
       settings[field] = tuple(value) if isinstance(value, list) else value
-  data_path = (FLAGS.pie_path if dataset == 'pie' else FLAGS.coil20_path
-               or os.path.join(FLAGS.data_dir, 'coil20.npz'))
+  data_path = (FLAGS.pie_path if dataset == 'pie' else coil20_path(
+      {name: getattr(FLAGS, name) for name in ('coil20_path', 'data_dir')}))
   return task_experiments.ClusteringConfig(
       dataset=dataset, encoders=tuple(FLAGS.encoder), ms=tuple(FLAGS.m),
       seed=FLAGS.seed, data_path=data_path, **settings)

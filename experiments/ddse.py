@@ -39,9 +39,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from l0enc import data
 from l0enc import ddse
 from l0enc import ddse_experiment
 from l0enc import reporting
+from l0enc import validation
 
 _PAPER_SWEEPS = {name: sweep.paper_values
                  for name, sweep in ddse_experiment.SWEEPS.items()}
@@ -88,14 +90,16 @@ flags.DEFINE_enum('dataset', 'mnist', ddse_experiment.DATASETS,
 flags.DEFINE_float('sparsity_ratio', 0.25, 'Default s/n (paper: 1/4); s is '
                    'rounded to an integer in [1, n].')
 flags.DEFINE_integer('code_dim', None, "Default feature dimension m (paper: "
-                     "1024; default: the preset's).")
+                     "1024; default: the preset's).", lower_bound=1)
 flags.DEFINE_integer('num_stages', 2, 'Default number of recurrent stages k; '
-                     'the networks have k + 1 layers (paper: 2).')
+                     'the networks have k + 1 layers (paper: 2).',
+                     lower_bound=1)
 flags.DEFINE_float('train_fraction', 1.0, 'Default ts/t, the class-'
                    'proportional share of the training split used.')
 flags.DEFINE_integer('num_epochs', None, "Epochs per unit (default: the "
-                     "preset's).")
-flags.DEFINE_integer('batch_size', 128, 'Minibatch size (paper: 128).')
+                     "preset's).", lower_bound=1)
+flags.DEFINE_integer('batch_size', 128, 'Minibatch size (paper: 128).',
+                     lower_bound=1)
 flags.DEFINE_float('learning_rate', None,
                    'Initial SGD learning rate of every method (paper: 0.01, '
                    'which learns slowly); default: per method, tuned on the '
@@ -105,14 +109,16 @@ flags.DEFINE_float('momentum', 0.9, 'SGD momentum (paper: 0.9).')
 flags.DEFINE_float('lr_decay_factor', 0.1, 'The learning rate is multiplied '
                    'by this when the validation error stalls.')
 flags.DEFINE_integer('lr_patience', 3, 'Epochs without validation '
-                     'improvement before the learning rate decays.')
-flags.DEFINE_integer('max_lr_decays', 2, 'At most this many decays.')
+                     'improvement before the learning rate decays.',
+                     lower_bound=1)
+flags.DEFINE_integer('max_lr_decays', 2, 'At most this many decays.',
+                     lower_bound=0)
 flags.DEFINE_integer('project_every', 15, 'DDSE and V: PGD projects after '
-                     'every this many SGD steps (paper: 15).')
+                     'every this many SGD steps (paper: 15).', lower_bound=1)
 flags.DEFINE_integer('validation_size', None, 'Training images held out as '
                      'the validation split (learning-rate schedule, tuning; '
                      'default: 5000 of the 60,000 MNIST training images, 200 '
-                     'of the 1200 synthetic ones).')
+                     'of the 1200 synthetic ones).', lower_bound=1)
 flags.DEFINE_bool('repeat_subset', True, 'Repeat a training subset (ts < t) '
                   'about t/ts times per epoch, so that every training '
                   'fraction gets as many SGD steps.')
@@ -131,20 +137,31 @@ flags.DEFINE_bool('compactness', True, 'Measure the default DDSE: nonzero '
                   'weights, file size of its sparse export, dense vs sparse '
                   'inference time on the test set.')
 flags.DEFINE_integer('seed', 0, 'Seed of the split, subsets, models, data '
-                     'order and augmentation.')
+                     'order and augmentation.', lower_bound=0)
 flags.DEFINE_integer('num_shards', 1, 'Deal the units into this many shards '
                      'and run only one of them (--shard_index), so that '
                      'several processes or GPUs share one --workdir; then '
-                     'run once more without sharding to gather the report.')
+                     'run once more without sharding to gather the report.',
+                     lower_bound=1)
 flags.DEFINE_integer('shard_index', 0, 'The shard this process runs, in '
-                     '[0, --num_shards).')
-flags.DEFINE_string('data_dir', None, 'Directory with mnist.npz or the four '
-                    'MNIST IDX files; without it, tensorflow-datasets is '
-                    'tried.')
+                     '[0, --num_shards).', lower_bound=0)
+flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory with '
+                    'mnist.npz or the four MNIST IDX files (default: '
+                    f'${data.DATA_DIR_ENV}); without it, tensorflow-datasets '
+                    'is tried.')
 flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
                     '(default: workdir/ddse_<preset>).')
 
 FLAGS = flags.FLAGS
+validation.register_flag_checks(
+    positive=('learning_rate',),
+    nonnegative=('max_rotation_degrees', 'max_blur_sigma', 'noise_stddev'),
+    fraction=('sparsity_ratio', 'train_fraction', 'lr_decay_factor'),
+    below_one=('momentum', 'max_scale_change'), existing_dirs=('data_dir',))
+flags.register_multi_flags_validator(
+    ['shard_index', 'num_shards'],
+    lambda values: values['shard_index'] < values['num_shards'],
+    message='--shard_index must be in [0, --num_shards)')
 
 
 def base_config_from_flags() -> ddse_experiment.Config:

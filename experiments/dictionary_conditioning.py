@@ -1,6 +1,6 @@
 r"""Why IHT converges slowly on MNIST dictionaries: a conditioning diagnostic.
 
-    python experiments/dictionary_conditioning.py --data_dir=../shared/data
+    python experiments/dictionary_conditioning.py --data_dir=<mnist dir>
 
 On the 16x16 MNIST patches of the approximation experiment (per-image mean
 removal and variance normalization) and on the same patches with the
@@ -23,22 +23,28 @@ import jax.numpy as jnp
 import numpy as np
 
 from l0enc import approximation
+from l0enc import data
 from l0enc import dictionary as dictionary_lib
 from l0enc import metrics
 from l0enc import reporting
 from l0enc import solvers
+from l0enc import validation
 
-flags.DEFINE_string('data_dir', None, 'Directory with mnist.npz or the four '
-                    'MNIST IDX files; without it, tensorflow-datasets is '
-                    'tried.')
-flags.DEFINE_integer('p', 128, 'Dictionary size.')
+flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory with '
+                    'mnist.npz or the four MNIST IDX files (default: '
+                    f'${data.DATA_DIR_ENV}); without it, tensorflow-datasets '
+                    'is tried.')
+flags.DEFINE_integer('p', 128, 'Dictionary size.', lower_bound=1)
 flags.DEFINE_float('lam', 0.25, 'l0 weight of problem (1), our scaling.')
 flags.DEFINE_float('dictionary_lam', 1.0, 'l1 weight of dictionary learning.')
 flags.DEFINE_integer('dictionary_steps', 2000, 'Minibatches of dictionary '
-                     'learning.')
-flags.DEFINE_integer('num_train', 20_000, 'Training patches used.')
-flags.DEFINE_integer('num_test', 2_000, 'Test patches coded.')
-flags.DEFINE_integer('seed', 0, 'Seed of dictionary learning.')
+                     'learning.', lower_bound=1)
+flags.DEFINE_integer('num_train', 20_000, 'Training patches used.',
+                     lower_bound=2)
+flags.DEFINE_integer('num_test', 2_000, 'Test patches coded.', lower_bound=1)
+flags.DEFINE_integer('seed', 0, 'Seed of dictionary learning.', lower_bound=0)
+validation.register_flag_checks(positive=('lam', 'dictionary_lam'),
+                                existing_dirs=('data_dir',))
 flags.DEFINE_string('workdir', 'workdir/dictionary_conditioning',
                     'Where results.json and results.md go.')
 

@@ -1,7 +1,7 @@
 r"""Times trained deep encoders on this machine: coding and training.
 
     python experiments/encoding_benchmark.py \
-        --workdir=workdir/approximation_paper --data_dir=../shared/data
+        --workdir=workdir/approximation_paper --data_dir=<mnist dir>
 
 Reads every finished setting of an approximation run (`<workdir>/*/`,
 trained there or copied from another machine with its checkpoints and
@@ -20,18 +20,23 @@ from absl import logging
 import jax
 
 from l0enc import approximation
+from l0enc import data
 from l0enc import reporting
+from l0enc import validation
 
 flags.DEFINE_string('workdir', 'workdir/approximation_paper',
                     'An approximation experiment workdir with finished '
                     'settings (their results.json and checkpoints).')
-flags.DEFINE_string('data_dir', None, 'Directory with mnist.npz or the four '
-                    'MNIST IDX files, for MNIST settings without a cached '
-                    'problem.npz; without it, tensorflow-datasets is tried.')
+flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory with '
+                    'mnist.npz or the four MNIST IDX files, for MNIST '
+                    'settings without a cached problem.npz (default: '
+                    f'${data.DATA_DIR_ENV}); without it, tensorflow-datasets '
+                    'is tried.')
 flags.DEFINE_string('output_dir', None, 'Where results.json and results.md '
                     'go (default: <workdir>/encoding_benchmark_<platform>).')
 
 FLAGS = flags.FLAGS
+validation.register_flag_checks(existing_dirs=('workdir', 'data_dir'))
 
 
 def main(argv):

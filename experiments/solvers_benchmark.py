@@ -39,26 +39,41 @@ from sklearn import exceptions
 from l0enc import data
 from l0enc import reporting
 from l0enc import solvers
+from l0enc import validation
 
-flags.DEFINE_integer('num_signals', 10_000, 'Number of signals to code.')
-flags.DEFINE_integer('signal_dim', 256, 'Signal dimension n.')
-flags.DEFINE_integer('code_dim', 512, 'Dictionary size p (number of atoms).')
+flags.DEFINE_integer('num_signals', 10_000, 'Number of signals to code.',
+                     lower_bound=1)
+flags.DEFINE_integer('signal_dim', 256, 'Signal dimension n.', lower_bound=1)
+flags.DEFINE_integer('code_dim', 512, 'Dictionary size p (number of atoms).',
+                     lower_bound=1)
 flags.DEFINE_float('nonzero_prob', 0.05,
                    'Probability that an entry of the generating codes is '
                    'nonzero (signals are D a + noise).')
 flags.DEFINE_float('snr_db', 20.0, 'Signal-to-noise ratio of the signals.')
 flags.DEFINE_float('lam', 0.1, 'l1 weight of problem (3).')
-flags.DEFINE_integer('m', 32, 'Sparsity M of problem (2).')
+flags.DEFINE_integer('m', 32, 'Sparsity M of problem (2), at most '
+                     'min(--signal_dim, --code_dim).', lower_bound=1)
 flags.DEFINE_float('match_rtol', 1e-5,
                    'FISTA counts as matched when its mean objective is at '
                    'most (1 + match_rtol) times the best scikit-learn one.')
-flags.DEFINE_integer('repeats', 3, 'Timed repetitions of the l0enc solvers, after a '
-                     'warm-up (the median is kept); scikit-learn runs once.')
-flags.DEFINE_integer('seed', 0, 'PRNG seed of the dictionary and signals.')
+flags.DEFINE_integer('repeats', 3, 'Timed repetitions of the l0enc solvers, '
+                     'after a warm-up (the median is kept); scikit-learn runs '
+                     'once.', lower_bound=1)
+flags.DEFINE_integer('seed', 0, 'PRNG seed of the dictionary and signals.',
+                     lower_bound=0)
 flags.DEFINE_string('workdir', 'workdir/solvers_benchmark',
                     'Directory for results.json, results.md and the plot.')
 
 FLAGS = flags.FLAGS
+validation.register_flag_checks(positive=('lam',), nonnegative=('match_rtol',),
+                                fraction=('nonzero_prob',))
+flags.register_validator('snr_db', lambda value: abs(value) < float('inf'),
+                         message='must be finite')
+flags.register_multi_flags_validator(
+    ['m', 'signal_dim', 'code_dim'],
+    lambda values: values['m'] <= min(values['signal_dim'],
+                                      values['code_dim']),
+    message='--m must be at most min(--signal_dim, --code_dim) (OMP)')
 
 # FISTA relative-change tolerances tried, loosest first.
 TOLERANCE_LADDER = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)

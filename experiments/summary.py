@@ -27,6 +27,7 @@ from l0enc import approximation
 from l0enc import ddse_experiment
 from l0enc import reporting
 from l0enc import task_experiments
+from l0enc import validation
 
 ROOT = os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
@@ -44,6 +45,7 @@ flags.DEFINE_string('output', None, 'Markdown file to write (default: '
                     '<results_dir>/summary.md).')
 
 FLAGS = flags.FLAGS
+validation.register_flag_checks(existing_dirs=('results_dir',))
 
 Row = list[str]  # headline, ours, paper, where ours comes from.
 

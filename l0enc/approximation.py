@@ -174,6 +174,38 @@ class Config:
     if not 0 < self.validation_fraction < 1:
       raise ValueError('validation_fraction must be in (0, 1), got '
                        f'{self.validation_fraction}.')
+    # Checked here, before the optimal codes and the baseline are computed:
+    # the training settings are otherwise only read by `train.fit`.
+    big = 2**31 - 1
+    for name in ('num_epochs', 'baseline_epochs', 'batch_size',
+                 'dictionary_steps', 'codes_max_iterations', 'signal_dim',
+                 'num_test'):
+      validation.check_int_in_range(name, getattr(self, name), 1, big)
+    validation.check_int_in_range('num_train', self.num_train, 2, big)
+    validation.check_int_in_range('seed', self.seed, 0, big)
+    initial_sigma = train.TrainConfig().initial_sigma
+    validation.check_nonnegative('min_sigma', self.min_sigma)
+    if self.min_sigma > initial_sigma:
+      raise ValueError(f'min_sigma must be in [0, {initial_sigma:g}] (the '
+                       f'initial HELU sigma), got {self.min_sigma}.')
+    if not self.iht_iterations:
+      raise ValueError('iht_iterations must hold at least one count.')
+    for iterations in self.iht_iterations:
+      validation.check_int_in_range('iht_iterations', iterations, 1, big)
+    if not 0 < self.nonzero_prob <= 1:
+      raise ValueError(f'nonzero_prob must be in (0, 1], got '
+                       f'{self.nonzero_prob}.')
+    validation.check_finite('snr_db', self.snr_db)
+    validation.check_positive('dictionary_lam', self.dictionary_lam)
+    validation.check_positive('codes_tol', self.codes_tol)
+    if self.dataset == 'synthetic':
+      num_fit = self.num_train - int(self.num_train *
+                                     self.validation_fraction)
+      if self.batch_size > num_fit:
+        raise ValueError(
+            f'batch_size={self.batch_size} exceeds the {num_fit} training '
+            'signals left after the validation split (num_train='
+            f'{self.num_train}).')
 
   @property
   def candidates(self) -> tuple[tuple[str, float], ...]:
@@ -405,7 +437,9 @@ class Trained(NamedTuple):
     history: its per-epoch training record.
     selection: JSON-able: `{'optimizer', 'learning_rate', 'validation_error':
       {candidate name: final validation prediction error}, 'by_optimizer':
-      {optimizer: the name of its best candidate}}`.
+      {optimizer: the name of its best candidate}, 'diverged': {candidate
+      name: {'epoch', 'step'}}}`; a candidate that diverged is left out of
+      the choice.
     best_of_optimizer: `{optimizer: model}`, each optimizer's best candidate
       (by validation), to report both optimizers on the test set.
   """
@@ -424,13 +458,25 @@ def train_with_selected_rate(
   signals (its prediction error after the last epoch); the test set is not
   looked at. Candidate `c` checkpoints to `workdir/candidate_name(c)`.
   """
-  trained = {}
+  trained, diverged = {}, {}
   for optimizer, learning_rate in config.candidates:
     model = build()
     name = candidate_name(optimizer, learning_rate)
-    history = _train(model, problem, config, num_epochs, optimizer,
-                     learning_rate, os.path.join(workdir, name))
+    try:
+      history = _train(model, problem, config, num_epochs, optimizer,
+                       learning_rate, os.path.join(workdir, name))
+    except train.DivergedError as error:
+      # A rate too large for this dictionary: it drops out of the choice
+      # (its checkpoints hold only finite epochs, so a rerun diverges again
+      # at the same step).
+      logging.warning('%s diverged: %s', name, error)
+      diverged[name] = {'epoch': error.epoch, 'step': error.step}
+      continue
     trained[name] = model, history, optimizer, learning_rate
+  if not trained:
+    raise train.DivergedError(
+        f'Every candidate diverged ({diverged}); give smaller learning '
+        'rates.', *max(diverged.values(), key=lambda d: d['step']).values())
   final_error = lambda name: (
       trained[name][1][-1]['eval_metrics']['prediction_error']
       if trained[name][1] else np.inf)
@@ -444,7 +490,7 @@ def train_with_selected_rate(
   selection = {'optimizer': optimizer, 'learning_rate': learning_rate,
                'validation_error': {name: final_error(name)
                                     for name in trained},
-               'by_optimizer': by_optimizer}
+               'by_optimizer': by_optimizer, 'diverged': diverged}
   return Trained(model, history, selection,
                  {optimizer: trained[name][0]
                   for optimizer, name in by_optimizer.items()})

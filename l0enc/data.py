@@ -18,6 +18,9 @@ import numpy as np
 
 from l0enc import validation
 
+# The environment variable the experiments take their default --data_dir
+# from (a directory with mnist.npz, coil20.npz, indian_pines.npz, ...).
+DATA_DIR_ENV = 'L0ENC_DATA_DIR'
 _MNIST_IMAGE_SHAPE = (28, 28)
 _MNIST_NPZ_URL = (
     'https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz')
@@ -51,6 +54,15 @@ _INDIAN_PINES_SOURCE = (
     'https://www.ehu.eus/ccwintco/index.php/'
     'Hyperspectral_Remote_Sensing_Scenes and save them as cube '
     '(145, 145, 200) and gt (145, 145) with np.savez_compressed.')
+
+
+def default_data_dir() -> str | None:
+  """`$L0ENC_DATA_DIR`, or None when it is unset or empty.
+
+  None makes `load_mnist` ask tensorflow-datasets; the other data sets need
+  a path then.
+  """
+  return os.environ.get(DATA_DIR_ENV) or None
 
 
 class Split(NamedTuple):
@@ -122,7 +134,8 @@ def load_mnist(data_dir: str | os.PathLike | None = None) -> Split:
 
   Returns:
     A `Split` with images of shape (num, 28, 28), float32 scaled to [0, 1],
-    and int64 labels in 0..9.
+    and int64 labels in 0..9. Integer images (the official 0..255) are
+    divided by 255; float images must already lie in [0, 1] and are kept.
 
   Raises:
     FileNotFoundError: if no source has the data; the message says how to get
@@ -140,9 +153,36 @@ def load_mnist(data_dir: str | os.PathLike | None = None) -> Split:
   source, arrays = found
   _check_mnist_arrays(source, arrays)
   return Split(
-      **{name: (array.astype(np.float32) / 255.0 if name.startswith('x')
-                else array.astype(np.int64))
+      **{name: (_mnist_intensities(source, name, array)
+                if name.startswith('x') else array.astype(np.int64))
          for name, array in arrays.items()})
+
+
+def _mnist_intensities(source: str, name: str,
+                       images: np.ndarray) -> np.ndarray:
+  """float32 images in [0, 1]: bytes divided by 255, floats kept as they are.
+
+  A copy of MNIST saved after scaling holds floats in [0, 1]; dividing those
+  by 255 again would silently give near-black images.
+  """
+  if not (np.issubdtype(images.dtype, np.integer) or
+          np.issubdtype(images.dtype, np.floating)):
+    raise ValueError(f'{source}: {name} has dtype {images.dtype}; expected '
+                     'uint8 pixels 0..255 or floats in [0, 1].')
+  if images.size == 0:
+    return images.astype(np.float32)
+  low, high = images.min(), images.max()
+  if np.issubdtype(images.dtype, np.integer):
+    if low < 0 or high > 255:
+      raise ValueError(f'{source}: {name} must hold pixel values 0..255, got '
+                       f'range [{low}, {high}].')
+    return images.astype(np.float32) / 255.0
+  if not (np.isfinite(low) and np.isfinite(high) and 0 <= low and high <= 1):
+    raise ValueError(
+        f'{source}: {name} holds floats in [{low}, {high}]; expected uint8 '
+        'pixels 0..255 (the official files) or floats already scaled to '
+        '[0, 1].')
+  return images.astype(np.float32)
 
 
 def _mnist_from_directory(
@@ -454,22 +494,20 @@ def window_mean(image: np.ndarray, window: int) -> np.ndarray:
 
 def _read_npz(path: str, keys: tuple[str, ...],
               source_help: str) -> list[np.ndarray]:
-  """Returns the arrays under `keys` of an `.npz`, with clear errors."""
+  """Returns the arrays under `keys` of an `.npz`, with clear errors.
+
+  A damaged file (truncated, not an archive, object arrays) raises
+  `validation.DamagedFileError` naming it and saying where to get it.
+  """
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} does not exist. {source_help}')
-  try:
-    archive = np.load(path, allow_pickle=False)
-  except (OSError, EOFError, ValueError) as error:
-    raise ValueError(
-        f'Cannot read {path} as an .npz archive: {error}') from error
-  if not isinstance(archive, np.lib.npyio.NpzFile):
-    raise ValueError(f'{path} is a single .npy array, not an .npz archive.')
-  with archive:
-    missing = [key for key in keys if key not in archive.files]
-    if missing:
-      raise ValueError(f'{path} lacks key(s) {missing}; it has '
-                       f'{archive.files}.')
-    return [archive[key] for key in keys]
+  arrays = validation.load_npz(path, f'Fetch it again: {source_help}')
+  missing = [key for key in keys if key not in arrays]
+  if missing:
+    raise validation.DamagedFileError(
+        f'{path} lacks key(s) {missing}; it has {sorted(arrays)}. '
+        f'{source_help}')
+  return [arrays[key] for key in keys]
 
 
 def _check_integer_valued(name: str, labels: np.ndarray) -> None:

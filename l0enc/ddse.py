@@ -90,7 +90,7 @@ def _neuron(u: jax.Array, threshold: jax.Array) -> jax.Array:
   # The threshold is used by magnitude: it stays a valid (nonnegative)
   # shrinkage whatever sign SGD gives the parameter, and, unlike clipping,
   # never cuts its gradient off.
-  return ops.soft_threshold(u, jnp.abs(threshold))
+  return ops.soft_threshold(u, jnp.abs(threshold), validate=False)
 
 
 def _apply_multipliers(x: jax.Array, multipliers: jax.Array | None

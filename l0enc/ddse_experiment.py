@@ -605,6 +605,9 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
                  if os.path.exists(divergences_path) else [])
   # Copies, here and when restored: fit donates the model's buffers.
   initial_state = jax.tree.map(jnp.copy, nnx.state(model))
+  # Every epoch trains on fresh augmentations of the same images: the
+  # checkpoint identifies the data by the images before augmentation.
+  data_id = train.data_fingerprint(images, labels)
 
   def fit(num_epochs, x_train, learning_rate):
     return train.fit(
@@ -617,7 +620,9 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
                            config.project_every),
         loss_fn=softmax_loss, metric_fn=error_metric,
         x_eval=unit_data.x_validation, y_eval=unit_data.y_validation,
-        workdir=workdir).history
+        workdir=workdir, data_id=data_id,
+        # A diverged epoch is recorded, not raised, to be undone below.
+        on_nonfinite_loss='record').history
 
   def schedule(history):
     rates = plateau_learning_rates(

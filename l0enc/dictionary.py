@@ -191,6 +191,7 @@ def learn_dictionary(
   Returns:
     `DictionaryResult(dictionary, objective)`.
   """
+  signals = validation.as_float_array('signals', signals)
   if jnp.ndim(signals) != 2:
     raise ValueError(f'signals must have shape (N, n), got '
                      f'{jnp.shape(signals)}.')
@@ -208,7 +209,9 @@ def learn_dictionary(
                       ('averaging_window', averaging_window),
                       ('log_every', log_every)]:
     validation.check_int_in_range(name, value, 1, 2**31 - 1)
-  signals = jnp.asarray(signals)
+  if init is not None:
+    init = validation.as_float_array('init', init)
+    validation.check_finite('init', init)
   if init is not None and jnp.shape(init) != (signals.shape[1], num_atoms):
     raise ValueError(f'init must have shape {(signals.shape[1], num_atoms)}, '
                      f'got {jnp.shape(init)}.')
@@ -270,6 +273,7 @@ def pca_basis(signals: jax.Array) -> PCABasis:
   zero-mean training data, so that `D_0^T D_0 = I` drops out of the
   recurrence and `D_0^T x` is the PCA projection (eq. 5).
   """
+  signals = validation.as_float_array('signals', signals)
   if jnp.ndim(signals) != 2 or signals.shape[0] < 2:
     raise ValueError(f'signals must have shape (N >= 2, n), got '
                      f'{jnp.shape(signals)}.')
@@ -279,6 +283,7 @@ def pca_basis(signals: jax.Array) -> PCABasis:
 
 def pca_project(signals: jax.Array, basis: PCABasis) -> jax.Array:
   """`x_pca = D_0^T (x - mean)` for signals of shape `(..., n)` (eq. 5)."""
+  signals = validation.as_float_array('signals', signals)
   if jnp.shape(signals)[-1] != basis.mean.shape[0]:
     raise ValueError(f'signals must have last dimension {basis.mean.shape[0]}, '
                      f'got shape {jnp.shape(signals)}.')

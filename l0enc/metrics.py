@@ -48,8 +48,7 @@ def nmse_db(predicted: jax.Array, target: jax.Array) -> jax.Array:
 
 def _relative_squared_error(predicted: jax.Array,
                             target: jax.Array) -> jax.Array:
-  _check_same_shape(predicted, target)
-  predicted, target = jnp.asarray(predicted), jnp.asarray(target)
+  predicted, target = _as_real_pair(predicted, target)
   return jnp.sum((predicted - target)**2) / jnp.sum(target**2)
 
 
@@ -69,9 +68,9 @@ def support_error(predicted: jax.Array, target: jax.Array) -> jax.Array:
   Returns:
     A scalar, the mean count over all leading (sample) axes.
   """
-  _check_same_shape(predicted, target)
+  predicted, target = _as_real_pair(predicted, target)
   validation.check_rank_at_least('predicted', predicted, 1)
-  mismatched = (jnp.asarray(predicted) != 0) != (jnp.asarray(target) != 0)
+  mismatched = (predicted != 0) != (target != 0)
   return jnp.mean(jnp.sum(mismatched, axis=-1))
 
 
@@ -88,6 +87,10 @@ def classification_error(logits_or_labels: jax.Array,
     A scalar in [0, 100].
   """
   logits_or_labels, labels = jnp.asarray(logits_or_labels), jnp.asarray(labels)
+  for name, value in (('logits_or_labels', logits_or_labels),
+                      ('labels', labels)):
+    if jnp.issubdtype(value.dtype, jnp.complexfloating):
+      raise ValueError(f'{name} must be real, got dtype {value.dtype}.')
   if logits_or_labels.shape == labels.shape:
     predictions = logits_or_labels
   elif logits_or_labels.shape[:-1] == labels.shape:
@@ -167,6 +170,14 @@ def _contingency_matrix(cluster_ids: Any, labels: Any) -> np.ndarray:
   contingency = np.zeros((cluster_index.max() + 1, label_index.max() + 1))
   np.add.at(contingency, (cluster_index, label_index), 1)
   return contingency
+
+
+def _as_real_pair(predicted: Any, target: Any) -> tuple[jax.Array, jax.Array]:
+  """Both as real float arrays of one shape (integers cast, complex refused)."""
+  _check_same_shape(predicted, target)
+  return (validation.as_float_array('predicted', predicted,
+                                    allow_bfloat16=True),
+          validation.as_float_array('target', target, allow_bfloat16=True))
 
 
 def _check_same_shape(predicted: Any, target: Any) -> None:

@@ -56,6 +56,11 @@ def set_helu_sigma(model: nnx.Module, sigma: float) -> int:
     The number of `HeluSigma` variables set (0 for models without HELU).
   """
   _check_sigma(sigma)
+  if not validation.is_concrete(sigma):
+    # Set under jit: a bad value becomes NaN, which the neurons propagate.
+    sigma = validation.nan_unless((sigma >= 0) & (sigma < 1), sigma,
+                                  'sigma must be in [0, 1), got {sigma}.',
+                                  sigma=sigma)
   count = 0
   for _, node in nnx.iter_graph(model):
     if isinstance(node, HeluSigma):
@@ -66,15 +71,21 @@ def set_helu_sigma(model: nnx.Module, sigma: float) -> int:
 
 def _check_sigma(sigma: float) -> None:
   validation.check_nonnegative('sigma', sigma)
-  if float(sigma) >= 1:
+  if validation.is_concrete(sigma) and float(sigma) >= 1:
     raise ValueError(f'sigma must be in [0, 1), got {sigma}.')
 
 
 def _check_inputs(x: jax.Array, signal_dim: int) -> jax.Array:
-  x = jnp.asarray(x)
+  """Float inputs of the right shape; concrete ones must be finite.
+
+  Traced NaN inputs are not caught here, but they give NaN codes: every
+  neuron propagates NaN (`l0enc.ops`).
+  """
+  x = validation.as_float_array('inputs', x, allow_bfloat16=True)
   if x.ndim < 1 or x.shape[-1] != signal_dim:
     raise ValueError(f'inputs must have shape (..., {signal_dim}), got '
                      f'{x.shape}.')
+  validation.check_finite('inputs', x)
   return x
 
 
@@ -175,13 +186,17 @@ class _UnrolledEncoder(nnx.Module):
     Returns:
       `(encoder, step_size)`.
     """
-    dictionary = jnp.asarray(dictionary)
+    dictionary = validation.as_float_array('dictionary', dictionary)
     if dictionary.ndim != 2:
       raise ValueError('dictionary must have shape (signal_dim, code_dim), '
                        f'got {dictionary.shape}.')
     validation.check_finite('dictionary', dictionary)
     if step_size is None:
-      step_size = 1.0 / solvers.lipschitz_constant(dictionary)
+      lipschitz = solvers.lipschitz_constant(dictionary)
+      if validation.is_concrete(lipschitz) and float(lipschitz) == 0:
+        raise ValueError('dictionary is all zero (||D||_2 = 0): no step size '
+                         'can be derived from it.')
+      step_size = 1.0 / lipschitz
     validation.check_positive('step_size', step_size)
     signal_dim, code_dim = dictionary.shape
     input_weights = step_size * dictionary.T
@@ -270,7 +285,8 @@ class LISTA(_UnrolledEncoder):
     return self.threshold[...]
 
   def _neuron(self, u: jax.Array, threshold: jax.Array) -> jax.Array:
-    return ops.soft_threshold(u, threshold)
+    # A learned threshold's value is a training outcome, not an argument.
+    return ops.soft_threshold(u, threshold, validate=False)
 
 
 class DeepL0Encoder(_UnrolledEncoder):

@@ -1,13 +1,18 @@
 """Element-wise thresholds and max-M pooling: the neurons of the encoders.
 
 Every op is a pure function of arrays batched along the last axis (any leading
-shape), works in float32 and float64, and composes with `jit`, `vmap` and
-`grad`. Equation numbers refer to Wang et al., "Learning Deep l0 Encoders"
+shape), works in float32, float64 and bfloat16 (integer inputs and nested
+lists are cast to float, complex ones refused), and composes with `jit`,
+`vmap` and `grad`. NaN inputs give NaN outputs. Thresholds and sigma are
+checked eagerly (a `ValueError`); when they are traced, an invalid value
+makes the output NaN and fails under `checkify` (`l0enc.validation`).
+`validate=False` skips the value checks, for learned parameters whose values
+are training outcomes (LISTA's thresholds). Equation numbers refer to Wang et al., "Learning Deep l0 Encoders"
 (AAAI 2016), ../shared/papers/deep-l0-encoders.txt.
 """
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,30 +20,53 @@ import jax.numpy as jnp
 from l0enc import validation
 
 
-def soft_threshold(u: jax.Array, threshold: jax.Array) -> jax.Array:
+def _check_threshold(threshold, validate):
+  """Raises for a concrete non-positive `threshold` (see the module)."""
+  if validate:
+    validation.check_positive('threshold', threshold)
+
+
+def _guard_traced_threshold(threshold, result, validate):
+  """`result`, NaN where a traced `threshold` is not positive."""
+  if not validate or validation.is_concrete(threshold):
+    return result
+  return validation.nan_unless(
+      validation.is_positive_and_finite(threshold), result,
+      'threshold must be positive and finite, got {threshold}.',
+      threshold=threshold)
+
+
+def soft_threshold(u: jax.Array, threshold: jax.Array, *,
+                   validate: bool = True) -> jax.Array:
   """Soft shrinkage `sign(u) (|u| - threshold)_+`, the LISTA neuron (eq. 5).
 
   Args:
     u: pre-activations, shape `(..., p)`.
     threshold: positive threshold, broadcastable to `u` (a scalar or one value
       per code entry, shape `(p,)`).
+    validate: check that the threshold is positive (see the module).
 
   Returns:
     The shrunk array, same shape and dtype as `u`. Differentiable by plain
     autodiff: d/du is the mask `|u| > threshold`, d/dthreshold is `-sign(u)`
     on that mask.
   """
-  validation.check_positive('threshold', threshold)
-  return jnp.sign(u) * jnp.maximum(jnp.abs(u) - threshold, 0).astype(u.dtype)
+  u = validation.as_float_array('u', u, allow_bfloat16=True)
+  _check_threshold(threshold, validate)
+  shrunk = jnp.sign(u) * jnp.maximum(jnp.abs(u) - threshold, 0).astype(u.dtype)
+  return _guard_traced_threshold(threshold, shrunk, validate)
 
 
+# Written as "zero where |u| < theta" rather than "u where |u| >= theta": both
+# comparisons are false for NaN, and this way a NaN input stays NaN instead of
+# becoming a plausible zero.
 @jax.custom_vjp
 def _hard_threshold(u, threshold):
-  return jnp.where(jnp.abs(u) >= threshold, u, jnp.zeros_like(u))
+  return jnp.where(jnp.abs(u) < threshold, jnp.zeros_like(u), u)
 
 
 def _hard_threshold_fwd(u, threshold):
-  keep = jnp.abs(u) >= threshold
+  keep = ~(jnp.abs(u) < threshold)
   return jnp.where(keep, u, jnp.zeros_like(u)), (keep, threshold)
 
 
@@ -53,7 +81,8 @@ def _hard_threshold_bwd(residuals, g):
 _hard_threshold.defvjp(_hard_threshold_fwd, _hard_threshold_bwd)
 
 
-def hard_threshold(u: jax.Array, threshold: jax.Array) -> jax.Array:
+def hard_threshold(u: jax.Array, threshold: jax.Array, *,
+                   validate: bool = True) -> jax.Array:
   """Hard threshold `h_theta`: keeps `u_i` where `|u_i| >= theta_i` (eq. 7).
 
   The gradient w.r.t. `u` is the mask of kept entries (straight through on
@@ -66,16 +95,20 @@ def hard_threshold(u: jax.Array, threshold: jax.Array) -> jax.Array:
     u: pre-activations, shape `(..., p)`.
     threshold: positive threshold broadcastable to `u`. For IHT on problem (1)
       with step size mu it is `sqrt(2 * lam * mu)` (see `l0enc.solvers`).
+    validate: check that the threshold is positive (see the module).
 
   Returns:
     The thresholded array, same shape and dtype as `u`.
   """
-  validation.check_positive('threshold', threshold)
-  threshold = jnp.broadcast_to(jnp.asarray(threshold, u.dtype), u.shape)
-  return _hard_threshold(u, threshold)
+  u = validation.as_float_array('u', u, allow_bfloat16=True)
+  _check_threshold(threshold, validate)
+  broadcast = jnp.broadcast_to(jnp.asarray(threshold, u.dtype), u.shape)
+  return _guard_traced_threshold(threshold, _hard_threshold(u, broadcast),
+                                 validate)
 
 
-def helu(u: jax.Array, sigma: jax.Array | float = 0.0) -> jax.Array:
+def helu(u: jax.Array, sigma: jax.Array | float = 0.0, *,
+         validate: bool = True) -> jax.Array:
   """HELU_sigma of eq. (9); the exact unit hard threshold (HELU) at sigma = 0.
 
       HELU_sigma(u) = 0                          if |u| <= 1 - sigma
@@ -91,14 +124,19 @@ def helu(u: jax.Array, sigma: jax.Array | float = 0.0) -> jax.Array:
     u: pre-activations (already divided by the thresholds), shape `(..., p)`.
     sigma: ramp width in [0, 1); may be a traced scalar, so it can be annealed
       inside a jitted train step without recompiling.
+    validate: check that sigma is in [0, 1) (see the module).
 
   Returns:
     Array of the same shape and dtype as `u`. At sigma = 0 the gradient is the
     mask `|u| >= 1` (as for `hard_threshold`).
   """
-  validation.check_nonnegative('sigma', sigma)
-  if validation.is_concrete(sigma) and float(sigma) >= 1:
-    raise ValueError(f'sigma must be in [0, 1), got {sigma}.')
+  u = validation.as_float_array('u', u, allow_bfloat16=True)
+  traced_sigma = validate and not validation.is_concrete(sigma)
+  if validate and not traced_sigma:
+    validation.check_nonnegative('sigma', sigma)
+    if float(sigma) >= 1:
+      raise ValueError(f'sigma must be in [0, 1), got {sigma}.')
+  given_sigma = sigma
   sigma = jnp.asarray(sigma, u.dtype)
   exact = _hard_threshold(u, jnp.ones_like(u))
   # A safe denominator keeps the unused ramp branch finite when sigma == 0, so
@@ -107,7 +145,12 @@ def helu(u: jax.Array, sigma: jax.Array | float = 0.0) -> jax.Array:
   magnitude = jnp.abs(u)
   ramp = jnp.sign(u) * (magnitude - 1 + sigma) / safe_sigma
   in_ramp = (magnitude > 1 - sigma) & (magnitude < 1) & (sigma > 0)
-  return jnp.where(in_ramp, ramp, exact)
+  result = jnp.where(in_ramp, ramp, exact)
+  if traced_sigma:
+    result = validation.nan_unless((sigma >= 0) & (sigma < 1), result,
+                                   'sigma must be in [0, 1), got {sigma}.',
+                                   sigma=given_sigma)
+  return result
 
 
 class MaxMPooled(NamedTuple):
@@ -126,6 +169,12 @@ def _check_m(u: jax.Array, m: int) -> int:
   return validation.check_int_in_range('m', m, 1, u.shape[-1])
 
 
+def _check_u(u: Any) -> jax.Array:
+  u = validation.as_float_array('u', u, allow_bfloat16=True)
+  validation.check_rank_at_least('u', u, 1)
+  return u
+
+
 def max_m_pool(u: jax.Array, m: int) -> MaxMPooled:
   """max-M pooling: the M entries of largest magnitude and their switches.
 
@@ -139,6 +188,7 @@ def max_m_pool(u: jax.Array, m: int) -> MaxMPooled:
   Returns:
     `MaxMPooled(values, indices)`, each of shape `(..., m)`.
   """
+  u = _check_u(u)
   m = _check_m(u, m)
   _, indices = jax.lax.top_k(jnp.abs(u), m)
   return MaxMPooled(jnp.take_along_axis(u, indices, axis=-1), indices)
@@ -152,15 +202,36 @@ def max_m_unpool(pooled: MaxMPooled, size: int) -> jax.Array:
     size: length `p` of the last axis of the result.
 
   Returns:
-    Array of shape `(..., size)`, zero outside `pooled.indices`.
+    Array of shape `(..., size)`, zero outside `pooled.indices`. Indices
+    outside `[0, size)` raise a `ValueError` (concrete indices) or make the
+    result NaN (traced ones; see the module).
   """
   values, indices = pooled
+  values = validation.as_float_array('pooled.values', values,
+                                     allow_bfloat16=True)
+  indices = jnp.asarray(indices)
   if values.shape != indices.shape:
     raise ValueError(f'values {values.shape} and indices {indices.shape} must '
                      'have the same shape.')
-  validation.check_int_in_range('size', size, values.shape[-1], 2**31 - 1)
+  if not jnp.issubdtype(indices.dtype, jnp.integer):
+    raise ValueError(f'pooled.indices must be integers, got {indices.dtype}.')
+  size = validation.check_int_in_range('size', size, values.shape[-1],
+                                       2**31 - 1)
+  if validation.is_concrete(indices) and indices.size:
+    with jax.ensure_compile_time_eval():
+      low, high = int(jnp.min(indices)), int(jnp.max(indices))
+    if low < 0 or high >= size:
+      raise ValueError(f'size={size} must exceed every index of '
+                       f'pooled.indices, which span [{low}, {high}].')
   one_hot = jax.nn.one_hot(indices, size, dtype=values.dtype)
-  return jnp.einsum('...m,...mp->...p', values, one_hot)
+  result = jnp.einsum('...m,...mp->...p', values, one_hot)
+  if not validation.is_concrete(indices):
+    in_range = jnp.all((indices >= 0) & (indices < size), axis=-1,
+                       keepdims=True)
+    result = validation.nan_unless(
+        in_range, result, f'size={size} must exceed every index of '
+        'pooled.indices.')
+  return result
 
 
 def _top_m_mask(u: jax.Array, m: int) -> jax.Array:
@@ -206,4 +277,5 @@ def top_m(u: jax.Array, m: int) -> jax.Array:
   Returns:
     Array of the same shape and dtype as `u`.
   """
+  u = _check_u(u)
   return _top_m(u, _check_m(u, m))

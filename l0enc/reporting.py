@@ -15,6 +15,8 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
+from l0enc import validation
+
 
 def write_text_atomic(path: str, text: str) -> None:
   """Writes `text` to `path` via a temporary file and an atomic rename."""
@@ -67,9 +69,22 @@ def save_figure_atomic(figure: Any, path: str, **savefig_kwargs) -> None:
   os.replace(temporary, path)
 
 
-def read_json(path: str) -> Any:
-  with open(path) as handle:
-    return json.load(handle)
+def read_json(path: str, remedy: str = 'Delete it and rerun the script '
+              'that wrote it.') -> Any:
+  """The JSON in `path`; a damaged file raises `DamagedFileError`.
+
+  Args:
+    path: a JSON file.
+    remedy: how to regenerate it, for the error message.
+
+  Raises:
+    FileNotFoundError: `path` does not exist.
+    validation.DamagedFileError: it is truncated or not JSON; the message
+      names it and says `remedy`.
+  """
+  with validation.reading(path, remedy):
+    with open(path) as handle:
+      return json.load(handle)
 
 
 def markdown_table(headers: Sequence[str],

@@ -103,13 +103,26 @@ def _gradient_step(codes, x, dictionary, step_size):
   return codes + step_size * matmul(residual, dictionary)
 
 
-def ista_step(codes, x, dictionary, lam, step_size):
-  """One ISTA step for problem (3): `s_{lam mu}(a + mu D^T (x - D a))`."""
+def _check_step_arguments(lam, step_size, validate):
+  if validate:
+    validation.check_positive('step_size', step_size)
+    validation.check_positive('lam', lam)
+
+
+def ista_step(codes, x, dictionary, lam, step_size, *, validate=True):
+  """One ISTA step for problem (3): `s_{lam mu}(a + mu D^T (x - D a))`.
+
+  `validate=False` skips the checks of `lam` and `step_size` (positive;
+  NaN results where traced ones are not), for drivers that made them once.
+  """
+  _check_step_arguments(lam, step_size, validate)
   return ops.soft_threshold(
-      _gradient_step(codes, x, dictionary, step_size), lam * step_size)
+      _gradient_step(codes, x, dictionary, step_size), lam * step_size,
+      validate=validate)
 
 
-def iht_step(codes, x, dictionary, step_size, *, lam=None, m=None):
+def iht_step(codes, x, dictionary, step_size, *, lam=None, m=None,
+             validate=True):
   """One IHT step (eqs. 6 and 10): `H(a + mu D^T (x - D a))`.
 
   Args:
@@ -119,14 +132,23 @@ def iht_step(codes, x, dictionary, step_size, *, lam=None, m=None):
     step_size: `mu <= 1 / ||D||_2^2`.
     lam: for problem (1): H is the hard threshold at `sqrt(2 lam mu)`.
     m: for problem (2): H keeps the `m` entries of largest magnitude.
+    validate: check `step_size` and `lam` (positive, like the solvers; NaN
+      codes where traced ones are not); False for drivers that checked them.
 
   Returns:
     The new codes, shape `(..., p)`.
   """
+  _check_step_arguments(lam, step_size, validate)
   u = _gradient_step(codes, x, dictionary, step_size)
+  if validate and not validation.is_concrete(step_size):
+    u = validation.nan_unless(
+        validation.is_positive_and_finite(step_size), u,
+        'step_size must be positive and finite, got {step_size}.',
+        step_size=step_size)
   if m is not None:
     return ops.top_m(u, m)
-  return ops.hard_threshold(u, iht_threshold(lam, step_size))
+  return ops.hard_threshold(u, iht_threshold(lam, step_size),
+                            validate=validate)
 
 
 # ------------------------------------------------------------------- drivers
@@ -174,18 +196,28 @@ def _iterate(step: Callable, init_state, codes_of: Callable, num_iterations,
 
 def _validate(x, dictionary, *, init=None, num_iterations=1, tol=None,
               lam=None, step_size=None):
-  """Checks the shapes and values that all solvers share."""
-  if jnp.ndim(dictionary) != 2:
+  """Checks what all solvers share; returns `(x, dictionary, init)` as floats.
+
+  Integer arrays and nested lists are cast to float and `x` and `dictionary`
+  brought to a common dtype; complex and float16 inputs are refused.
+  """
+  x = validation.as_float_array('x', x)
+  dictionary = validation.as_float_array('dictionary', dictionary)
+  if dictionary.ndim != 2:
     raise ValueError(
-        f'dictionary must have shape (n, p), got {jnp.shape(dictionary)}.')
-  if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != dictionary.shape[0]:
+        f'dictionary must have shape (n, p), got {dictionary.shape}.')
+  if x.ndim < 1 or x.shape[-1] != dictionary.shape[0]:
     raise ValueError(
         f'x must have shape (..., {dictionary.shape[0]}) to match the '
-        f'dictionary of shape {dictionary.shape}, got {jnp.shape(x)}.')
-  code_shape = jnp.shape(x)[:-1] + (dictionary.shape[1],)
-  if init is not None and jnp.shape(init) != code_shape:
-    raise ValueError(f'init must have shape {code_shape}, got '
-                     f'{jnp.shape(init)}.')
+        f'dictionary of shape {dictionary.shape}, got {x.shape}.')
+  dtype = jnp.result_type(x.dtype, dictionary.dtype)
+  x, dictionary = x.astype(dtype), dictionary.astype(dtype)
+  code_shape = x.shape[:-1] + (dictionary.shape[1],)
+  if init is not None:
+    init = validation.as_float_array('init', init).astype(dtype)
+    if init.shape != code_shape:
+      raise ValueError(f'init must have shape {code_shape}, got '
+                       f'{init.shape}.')
   validation.check_int_in_range('num_iterations', num_iterations, 1, 2**31 - 1)
   validation.check_positive('tol', tol)
   validation.check_positive('lam', lam)
@@ -193,6 +225,9 @@ def _validate(x, dictionary, *, init=None, num_iterations=1, tol=None,
   validation.check_finite('x', x)
   validation.check_finite('dictionary', dictionary)
   validation.check_finite('init', init)
+  for name, value in (('x', x), ('dictionary', dictionary), ('init', init)):
+    validation.debug_check_finite(name, value)
+  return x, dictionary, init
 
 
 def _step_size(dictionary, step_size):
@@ -201,7 +236,11 @@ def _step_size(dictionary, step_size):
     return (step_size if step_size is not None else
             1 / lipschitz_constant(dictionary))
   with jax.ensure_compile_time_eval():  # Also for a closed-over dictionary.
-    max_step = 1 / float(lipschitz_constant(dictionary))
+    lipschitz = float(lipschitz_constant(dictionary))
+  if lipschitz == 0:
+    raise ValueError('dictionary is all zero (||D||_2 = 0): no step size '
+                     'and no code can be derived from it.')
+  max_step = 1 / lipschitz
   if step_size is None:
     return max_step
   if validation.is_concrete(step_size) and float(step_size) > max_step * (
@@ -212,13 +251,44 @@ def _step_size(dictionary, step_size):
   return step_size
 
 
+def _guard_traced(result: SolverResult, dictionary, lam,
+                  step_size) -> SolverResult:
+  """NaN codes and objectives where a traced `lam` or `step_size` is bad.
+
+  The eager checks of `_validate` and `_step_size` cannot read traced values
+  (under `jit`); see `l0enc.validation`.
+  """
+  valid = []
+  if lam is not None and not validation.is_concrete(lam):
+    valid.append((validation.is_positive_and_finite(lam),
+                  'lam must be positive and finite, got {value}.', lam))
+  if step_size is not None and not (validation.is_concrete(step_size) and
+                                    validation.is_concrete(dictionary)):
+    if validation.is_concrete(dictionary):
+      with jax.ensure_compile_time_eval():
+        max_step = 1 / float(lipschitz_constant(dictionary))
+    else:
+      max_step = 1 / lipschitz_constant(dictionary)
+    valid.append((validation.is_positive_and_finite(step_size) &
+                  (step_size <= max_step * (1 + _STEP_SLACK)),
+                  'step_size must be positive and at most 1/||D||_2^2, got '
+                  '{value}.', step_size))
+  codes, objective = result.codes, result.objective
+  for ok, message, value in valid:
+    ok = jnp.broadcast_to(ok, objective.shape)
+    codes = validation.nan_unless(ok[..., None], codes, message, value=value)
+    objective = jnp.where(ok, objective, jnp.nan)
+  return result._replace(codes=codes, objective=objective)
+
+
 def _prepare(x, dictionary, init, num_iterations, tol, lam, step_size):
-  """Validates a solver's arguments; returns its step size and start."""
-  _validate(x, dictionary, init=init, num_iterations=num_iterations, tol=tol,
-            lam=lam, step_size=step_size)
+  """Validates a solver's arguments; returns them with its step and start."""
+  x, dictionary, init = _validate(
+      x, dictionary, init=init, num_iterations=num_iterations, tol=tol,
+      lam=lam, step_size=step_size)
   if init is None:
     init = jnp.zeros(x.shape[:-1] + (dictionary.shape[1],), x.dtype)
-  return _step_size(dictionary, step_size), jnp.asarray(init, x.dtype)
+  return x, dictionary, _step_size(dictionary, step_size), init
 
 
 def _per_signal(lam, x):
@@ -231,7 +301,7 @@ def _per_signal(lam, x):
 
 @functools.partial(jax.jit, static_argnames=('num_iterations', 'tol'))
 def _ista(x, dictionary, lam, step_size, init, num_iterations, tol):
-  step = lambda a: ista_step(a, x, dictionary, lam, step_size)
+  step = lambda a: ista_step(a, x, dictionary, lam, step_size, validate=False)
   codes, used = _iterate(step, init, lambda a: a, num_iterations, tol)
   return SolverResult(codes, used,
                       l1_objective(x, dictionary, codes, lam[..., 0]))
@@ -255,10 +325,11 @@ def ista(x, dictionary, lam, *, num_iterations=1000, tol=None,
   Returns:
     `SolverResult(codes, num_iterations, objective)` with the l1 objective.
   """
-  step_size, init = _prepare(x, dictionary, init, num_iterations, tol, lam,
-                             step_size)
-  return _ista(x, dictionary, _per_signal(lam, x), step_size, init,
-               num_iterations, tol)
+  x, dictionary, step, init = _prepare(x, dictionary, init, num_iterations,
+                                       tol, lam, step_size)
+  return _guard_traced(
+      _ista(x, dictionary, _per_signal(lam, x), step, init, num_iterations,
+            tol), dictionary, lam, step_size)
 
 
 class _FistaState(NamedTuple):
@@ -271,7 +342,8 @@ class _FistaState(NamedTuple):
 def _fista(x, dictionary, lam, step_size, init, num_iterations, tol):
 
   def step(state):
-    codes = ista_step(state.extrapolated, x, dictionary, lam, step_size)
+    codes = ista_step(state.extrapolated, x, dictionary, lam, step_size,
+                      validate=False)
     # Adaptive restart (O'Donoghue and Candes, 2015), per signal: when the
     # momentum points against the proximal-gradient step, drop it. This keeps
     # FISTA's rate and removes its oscillations on well-conditioned problems.
@@ -311,15 +383,17 @@ def fista(x, dictionary, lam, *, num_iterations=1000, tol=None,
   Returns:
     `SolverResult(codes, num_iterations, objective)` with the l1 objective.
   """
-  step_size, init = _prepare(x, dictionary, init, num_iterations, tol, lam,
-                             step_size)
-  return _fista(x, dictionary, _per_signal(lam, x), step_size, init,
-                num_iterations, tol)
+  x, dictionary, step, init = _prepare(x, dictionary, init, num_iterations,
+                                       tol, lam, step_size)
+  return _guard_traced(
+      _fista(x, dictionary, _per_signal(lam, x), step, init, num_iterations,
+             tol), dictionary, lam, step_size)
 
 
 @functools.partial(jax.jit, static_argnames=('m', 'num_iterations', 'tol'))
 def _iht(x, dictionary, lam, m, step_size, init, num_iterations, tol):
-  step = lambda a: iht_step(a, x, dictionary, step_size, lam=lam, m=m)
+  step = lambda a: iht_step(a, x, dictionary, step_size, lam=lam, m=m,
+                            validate=False)
   codes, used = _iterate(step, init, lambda a: a, num_iterations, tol)
   if m is not None:
     objective = msparse_objective(x, dictionary, codes)
@@ -362,12 +436,13 @@ def iht(x, dictionary, *, lam=None, m=None, num_iterations=1000, tol=None,
     `SolverResult(codes, num_iterations, objective)`, with the objective of
     problem (1) or (2).
   """
+  x, dictionary, step, init = _prepare(x, dictionary, init, num_iterations,
+                                       tol, lam, step_size)
   m = _check_problem(dictionary, lam, m)
-  step_size, init = _prepare(x, dictionary, init, num_iterations, tol, lam,
-                             step_size)
-  if lam is not None:
-    lam = _per_signal(lam, x)
-  return _iht(x, dictionary, lam, m, step_size, init, num_iterations, tol)
+  per_signal_lam = None if lam is None else _per_signal(lam, x)
+  return _guard_traced(
+      _iht(x, dictionary, per_signal_lam, m, step, init, num_iterations, tol),
+      dictionary, lam, step_size)
 
 
 # Normalized IHT (Blumensath and Davies, 2010): the step is the exact line
@@ -381,11 +456,12 @@ def _niht_threshold(u, step_size, lam, m):
   """H of problem (1) at `sqrt(2 lam mu)` (mu per signal) or of problem (2)."""
   if m is not None:
     return ops.top_m(u, m)
-  return ops.hard_threshold(u, iht_threshold(lam, step_size))
+  # The threshold is positive by construction: the step is a line search.
+  return ops.hard_threshold(u, iht_threshold(lam, step_size), validate=False)
 
 
 def normalized_iht_step(codes, x, dictionary, *, lam=None, m=None,
-                        max_backtracks=32):
+                        max_backtracks=32, validate=True):
   """One normalized IHT step (Blumensath and Davies, 2010), per signal.
 
   With `g = D^T (x - D a)` and the support `S` of `a` (for the first step
@@ -411,10 +487,13 @@ def normalized_iht_step(codes, x, dictionary, *, lam=None, m=None,
     lam: for problem (1), its l0 weight (shape broadcastable to `(..., 1)`).
     m: for problem (2), the sparsity.
     max_backtracks: cap on the step shrinkings of one step.
+    validate: check `lam` (positive, like the solvers); False for drivers
+      that checked it.
 
   Returns:
     `(new_codes, step_size)`, the step of shape `(..., 1)`.
   """
+  _check_step_arguments(lam, None, validate)
   gradient = matmul(x - matmul(codes, dictionary.T), dictionary)
   support = codes != 0
   if m is not None:
@@ -466,7 +545,8 @@ def normalized_iht_step(codes, x, dictionary, *, lam=None, m=None,
 def _normalized_iht(x, dictionary, lam, m, init, num_iterations, tol,
                     max_backtracks):
   step = lambda a: normalized_iht_step(a, x, dictionary, lam=lam, m=m,
-                                       max_backtracks=max_backtracks)[0]
+                                       max_backtracks=max_backtracks,
+                                       validate=False)[0]
   codes, used = _iterate(step, init, lambda a: a, num_iterations, tol)
   if m is not None:
     objective = msparse_objective(x, dictionary, codes)
@@ -500,14 +580,15 @@ def normalized_iht(x, dictionary, *, lam=None, m=None, num_iterations=1000,
     `SolverResult(codes, num_iterations, objective)`, with the objective of
     problem (1) or (2).
   """
+  x, dictionary, _, init = _prepare(x, dictionary, init, num_iterations, tol,
+                                    lam, None)
   m = _check_problem(dictionary, lam, m)
   validation.check_int_in_range('max_backtracks', max_backtracks, 0,
                                 2**31 - 1)
-  _, init = _prepare(x, dictionary, init, num_iterations, tol, lam, None)
-  if lam is not None:
-    lam = _per_signal(lam, x)
-  return _normalized_iht(x, dictionary, lam, m, init, num_iterations, tol,
-                         max_backtracks)
+  per_signal_lam = None if lam is None else _per_signal(lam, x)
+  return _guard_traced(
+      _normalized_iht(x, dictionary, per_signal_lam, m, init, num_iterations,
+                      tol, max_backtracks), dictionary, lam, None)
 
 
 def default_l1_lam(x, dictionary, *, lam=None):
@@ -546,9 +627,9 @@ def optimal_codes(x, dictionary, *, lam=None, m=None, l1_lam=None, tol=1e-6,
   Returns:
     `SolverResult` of the IHT phase (its `num_iterations` counts IHT only).
   """
+  x, dictionary, _ = _validate(x, dictionary, num_iterations=max_iterations,
+                               tol=tol, lam=lam, step_size=step_size)
   _check_problem(dictionary, lam, m)
-  _validate(x, dictionary, num_iterations=max_iterations, tol=tol, lam=lam,
-            step_size=step_size)
   step_size = _step_size(dictionary, step_size)
   if l1_lam is None:
     l1_lam = default_l1_lam(x, dictionary, lam=lam)
@@ -632,8 +713,15 @@ def omp(x, dictionary, m) -> SolverResult:
   Returns:
     `SolverResult(codes, num_iterations=m, objective=||x - D a||^2)`.
   """
-  _validate(x, dictionary)
+  x, dictionary, _ = _validate(x, dictionary)
   m = validation.check_int_in_range(
       f'm (at most min(n, p) = {min(dictionary.shape)})', m, 1,
       min(dictionary.shape))
+  if validation.is_concrete(dictionary):
+    with jax.ensure_compile_time_eval():
+      zero_atoms = jnp.flatnonzero(jnp.all(dictionary == 0, axis=0))
+    if zero_atoms.size:
+      raise ValueError(f'dictionary has all-zero atoms (columns '
+                       f'{zero_atoms[:10].tolist()}); OMP needs atoms of '
+                       'nonzero norm.')
   return _omp(x, dictionary, m)

@@ -602,8 +602,8 @@ def load_clustering_data(config: ClusteringConfig) -> ClusteringData:
 
 def _cached_arrays(path: str, compute) -> dict[str, np.ndarray]:
   if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as cached:
-      return dict(cached)
+    return validation.load_npz(
+        path, 'It is a cache: delete it and rerun to recompute it.')
   arrays = compute()
   temporary = f'{path}.tmp.npz'
   np.savez(temporary, **arrays)
@@ -825,6 +825,10 @@ def _fit_classifier(config: ClassificationConfig, model: tasks.TaskModel,
   trains on `augment_in_chunks(fold_in(key, e), train_images)`, so a
   resumed run sees the same data as an uninterrupted one.
   """
+  # With augmentation every epoch trains on other images: the checkpoint
+  # identifies the data by the images before augmentation.
+  data_id = train.data_fingerprint(task_data.x_train, task_data.y_train)
+
   def fit(x_train, num_epochs):
     return _history(train.fit(
         model, x_train, task_data.y_train,
@@ -835,7 +839,7 @@ def _fit_classifier(config: ClassificationConfig, model: tasks.TaskModel,
         loss_fn=tasks.softmax_cross_entropy,
         metric_fn=tasks.classification_metrics,
         x_eval=task_data.x_validation, y_eval=task_data.y_validation,
-        workdir=workdir, progress=False))
+        workdir=workdir, progress=False, data_id=data_id))
 
   if task_data.train_images is None:
     return fit(task_data.x_train, config.num_epochs)

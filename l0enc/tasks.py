@@ -138,18 +138,42 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
   Args:
     logits: scores, shape `(..., K)`.
-    labels: integer labels in `[0, K)`, shape `(...)`.
+    labels: integer labels in `[0, K)`, shape `(...)`; floats must be
+      integer-valued.
 
   Returns:
-    A scalar.
+    A scalar. Concrete labels outside `[0, K)` or not integer-valued raise a
+    `ValueError`; traced ones (under `jit`, e.g. in `train.fit`) make the
+    loss NaN, which stops `fit`, and fail under `checkify`.
   """
   logits = _check_logits(logits)
   labels = jnp.asarray(labels)
   if labels.shape != logits.shape[:-1]:
     raise ValueError(f'labels must have shape {logits.shape[:-1]} to match '
                      f'logits {logits.shape}, got {labels.shape}.')
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+  if not (jnp.issubdtype(labels.dtype, jnp.integer) or
+          jnp.issubdtype(labels.dtype, jnp.floating)):
+    raise ValueError(f'labels must be integers, got dtype {labels.dtype}.')
+  num_classes = logits.shape[-1]
+  valid = (labels >= 0) & (labels < num_classes)
+  if jnp.issubdtype(labels.dtype, jnp.floating):
+    valid &= labels == jnp.round(labels)
+  if validation.is_concrete(labels):
+    with jax.ensure_compile_time_eval():
+      bad = int(jnp.flatnonzero(~valid.ravel(), size=1, fill_value=-1)[0])
+      if bad >= 0:
+        value = labels.ravel()[bad].item()
+    if bad >= 0:
+      raise ValueError(
+          f'labels must be integers in [0, {num_classes}) (K = '
+          f'{num_classes} logits), got {value!r} at flat index {bad}.')
+  loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
       logits, labels.astype(jnp.int32)))
+  if validation.is_concrete(labels):
+    return loss
+  return validation.nan_unless(
+      jnp.all(valid), loss,
+      f'labels must be integers in [0, {num_classes}).')
 
 
 def cluster_probabilities(logits: jax.Array) -> jax.Array:

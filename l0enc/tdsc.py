@@ -52,8 +52,9 @@ def _fista(drive, gram, lam1, step_size, num_iterations):
   def step(state, _):
     codes, extrapolated, momentum = state
     gradient = solvers.matmul(extrapolated, gram) - drive
+    # lam1 and the step are checked once, by `elastic_net_codes`.
     new_codes = ops.soft_threshold(extrapolated - step_size * gradient,
-                                   lam1 * step_size)
+                                   lam1 * step_size, validate=False)
     # Gradient-based adaptive restart (O'Donoghue and Candes 2015).
     restart = jnp.sum((extrapolated - new_codes) * (new_codes - codes),
                       axis=-1, keepdims=True) > 0

@@ -27,10 +27,21 @@ and renamed, the JSON last, so a crash leaves the previous checkpoint valid.
 `fit` with a `workdir` that holds a checkpoint resumes from it and ends with
 the same parameters as an uninterrupted run. The arrays of the epoch before
 are kept too, so that `discard_last_epoch` can undo an epoch that diverged.
+The record holds a fingerprint of the training data (`data_fingerprint`):
+`fit` refuses to resume on other data, even of the same shape. A damaged
+checkpoint file raises `validation.DamagedFileError` naming it.
+
+Bad numbers: `fit` refuses NaN or infinite data up front, and an epoch whose
+loss (or whose parameters) became non-finite raises `DivergedError`, naming
+the epoch and the first bad step, before anything of it is checkpointed: no
+checkpoint ever holds non-finite parameters. With
+`on_nonfinite_loss='record'` the epoch is recorded instead (for callers that
+undo it with `discard_last_epoch` and retry, like the DDSE experiment).
 """
 
 from collections.abc import Callable, Mapping, Sequence
 import functools
+import hashlib
 import json
 import os
 import time
@@ -51,6 +62,11 @@ DATA_AXIS = 'data'
 CHECKPOINT_RECORD = 'checkpoint.json'
 PROGRESS_CHUNKS = 20  # train_steps dispatches per epoch, at most.
 _CHECKPOINT_FORMAT = 1
+NONFINITE_LOSS_POLICIES = ('raise', 'record')
+# Rows of each array hashed by `data_fingerprint`.
+_FINGERPRINT_ROWS = 64
+_CHECKPOINT_REMEDY = ('Delete the workdir (or pass another one) to train '
+                      'from scratch.')
 
 LossFn = Callable[[jax.Array, Any], jax.Array]
 MetricFn = Callable[[jax.Array, Any], Mapping[str, Any]]
@@ -112,6 +128,20 @@ class FitResult(NamedTuple):
   """
   model: nnx.Module
   history: list[EpochRecord]
+
+
+class DivergedError(FloatingPointError):
+  """The training loss or the parameters became NaN or infinite.
+
+  Attributes:
+    epoch: the epoch (1-based) in which it happened.
+    step: the first SGD step (1-based, counted over the whole run) whose loss
+      was non-finite, or the epoch's last step if only the parameters were.
+  """
+
+  def __init__(self, message: str, epoch: int, step: int):
+    super().__init__(message)
+    self.epoch, self.step = epoch, step
 
 
 class Evaluation(NamedTuple):
@@ -338,6 +368,50 @@ def _as_typed_key(key: jax.Array) -> jax.Array:
   return jax.random.wrap_key_data(key)
 
 
+def data_fingerprint(*arrays: Any) -> str:
+  """Shapes, dtypes and a hash of a sample of rows of `arrays`.
+
+  `fit` stores it in its checkpoint record and resumes only on data with
+  the same fingerprint. The sample is `_FINGERPRINT_ROWS` rows evenly spread
+  over each array, so the cost does not grow with the data.
+
+  Args:
+    *arrays: arrays with a leading example axis (e.g. x_train, y_train).
+
+  Returns:
+    A string like `'(60000, 784) float32; (60000,) int64; sha256 9f2c...'`.
+  """
+  digest = hashlib.sha256()
+  parts = []
+  for array in arrays:
+    array = np.asarray(array)
+    parts.append(f'{array.shape} {array.dtype}')
+    rows = (np.unique(np.linspace(0, len(array) - 1, _FINGERPRINT_ROWS)
+                      .round().astype(int)) if array.ndim and len(array)
+            else slice(None))
+    digest.update(f'{array.shape}{array.dtype}'.encode())
+    digest.update(np.ascontiguousarray(array[rows]).tobytes())
+  return '; '.join(parts + [f'sha256 {digest.hexdigest()[:16]}'])
+
+
+def _check_data(name: str, array: np.ndarray) -> None:
+  if np.iscomplexobj(array):
+    raise ValueError(f'{name} must be real, got dtype {array.dtype}.')
+  if array.dtype == object:
+    raise ValueError(f'{name} must be a numeric array, got dtype object.')
+  validation.check_finite(name, array)
+
+
+def _first_nonfinite_parameter(model: nnx.Module) -> str | None:
+  """The path of a parameter holding NaN or inf entries, or None."""
+  for path, value in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    value = value.get_value()
+    if jnp.issubdtype(value.dtype, jnp.inexact) and not bool(
+        jnp.all(jnp.isfinite(value))):
+      return '/'.join(map(str, path))
+  return None
+
+
 def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
         config: TrainConfig = TrainConfig(),
         tx: optax.GradientTransformation | None = None,
@@ -346,7 +420,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
         y_eval: Any = None, workdir: str | os.PathLike | None = None,
         callback: Callable[[EpochRecord], None] | None = None,
         mesh: jax.sharding.Mesh | None = None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, on_nonfinite_loss: str = 'raise',
+        data_id: str | None = None) -> FitResult:
   """Trains `model` on `(x_train, y_train)` by minibatch gradient descent.
 
   Each epoch visits `num_examples // batch_size` batches in the order of
@@ -379,14 +454,38 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
     mesh: a 1-D mesh with axis `'data'`; all devices by default.
     progress: show a progress bar over each epoch's steps on stderr, when
       stderr is a terminal.
+    on_nonfinite_loss: what an epoch whose loss or parameters became NaN or
+      infinite does. 'raise' (default): raise `DivergedError` naming the
+      epoch and the first bad step; the workdir keeps the last finite
+      checkpoint, the model holds the diverged parameters. 'record': end
+      training there and return the history with that epoch last (its
+      `train_loss` non-finite). With a workdir, the epoch enters the record
+      but its arrays are not written: the record points at the previous
+      epoch's, so `discard_last_epoch(workdir)` undoes it, and `fit` refuses
+      to resume until it has been undone.
+    data_id: what identifies the training data in the checkpoint record;
+      `data_fingerprint(x_train, y_train)` by default. Callers that train
+      on freshly augmented data every epoch pass the fingerprint of the
+      source data instead.
 
   Returns:
     `FitResult(model, history)`.
+
+  Raises:
+    ValueError: bad settings, or NaN or infinite data (before training).
+    DivergedError: see `on_nonfinite_loss`.
   """
   mesh = _check_mesh(mesh)
   _check_config(config, mesh.size)
   key = _as_typed_key(key)
+  if on_nonfinite_loss not in NONFINITE_LOSS_POLICIES:
+    raise ValueError(f'on_nonfinite_loss must be one of '
+                     f'{NONFINITE_LOSS_POLICIES}, got {on_nonfinite_loss!r}.')
   x_train, y_train = np.asarray(x_train), np.asarray(y_train)
+  for name, array in (('x_train', x_train), ('y_train', y_train),
+                      ('x_eval', x_eval), ('y_eval', y_eval)):
+    if array is not None:
+      _check_data(name, np.asarray(array))
   num_examples = len(x_train)
   if len(y_train) != num_examples:
     raise ValueError(f'x_train has {num_examples} examples, y_train '
@@ -400,7 +499,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
     tx = _sgd(config.learning_rate, config.momentum)
   model.train()
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  run = _RunRecord(config, key, num_examples)
+  run = _RunRecord(config, key, num_examples,
+                  data_id or data_fingerprint(x_train, y_train))
   history = []
   if workdir is not None and _has_checkpoint(workdir):
     history = _restore(workdir, model, optimizer, run)
@@ -439,27 +539,71 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
           losses.append(chunk_losses)
           bar.update(stop - start)
       nnx.update((model, optimizer), state)
+      epoch_losses = np.asarray(jnp.concatenate(losses))
+      diverged = _divergence(epoch_losses, model, epoch, steps_per_epoch,
+                             workdir, history)
+      if diverged is not None and on_nonfinite_loss == 'raise':
+        raise diverged
       evaluation = Evaluation(None, {})
-      if x_eval is not None:
+      if x_eval is not None and diverged is None:
         evaluation = evaluate(model, x_eval, y_eval, loss_fn=loss_fn,
                               metric_fn=metric_fn,
                               batch_size=config.eval_batch_size, mesh=mesh)
       record = EpochRecord(
           epoch=epoch + 1, step=(epoch + 1) * steps_per_epoch, sigma=sigma,
-          train_loss=float(jnp.mean(jnp.concatenate(losses))),
+          train_loss=float(np.mean(epoch_losses)),
           eval_loss=evaluation.loss, eval_metrics=evaluation.metrics,
           seconds=time.perf_counter() - start_time)
       history.append(record)
       _log(record, config.num_epochs)
+      if diverged is not None:
+        logging.warning('%s Recorded (on_nonfinite_loss=%r).', diverged,
+                        on_nonfinite_loss)
       if workdir is not None:
-        _save(workdir, model, optimizer, run, history)
+        _save(workdir, model, optimizer, run, history,
+              diverged=diverged is not None)
       if callback is not None:
         callback(record)
+      if diverged is not None:
+        break
   finally:
     # train_step donates its input state: leave the model holding the newest
     # arrays even when the loop is interrupted.
     nnx.update((model, optimizer), state)
   return FitResult(model, history)
+
+
+def _divergence(losses: np.ndarray, model: nnx.Module, epoch: int,
+                steps_per_epoch: int, workdir: str | os.PathLike | None,
+                history: list[EpochRecord]) -> DivergedError | None:
+  """A `DivergedError` if the epoch's losses or the parameters are not finite.
+
+  Args:
+    losses: the epoch's per-step losses.
+    model: the model after the epoch.
+    epoch: 0-based epoch.
+    steps_per_epoch: SGD steps per epoch.
+    workdir: fit's workdir, for the message.
+    history: the epochs before this one.
+  """
+  bad_steps = np.flatnonzero(~np.isfinite(losses))
+  parameter = None if bad_steps.size else _first_nonfinite_parameter(model)
+  if not bad_steps.size and parameter is None:
+    return None
+  if bad_steps.size:
+    step = epoch * steps_per_epoch + int(bad_steps[0]) + 1
+    what = (f'the training loss became {losses[bad_steps[0]]} at step {step} '
+            f'(step {int(bad_steps[0]) + 1} of the epoch)')
+  else:
+    step = (epoch + 1) * steps_per_epoch
+    what = f'parameter {parameter} became non-finite by step {step}'
+  kept = ('' if workdir is None else
+          f' Nothing of this epoch was checkpointed: {workdir} holds epoch '
+          f'{len(history)}.')
+  return DivergedError(
+      f'Training diverged in epoch {epoch + 1}: {what}.{kept} Lower the '
+      'learning rate, clip the gradients or check the data.',
+      epoch=epoch + 1, step=step)
 
 
 def _log(record: EpochRecord, num_epochs: int) -> None:
@@ -483,6 +627,7 @@ class _RunRecord(NamedTuple):
   config: TrainConfig
   key: jax.Array
   num_examples: int
+  data_id: str
 
   def as_json(self) -> dict[str, Any]:
     # num_epochs may grow between runs: resuming trains further.
@@ -490,6 +635,7 @@ class _RunRecord(NamedTuple):
                for name, value in self.config._asdict().items()
                if name != 'num_epochs'},
             'num_train_examples': self.num_examples,
+            'data_fingerprint': self.data_id,
             'key': np.asarray(jax.random.key_data(self.key)).tolist(),
             'key_impl': str(jax.random.key_impl(self.key))}
 
@@ -559,8 +705,10 @@ def _write_record(workdir: str | os.PathLike, record: dict[str, Any]) -> None:
 
 
 def _read_record(workdir: str | os.PathLike) -> dict[str, Any]:
-  with open(os.path.join(workdir, CHECKPOINT_RECORD)) as file:
-    record = json.load(file)
+  path = os.path.join(workdir, CHECKPOINT_RECORD)
+  with validation.reading(path, _CHECKPOINT_REMEDY):
+    with open(path) as file:
+      record = json.load(file)
   if record.get('format') != _CHECKPOINT_FORMAT:
     raise ValueError(f'{workdir}: unknown checkpoint format '
                      f'{record.get("format")!r}.')
@@ -569,17 +717,35 @@ def _read_record(workdir: str | os.PathLike) -> dict[str, Any]:
 
 def _save(workdir: str | os.PathLike, model: nnx.Module,
           optimizer: nnx.Optimizer, run: _RunRecord,
-          history: list[EpochRecord]) -> None:
+          history: list[EpochRecord], diverged: bool = False) -> None:
+  """Checkpoints the last epoch of `history`.
+
+  A `diverged` epoch enters the record, but its (non-finite) arrays are not
+  written: the record names the previous epoch's arrays (None after a first
+  epoch), so that `discard_last_epoch` can undo it.
+  """
   os.makedirs(workdir, exist_ok=True)
   last = history[-1]
-  arrays_name = _arrays_name(last.epoch)
-  arrays = _flatten(nnx.state({'model': model, 'optimizer': optimizer}))
-  _write_atomically(os.path.join(workdir, arrays_name),
-                    lambda file: np.savez(file, allow_pickle=False, **arrays))
+  if diverged:
+    arrays_name = (_arrays_name(history[-2].epoch) if len(history) > 1
+                   else None)
+  else:
+    arrays_name = _arrays_name(last.epoch)
+    arrays = _flatten(nnx.state({'model': model, 'optimizer': optimizer}))
+    nonfinite = [name for name, array in arrays.items()
+                 if np.issubdtype(array.dtype, np.inexact)
+                 and not np.all(np.isfinite(array))]
+    if nonfinite:  # `fit` checks first; this guards every other caller.
+      raise DivergedError(f'Refusing to checkpoint non-finite arrays '
+                          f'{nonfinite[:5]} of epoch {last.epoch}.',
+                          epoch=last.epoch, step=last.step)
+    _write_atomically(os.path.join(workdir, arrays_name),
+                      lambda file: np.savez(file, allow_pickle=False,
+                                            **arrays))
   _write_record(workdir, {
       'format': _CHECKPOINT_FORMAT, 'epoch': last.epoch, 'step': last.step,
-      'sigma': last.sigma, 'arrays': arrays_name, 'run': run.as_json(),
-      'history': [r._asdict() for r in history]})
+      'sigma': last.sigma, 'arrays': arrays_name, 'diverged': diverged,
+      'run': run.as_json(), 'history': [r._asdict() for r in history]})
   # Only after the record names the new arrays may older ones go; the
   # previous epoch's stay for `discard_last_epoch`.
   previous = _arrays_name(history[-2].epoch) if len(history) > 1 else None
@@ -597,9 +763,13 @@ def _remove_arrays(workdir: str | os.PathLike, keep: Sequence[str | None]
 def _read_checkpoint(workdir: str | os.PathLike
                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   record = _read_record(workdir)
-  with np.load(os.path.join(workdir, record['arrays']),
-               allow_pickle=False) as npz:
-    arrays = dict(npz)
+  if record.get('diverged'):
+    raise ValueError(
+        f'The last epoch ({record["epoch"]}) checkpointed in {workdir} '
+        'diverged and was recorded without its arrays; undo it with '
+        '`train.discard_last_epoch` first.')
+  arrays = validation.load_npz(os.path.join(workdir, record['arrays']),
+                               _CHECKPOINT_REMEDY)
   return record, arrays
 
 
@@ -607,7 +777,17 @@ def _restore(workdir: str | os.PathLike, model: nnx.Module,
              optimizer: nnx.Optimizer, run: _RunRecord) -> list[EpochRecord]:
   """Loads the checkpoint into model and optimizer; returns its history."""
   record, arrays = _read_checkpoint(workdir)
+  nodes = {'model': model, 'optimizer': optimizer}
+  # The model's structure first: another model usually means other targets,
+  # and its message is the more telling one.
+  restored = _unflatten(arrays, nnx.state(nodes),
+                        f'The checkpoint in {workdir}')
   saved = record['run']
+  if 'data_fingerprint' not in saved:
+    # Checkpoints written before fingerprints existed resume unchecked.
+    logging.warning('The checkpoint in %s has no data fingerprint; the '
+                    'training data cannot be checked.', workdir)
+    saved = dict(saved, data_fingerprint=run.data_id)
   mismatches = [f'{field}: {saved.get(field)!r} there, {value!r} here'
                 for field, value in run.as_json().items()
                 if saved.get(field) != value]
@@ -616,9 +796,7 @@ def _restore(workdir: str | os.PathLike, model: nnx.Module,
         f'The checkpoint in {workdir} is from a different run ('
         + '; '.join(mismatches) + '). Use another workdir or the same '
         'settings.')
-  nodes = {'model': model, 'optimizer': optimizer}
-  nnx.update(nodes, _unflatten(arrays, nnx.state(nodes),
-                               f'The checkpoint in {workdir}'))
+  nnx.update(nodes, restored)
   return [EpochRecord(**epoch) for epoch in record['history']]
 
 
@@ -655,7 +833,7 @@ def discard_last_epoch(workdir: str | os.PathLike) -> int:
     raise ValueError(f'{workdir} no longer holds {arrays_name}: only the '
                      'last epoch can be discarded.')
   record.update(epoch=last['epoch'], step=last['step'], sigma=last['sigma'],
-                arrays=arrays_name, history=history)
+                arrays=arrays_name, diverged=False, history=history)
   _write_record(workdir, record)
   _remove_arrays(workdir, keep=(arrays_name,))
   return len(history)

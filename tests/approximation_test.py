@@ -9,6 +9,7 @@ import pytest
 
 from l0enc import approximation
 from l0enc import approximation_reports
+from l0enc import train
 
 TINY = dict(signal_dim=8, code_dim=16, num_train=640, num_test=64,
             nonzero_prob=0.15, num_epochs=2, baseline_epochs=1, m=3,
@@ -144,7 +145,29 @@ def test_plot_writes_a_png(finished_run, tmp_path):
     (dict(num_stages=0), 'num_stages'),
     (dict(adam_learning_rates=(1e-3, -1e-3)), 'adam_learning_rates'),
     (dict(sgd_learning_rates=(0.0,)), 'sgd_learning_rates'),
+    (dict(num_epochs=-1), 'num_epochs'),
+    (dict(baseline_epochs=0), 'baseline_epochs'),
+    (dict(batch_size=0), 'batch_size'),
+    (dict(batch_size=600), r'batch_size=600 exceeds the 576'),
+    (dict(min_sigma=2.0), r'min_sigma must be in \[0, 0.2\]'),
+    (dict(seed=-1), 'seed'),
+    (dict(codes_tol=0.0), 'codes_tol'),
+    (dict(iht_iterations=(2, 0)), 'iht_iterations'),
 ])
 def test_bad_config_raises_before_any_work(override, match):
   with pytest.raises(ValueError, match=match):
     approximation.Config(**dict(TINY, **override))
+
+
+def test_a_diverging_candidate_drops_out_of_the_choice(tmp_path):
+  config = approximation.Config(problem='msparse', sgd_learning_rates=(1e30,),
+                                adam_learning_rates=(1e-3,), **TINY)
+  results = approximation.run(config, str(tmp_path))
+  for name in ('deep', 'baseline'):
+    selection = results['learning_rate_selection'][name]
+    assert set(selection['diverged']) == {'sgd_lr1e+30'}
+    assert selection['optimizer'] == 'adam'
+    assert set(selection['validation_error']) == {'adam_lr0.001'}
+  with pytest.raises(train.DivergedError, match='Every candidate diverged'):
+    approximation.run(dataclasses.replace(config, adam_learning_rates=()),
+                      str(tmp_path / 'all'))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from l0enc import data
+from l0enc import validation
 
 _IDX_NAMES = {
     'x_train': 'train-images-idx3-ubyte',
@@ -93,6 +94,78 @@ def test_load_mnist_rejects_a_file_that_is_not_npz(tmp_path):
   (tmp_path / 'mnist.npz').write_bytes(b'not an archive')
   with pytest.raises(ValueError, match='mnist.npz'):
     data.load_mnist(tmp_path)
+
+
+def test_load_mnist_keeps_floats_already_in_unit_range(tmp_path,
+                                                       mnist_arrays):
+  scaled = {name: (array / 255.0 if name.startswith('x') else array)
+            for name, array in mnist_arrays.items()}
+  np.savez(tmp_path / 'mnist.npz', **scaled)
+  # Not divided by 255 a second time: the same split as from the bytes.
+  _assert_split_matches(data.load_mnist(tmp_path), mnist_arrays)
+
+
+@pytest.mark.parametrize('images, message', [
+    (np.full((5, 28, 28), 2.0), r'floats in \[2.0, 2.0\]'),
+    (np.full((5, 28, 28), np.nan), 'floats'),
+    (np.full((5, 28, 28), 300, np.int32), 'pixel values 0..255'),
+    (np.full((5, 28, 28), 'a'), 'dtype <U1'),
+])
+def test_load_mnist_rejects_images_in_other_units(tmp_path, mnist_arrays,
+                                                  images, message):
+  mnist_arrays['x_train'] = images
+  np.savez(tmp_path / 'mnist.npz', **mnist_arrays)
+  with pytest.raises(ValueError, match=message) as error:
+    data.load_mnist(tmp_path)
+  assert 'mnist.npz' in str(error.value) and 'x_train' in str(error.value)
+
+
+def _damage(path, damage):
+  content = path.read_bytes()
+  if damage == 'truncated':
+    path.write_bytes(content[:len(content) // 2])
+  elif damage == 'text':
+    path.write_text('this is not an archive\n')
+  elif damage == 'bad_member':
+    # Flip bytes inside the first compressed member: its CRC fails on read.
+    middle = len(content) // 3
+    path.write_bytes(content[:middle] + bytes(64) + content[middle + 64:])
+  else:
+    raise ValueError(damage)
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'text', 'bad_member',
+                                    'object_array'])
+@pytest.mark.parametrize('loader, name, source', [
+    ('mnist', 'mnist.npz', 'mnist.npz'),
+    ('coil20', 'coil20.npz', 'COIL20.mat'),
+    ('pie', 'pie.npz', 'PIE_32x32.mat'),
+    ('indian_pines', 'indian_pines.npz', 'Indian_pines_corrected.mat'),
+])
+def test_damaged_data_files_name_the_file_and_the_source(
+    tmp_path, mnist_arrays, damage, loader, name, source):
+  path = tmp_path / name
+  rng = np.random.default_rng(0)
+  arrays = {'mnist': mnist_arrays,
+            'coil20': dict(x=rng.random((4, 8, 8)), y=np.arange(4)),
+            'pie': dict(x=rng.random((4, 8, 8)), y=np.arange(4)),
+            'indian_pines': dict(cube=rng.random((6, 6, 5)),
+                                 gt=rng.integers(0, 3, (6, 6)))}[loader]
+  if damage == 'object_array':
+    key = next(iter(arrays))
+    arrays = dict(arrays, **{key: np.array([None, 1], dtype=object)})
+    np.savez(path, allow_pickle=True, **arrays)
+  else:
+    np.savez_compressed(path, **arrays)
+    _damage(path, damage)
+  load = {'mnist': lambda: data.load_mnist(tmp_path),
+          'coil20': lambda: data.load_coil20(path),
+          'pie': lambda: data.load_pie(path),
+          'indian_pines': lambda: data.load_indian_pines(path)}[loader]
+  with pytest.raises(validation.DamagedFileError,
+                     match=f'{name} is damaged') as error:
+    load()
+  assert str(path) in str(error.value) and source in str(error.value)
 
 
 @pytest.mark.parametrize('corruption,message', [

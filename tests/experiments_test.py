@@ -1,10 +1,12 @@
 """Every experiment script starts and explains its flags."""
 
 import glob
+import importlib.util
 import os
 import subprocess
 import sys
 
+from absl import flags
 import pytest
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
@@ -30,3 +32,120 @@ def test_help_describes_every_flag(script):
   flag_lines = [line for line in completed.stdout.splitlines()
                 if line.startswith('  --')]
   assert bool(flag_lines) == defines_flags, completed.stdout[-2000:]
+
+
+# Every flag (and every path a script reads) is checked while parsing, before
+# any computation; the error names the flag.
+
+_BAD_FLAGS = [
+    ('approximation.py', ['--num_epochs=-1'], 'num_epochs'),
+    ('approximation.py', ['--batch_size=0'], 'batch_size'),
+    ('approximation.py', ['--min_sigma=2'], 'min_sigma'),
+    ('approximation.py', ['--seed=-1'], 'seed'),
+    ('approximation.py',
+     ['--adam_learning_rate=1e-3', '--adam_learning_rate=-1'],
+     'adam_learning_rate'),
+    ('approximation.py', ['--sgd_learning_rate=0'], 'sgd_learning_rate'),
+    ('approximation.py', ['--calibration=/missing.json'], 'calibration'),
+    ('approximation.py', ['--previous_results=/missing.json'],
+     'previous_results'),
+    ('calibrate_regime.py', ['--p=100'], 'p'),
+    ('calibrate_regime.py', ['--whitening_epsilon=0'], 'whitening_epsilon'),
+    ('calibrate_regime.py', ['--dictionary_lam=-1'], 'dictionary_lam'),
+    ('calibrate_regime.py', ['--num_signals=0'], 'num_signals'),
+    ('calibrate_regime.py', ['--literal_results=/missing.json'],
+     'literal_results'),
+    ('calibrate_regime.py', ['--data_dir=/missing/dir'], 'data_dir'),
+    ('approximation.py', ['--data_dir=/missing/dir'], 'data_dir'),
+    ('dictionary_conditioning.py', ['--num_train=-5'], 'num_train'),
+    ('dictionary_conditioning.py', ['--lam=-1'], 'lam'),
+    ('dictionary_conditioning.py', ['--data_dir=/missing/dir'], 'data_dir'),
+    ('solvers_benchmark.py', ['--m=0'], 'm'),
+    ('solvers_benchmark.py', ['--m=300'], 'm'),
+    ('solvers_benchmark.py', ['--repeats=0'], 'repeats'),
+    ('solvers_benchmark.py', ['--lam=-1'], 'lam'),
+    ('solvers_benchmark.py', ['--nonzero_prob=0'], 'nonzero_prob'),
+    ('clustering.py', ['--data_dir={data}', '--pie_path=/missing.npz'],
+     'pie_path'),
+    ('clustering.py', ['--dataset=coil20', '--coil20_path=/missing.npz'],
+     'coil20_path'),
+    ('clustering.py', ['--dataset=coil20'], 'coil20_path'),
+    ('clustering.py', ['--data_dir={data}', '--lam=0'], 'lam'),
+    ('classification.py', ['--dataset=indian_pines'], 'indian_pines_path'),
+    ('classification.py', ['--data_dir={data}',
+                           '--indian_pines_path=/missing.npz'],
+     'indian_pines_path'),
+    ('classification.py', ['--dataset=mnist', '--data_dir=/missing/dir'],
+     'data_dir'),
+    ('classification.py', ['--dataset=mnist', '--spatial_window=2'],
+     'spatial_window'),
+    ('classification.py', ['--dataset=mnist', '--whitening_epsilon=-1'],
+     'whitening_epsilon'),
+    ('ddse.py', ['--num_shards=4', '--shard_index=4'], 'shard_index'),
+    ('ddse.py', ['--momentum=1.5'], 'momentum'),
+    ('ddse.py', ['--batch_size=0'], 'batch_size'),
+    ('encoding_benchmark.py', ['--workdir=/missing/dir'], 'workdir'),
+    ('summary.py', ['--results_dir=/missing/dir'], 'results_dir'),
+]
+
+
+@pytest.fixture(name='parse_flags')
+def fixture_parse_flags(monkeypatch):
+  """Imports a script's flag definitions in-process and parses argv.
+
+  The script's flags are removed again afterwards, so that the next script
+  can define its own (several share names). `L0ENC_DATA_DIR` is unset: the
+  defaults are what a user without it gets.
+  """
+  monkeypatch.delenv('L0ENC_DATA_DIR', raising=False)
+  known = set(flags.FLAGS)
+
+  def parse(script, argv):
+    path = os.path.join(ROOT, 'experiments', script)
+    spec = importlib.util.spec_from_file_location(
+        f'_flags_of_{script[:-3]}', path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    try:
+      flags.FLAGS([script] + argv)
+    finally:
+      flags.FLAGS.unparse_flags()
+      for name in set(flags.FLAGS) - known:
+        delattr(flags.FLAGS, name)
+
+  yield parse
+  flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize('script, argv, flag', _BAD_FLAGS)
+def test_bad_flags_fail_while_parsing_naming_the_flag(parse_flags, script,
+                                                      argv, flag, tmp_path):
+  # {data}: a directory where every data file exists, so that only the flag
+  # under test is wrong.
+  for name in ('coil20.npz', 'indian_pines.npz'):
+    (tmp_path / name).write_bytes(b'')
+  argv = [arg.replace('{data}', str(tmp_path)) for arg in argv]
+  with pytest.raises(flags.IllegalFlagValueError, match=f'--{flag}'):
+    parse_flags(script, argv)
+
+
+def test_every_script_with_flags_has_bad_flag_cases():
+  with_flags = [script for script in SCRIPTS if 'flags.DEFINE_' in open(
+      os.path.join(ROOT, 'experiments', script)).read()]
+  assert sorted({script for script, _, _ in _BAD_FLAGS}) == with_flags
+
+
+def test_good_paths_pass_and_the_data_dir_defaults_to_the_environment(
+    parse_flags, tmp_path, monkeypatch):
+  (tmp_path / 'coil20.npz').write_bytes(b'')
+  (tmp_path / 'indian_pines.npz').write_bytes(b'')
+  parse_flags('clustering.py', [f'--data_dir={tmp_path}'])
+  parse_flags('classification.py', [f'--data_dir={tmp_path}'])
+  monkeypatch.setenv('L0ENC_DATA_DIR', str(tmp_path))
+  parse_flags('clustering.py', [])  # Found through $L0ENC_DATA_DIR.
+  parse_flags('classification.py', ['--report_only'])
+
+
+def test_no_default_points_outside_the_repository():
+  for script in SCRIPTS:
+    with open(os.path.join(ROOT, 'experiments', script)) as handle:
+      assert "'../" not in handle.read(), script

@@ -317,3 +317,62 @@ def test_wrong_signal_dimension_raises(kind):
   model = _random_model(kind)
   with pytest.raises(ValueError, match=f'shape \\(..., {SIGNAL_DIM}\\)'):
     model(jnp.ones((4, SIGNAL_DIM + 1)))
+
+
+@pytest.mark.parametrize('kind', ['lista', 'l0', 'msparse', 'mlp'])
+def test_nan_rows_give_nan_codes_never_plausible_ones(kind):
+  model = _random_model(kind)
+  model.eval()
+  x = _signals((6,), jnp.float32)
+  poisoned = x.at[2].set(jnp.nan)
+  with pytest.raises(ValueError, match='inputs holds NaN'):
+    model(poisoned)  # Concrete inputs are checked.
+  # Traced inputs cannot be: NaN propagates to the row's codes (to the M
+  # kept entries of an M-sparse code), the other rows are unaffected.
+  encode = nnx.jit(lambda model, x: model(x))
+  codes, clean = encode(model, poisoned), encode(model, x)
+  assert np.isnan(codes[2]).sum() == (M if kind == 'msparse' else CODE_DIM)
+  np.testing.assert_array_equal(np.delete(codes, 2, 0), np.delete(clean, 2, 0))
+
+
+@pytest.mark.parametrize('cls, kwargs', [
+    (models.DeepL0Encoder, dict(lam=LAM)), (models.LISTA, dict(lam=LAM)),
+    (models.DeepMSparseEncoder, dict(m=M))])
+def test_from_dictionary_casts_an_integer_dictionary(cls, kwargs):
+  integers = np.round(3 * np.asarray(_dictionary())).astype(np.int32)
+  with jax.enable_x64(False):
+    encoder = cls.from_dictionary(integers, **kwargs)
+    reference = cls.from_dictionary(integers.astype(np.float32), **kwargs)
+  assert encoder.input_weights[...].dtype == jnp.float32
+  assert np.any(encoder.input_weights[...] != 0)
+  chex.assert_trees_all_equal(nnx.state(encoder), nnx.state(reference))
+
+
+@pytest.mark.parametrize('dictionary, match', [
+    (np.zeros((SIGNAL_DIM, CODE_DIM)), 'dictionary is all zero'),
+    (np.ones((SIGNAL_DIM, CODE_DIM), np.complex64), 'dictionary has dtype '
+     'complex64'),
+])
+def test_from_dictionary_refuses_unusable_dictionaries(dictionary, match):
+  with pytest.raises(ValueError, match=match):
+    models.DeepL0Encoder.from_dictionary(dictionary, lam=LAM)
+
+
+def test_complex_inputs_are_refused():
+  model = _random_model('l0')
+  with pytest.raises(ValueError, match='inputs has dtype complex128'):
+    model(np.ones((2, SIGNAL_DIM), np.complex128))
+
+
+def test_a_bad_sigma_set_under_jit_gives_nan_codes():
+  model = models.DeepL0Encoder.from_dictionary(_dictionary(jnp.float32),
+                                               lam=LAM)
+  x = _signals((4,), jnp.float32)
+
+  @nnx.jit
+  def encode(model, sigma):
+    models.set_helu_sigma(model, sigma)
+    return model(x)
+
+  assert np.all(np.isfinite(encode(model, 0.1)))
+  assert np.all(np.isnan(encode(model, 1.5)))

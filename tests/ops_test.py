@@ -1,7 +1,10 @@
 """Tests of l0enc.ops against plain NumPy references."""
 
+import re
+
 import chex
 import jax
+from jax.experimental import checkify
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -217,3 +220,81 @@ def test_sigma_can_change_under_jit_without_recompiling():
 def test_bad_input_raises_value_error(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+@pytest.mark.parametrize('call,match', [
+    (lambda: ops.top_m(jnp.float32(1.0), 1), 'u must have at least 1'),
+    (lambda: ops.max_m_pool(jnp.float32(1.0), 1), 'u must have at least 1'),
+    (lambda: ops.top_m(jnp.ones(3, jnp.complex64), 1), 'u has dtype complex'),
+    (lambda: ops.hard_threshold(jnp.ones(3, jnp.float16), 0.5),
+     'u has dtype float16'),
+    (lambda: ops.max_m_unpool(ops.MaxMPooled(jnp.ones(2), jnp.array([0, 4])),
+                              4), r'size=4 must exceed .* \[0, 4\]'),
+    (lambda: ops.max_m_unpool(ops.MaxMPooled(jnp.ones(2), jnp.array([-1, 0])),
+                              4), 'size=4 must exceed'),
+])
+def test_bad_arrays_raise_value_error_naming_the_argument(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+@pytest.mark.parametrize('name', ['soft', 'hard', 'helu', 'top_m'])
+def test_nan_inputs_give_nan_outputs(name):
+  u = _random((3, 6), jnp.float32).at[1, 2].set(jnp.nan)
+  fn = {'soft': lambda u: ops.soft_threshold(u, 0.5),
+        'hard': lambda u: ops.hard_threshold(u, 0.5),
+        'helu': lambda u: ops.helu(u, 0.2),
+        'top_m': lambda u: ops.top_m(u, 2)}[name]
+  for output in (fn(u), jax.jit(fn)(u)):
+    assert np.isnan(output[1, 2])
+    np.testing.assert_array_equal(np.isnan(output), np.isnan(u))
+
+
+@pytest.mark.parametrize('dtype', [jnp.int32, bool])
+def test_integer_and_list_inputs_are_cast_to_float(dtype):
+  u = jnp.asarray([[3, -1, 0, 2]], dtype)
+  expected = np_top_m(np.asarray(u, np.float64), 2)
+  np.testing.assert_array_equal(ops.top_m(u, 2), expected)
+  np.testing.assert_array_equal(ops.top_m(u.tolist(), 2), expected)
+  np.testing.assert_array_equal(ops.hard_threshold(u, 1.5),
+                                np_hard(np.asarray(u, np.float64), 1.5))
+
+
+@pytest.mark.parametrize('name, bad, match', [
+    ('soft', -0.5, 'threshold must be positive'),
+    ('hard', -0.5, 'threshold must be positive'),
+    ('hard', jnp.nan, 'threshold must be positive'),
+    ('helu', 1.5, r'sigma must be in \[0, 1\)'),
+    ('helu', -0.1, r'sigma must be in \[0, 1\)'),
+])
+def test_traced_bad_values_give_nan_and_fail_under_checkify(name, bad, match):
+  u = _random((4, 5), jnp.float32)
+  fn = jax.jit({'soft': ops.soft_threshold, 'hard': ops.hard_threshold,
+                'helu': ops.helu}[name])
+  good = 0.2
+  assert np.all(np.isfinite(fn(u, good)))
+  assert np.all(np.isnan(fn(u, bad)))
+  checked = checkify.checkify(fn, errors=checkify.user_checks)
+  assert checked(u, good)[0].get() is None
+  error, _ = checked(u, bad)
+  assert re.search(match, error.get())
+  with pytest.raises(Exception, match=match):
+    error.throw()
+
+
+def test_traced_indices_outside_size_give_nan():
+  values = jnp.ones((2, 2))
+  unpool = jax.jit(lambda indices: ops.max_m_unpool(
+      ops.MaxMPooled(values, indices), 4))
+  np.testing.assert_array_equal(unpool(jnp.array([[0, 3], [1, 2]])),
+                                [[1, 0, 0, 1], [0, 1, 1, 0]])
+  result = unpool(jnp.array([[0, 3], [1, 4]]))
+  np.testing.assert_array_equal(result[0], [1, 0, 0, 1])
+  assert np.all(np.isnan(result[1]))
+
+
+def test_validate_false_skips_the_threshold_check():
+  # For learned thresholds: the op is applied as written.
+  u = jnp.array([-2.0, 0.5, 3.0])
+  np.testing.assert_allclose(ops.soft_threshold(u, -1.0, validate=False),
+                             np_soft(np.asarray(u), -1.0))

@@ -12,6 +12,7 @@ import pytest
 from l0enc import solvers
 from l0enc import tasks
 from l0enc import task_experiments as te
+from l0enc import validation
 from l0enc import whitening
 
 TINY = dict(dataset='synthetic', code_dims=(8,), ms=(2,), num_epochs=2,
@@ -399,3 +400,17 @@ def test_whitening_config_errors(mnist_dir, changes, message):
   with pytest.raises(ValueError, match=message):
     te.ClassificationConfig(**{**TINY, 'dataset': 'mnist',
                                'data_path': mnist_dir, **changes})
+
+
+def test_a_damaged_cache_names_the_file(tmp_path):
+  path = str(tmp_path / 'codes.npz')
+  compute = lambda: {'codes': np.arange(6.0).reshape(2, 3)}
+  first = te._cached_arrays(path, compute)
+  np.testing.assert_array_equal(
+      te._cached_arrays(path, compute)['codes'],
+      first['codes'])
+  with open(path, 'r+b') as handle:
+    handle.truncate(40)
+  with pytest.raises(validation.DamagedFileError,
+                     match='codes.npz is damaged.*delete it and rerun'):
+    te._cached_arrays(path, compute)

@@ -3,6 +3,7 @@
 from flax import nnx
 import jax
 from jax import test_util as jtu
+from jax.experimental import checkify
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -98,6 +99,33 @@ def test_softmax_cross_entropy_value_and_gradient():
                     (logits,), order=1, modes=['rev'])
   with pytest.raises(ValueError, match='labels must have shape'):
     tasks.softmax_cross_entropy(jnp.zeros((3, 4)), jnp.zeros((4,), int))
+
+
+@pytest.mark.parametrize('labels, shown', [
+    (np.array([0, 4, 1]), '4'), (np.array([0, -1, 1]), '-1'),
+    (np.array([0.0, 1.5, 2.0]), '1.5'), (np.array([0.0, np.nan, 2.0]), 'nan')])
+def test_softmax_cross_entropy_rejects_labels_outside_the_classes(labels,
+                                                                  shown):
+  logits = jnp.zeros((3, 4))
+  with pytest.raises(ValueError,
+                     match=rf'labels must be integers in \[0, 4\).*{shown}'):
+    tasks.softmax_cross_entropy(logits, labels)
+  # Traced (as in train.fit's step): a NaN loss, which stops fit, and a
+  # checkify error naming the labels.
+  loss = jax.jit(tasks.softmax_cross_entropy)
+  assert np.isnan(loss(logits, labels))
+  assert np.isfinite(loss(logits, np.array([0, 3, 1], labels.dtype)))
+  error, _ = checkify.checkify(loss, errors=checkify.user_checks)(logits,
+                                                                 labels)
+  assert 'labels must be integers in [0, 4)' in error.get()
+
+
+def test_softmax_cross_entropy_accepts_integer_valued_float_labels():
+  logits = jax.random.normal(jax.random.key(0), (3, 4))
+  np.testing.assert_allclose(
+      tasks.softmax_cross_entropy(logits, np.array([0.0, 3.0, 1.0])),
+      _reference_cross_entropy(np.asarray(logits), np.array([0, 3, 1])),
+      rtol=1e-6)
 
 
 def _reference_information_maximization(logits, weight):

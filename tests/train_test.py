@@ -17,6 +17,7 @@ import pytest
 from l0enc import models
 from l0enc import solvers
 from l0enc import train
+from l0enc import validation
 
 SIGNAL_DIM, CODE_DIM, M, LAM = 12, 20, 4, 0.05
 NUM_EXAMPLES = 256
@@ -404,3 +405,202 @@ def test_discard_the_only_epoch_removes_the_checkpoint(tmp_path):
   assert os.listdir(tmp_path) == []
   with pytest.raises(ValueError, match='no checkpoint'):
     train.discard_last_epoch(tmp_path)
+
+
+# Non-finite data, divergence, data fingerprints, damaged checkpoints.
+
+SENTINEL = 1e3  # A target entry that makes `_poisoned_loss` NaN.
+
+
+def _poisoned_loss(outputs, targets):
+  """The squared error, times NaN on a batch holding a SENTINEL target.
+
+  Its gradient is NaN too, so the parameters become NaN at that step.
+  """
+  poisoned = jnp.any(targets >= SENTINEL)
+  return train.squared_error_loss(outputs, targets) * jnp.where(
+      poisoned, jnp.nan, 1.0)
+
+
+def _poisoned_targets(y, row):
+  y = y.copy()
+  y[row, 0] = SENTINEL
+  return y
+
+
+def _first_poisoned_step(key, epoch, row, batch_size, steps_per_epoch):
+  """The 1-based global step whose batch holds `row`: fit's data order."""
+  order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch),
+                                            NUM_EXAMPLES))
+  position = int(np.flatnonzero(order == row)[0])
+  return epoch * steps_per_epoch + position // batch_size + 1
+
+
+@pytest.mark.parametrize('name, value', [
+    ('x_train', np.nan), ('x_train', np.inf), ('y_train', np.nan),
+    ('y_train', -np.inf), ('x_eval', np.nan), ('y_eval', np.inf)])
+def test_fit_refuses_nonfinite_data_before_training(name, value, tmp_path):
+  x, y = _problem()
+  arrays = dict(x_train=x.copy(), y_train=y.copy(), x_eval=x[:8].copy(),
+                y_eval=y[:8].copy())
+  arrays[name][3, 1] = value
+  with pytest.raises(ValueError, match=f'{name} holds NaN or infinite'):
+    train.fit(_model('l0'), arrays['x_train'], arrays['y_train'],
+              x_eval=arrays['x_eval'], y_eval=arrays['y_eval'],
+              key=jax.random.key(0), workdir=tmp_path / 'run',
+              config=train.TrainConfig(num_epochs=1, batch_size=64))
+  assert not (tmp_path / 'run').exists()
+
+
+def test_fit_refuses_complex_data():
+  x, y = _problem()
+  with pytest.raises(ValueError, match='x_train must be real'):
+    train.fit(_model('l0'), x.astype(np.complex64), y, key=jax.random.key(0),
+              config=train.TrainConfig(num_epochs=1, batch_size=64))
+
+
+def _fit_clean_epoch_then_poisoned(tmp_path, **kwargs):
+  """One clean epoch checkpointed, then a second on data holding SENTINEL."""
+  x, y = _problem()
+  key = jax.random.key(0)
+  options = dict(key=key, loss_fn=_poisoned_loss, workdir=tmp_path,
+                 data_id='the same source data')
+  train.fit(_model('l0'), x, y, config=train.TrainConfig(
+      num_epochs=1, batch_size=64), **options)
+  row = 17
+  step = _first_poisoned_step(key, 1, row, 64, NUM_EXAMPLES // 64)
+  run = lambda: train.fit(
+      _model('l0'), x, _poisoned_targets(y, row),
+      config=train.TrainConfig(num_epochs=2, batch_size=64), **options,
+      **kwargs)
+  return run, step
+
+
+def _assert_checkpoint_finite(workdir, epoch):
+  record = json.loads((workdir / 'checkpoint.json').read_text())
+  assert record['epoch'] == epoch
+  for name in os.listdir(workdir):
+    if name.endswith('.npz'):
+      with np.load(workdir / name, allow_pickle=False) as arrays:
+        for array in arrays.values():
+          assert np.all(np.isfinite(array)), name
+
+
+def test_a_nonfinite_loss_stops_fit_naming_epoch_and_step(tmp_path):
+  run, step = _fit_clean_epoch_then_poisoned(tmp_path)
+  with pytest.raises(train.DivergedError,
+                     match=f'epoch 2: the training loss became nan at step '
+                     f'{step} ') as error:
+    run()
+  assert (error.value.epoch, error.value.step) == (2, step)
+  assert 'holds epoch 1' in str(error.value)
+  # Nothing of the diverged epoch reached the workdir.
+  assert sorted(os.listdir(tmp_path)) == ['checkpoint.json',
+                                          'state_000001.npz']
+  _assert_checkpoint_finite(tmp_path, epoch=1)
+
+
+def test_recorded_divergence_is_undone_by_discard_last_epoch(tmp_path):
+  run, _ = _fit_clean_epoch_then_poisoned(tmp_path,
+                                          on_nonfinite_loss='record')
+  history = run().history
+  assert len(history) == 2 and np.isnan(history[-1].train_loss)
+  _assert_checkpoint_finite(tmp_path, epoch=2)
+  record = json.loads((tmp_path / 'checkpoint.json').read_text())
+  assert record['diverged'] and record['arrays'] == 'state_000001.npz'
+  with pytest.raises(ValueError, match='discard_last_epoch'):
+    run()
+  assert train.discard_last_epoch(tmp_path) == 1
+  # Resumed on clean data: as if the diverged epoch had never run.
+  x, y = _problem()
+  config = train.TrainConfig(num_epochs=2, batch_size=64)
+  options = dict(key=jax.random.key(0), loss_fn=_poisoned_loss,
+                 config=config)
+  resumed = train.fit(_model('l0'), x, y, workdir=tmp_path,
+                      data_id='the same source data', **options)
+  reference = train.fit(_model('l0'), x, y, **options)
+  chex.assert_trees_all_equal(_params(resumed.model),
+                              _params(reference.model))
+
+
+def test_diverging_in_the_first_epoch_writes_no_arrays(tmp_path):
+  x, y = _problem()
+  train_config = train.TrainConfig(num_epochs=1, batch_size=64)
+  history = train.fit(_model('l0'), x, _poisoned_targets(y, 0),
+                      key=jax.random.key(0), config=train_config,
+                      loss_fn=_poisoned_loss, workdir=tmp_path,
+                      on_nonfinite_loss='record').history
+  assert np.isnan(history[-1].train_loss)
+  assert os.listdir(tmp_path) == ['checkpoint.json']
+  assert train.discard_last_epoch(tmp_path) == 0
+
+
+def test_nonfinite_parameters_are_never_checkpointed(tmp_path):
+  x, y = _problem()
+  model = _model('l0')
+  model.input_weights[...] = model.input_weights[...].at[0, 0].set(jnp.nan)
+  with pytest.raises(train.DivergedError, match='epoch 1'):
+    # The NaN weight reaches every code through S: the loss is NaN at once.
+    train.fit(model, x, y, key=jax.random.key(0), workdir=tmp_path,
+              config=train.TrainConfig(num_epochs=1, batch_size=64))
+  assert not os.path.exists(tmp_path / 'checkpoint.json')
+
+
+def test_bad_on_nonfinite_loss_raises():
+  x, y = _problem()
+  with pytest.raises(ValueError, match='on_nonfinite_loss'):
+    train.fit(_model('l0'), x, y, key=jax.random.key(0),
+              on_nonfinite_loss='ignore')
+
+
+@pytest.mark.parametrize('change', ['other_x', 'other_y', 'shuffled_rows',
+                                    'float64_x'])
+def test_resuming_on_other_data_of_the_same_shape_raises(change, tmp_path):
+  x, y = _problem()
+  config = train.TrainConfig(num_epochs=1, batch_size=64)
+  train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
+            workdir=tmp_path)
+  other_x, other_y = _problem(seed=2)
+  x, y = {'other_x': (other_x, y), 'other_y': (x, other_y),
+          'shuffled_rows': (x[::-1], y[::-1]),
+          'float64_x': (x.astype(np.float64), y)}[change]
+  with pytest.raises(ValueError, match='data_fingerprint'):
+    train.fit(_model('l0'), x, y, key=jax.random.key(0),
+              config=config._replace(num_epochs=2), workdir=tmp_path)
+
+
+def test_data_fingerprint_is_a_function_of_shape_dtype_and_values():
+  x, _ = _problem()
+  fingerprint = train.data_fingerprint(x)
+  assert fingerprint == train.data_fingerprint(x.copy())
+  assert f'{x.shape} float32' in fingerprint
+  changed = x.copy()
+  changed[0, 0] += 1  # Row 0 is always in the sample.
+  assert train.data_fingerprint(changed) != fingerprint
+
+
+@pytest.mark.parametrize('damage', ['truncated_arrays', 'text_arrays',
+                                    'truncated_record', 'empty_record'])
+def test_damaged_checkpoint_files_name_the_file(damage, tmp_path):
+  x, y = _problem()
+  config = train.TrainConfig(num_epochs=1, batch_size=64)
+  train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
+            workdir=tmp_path)
+  name = 'checkpoint.json' if damage.endswith('record') else (
+      'state_000001.npz')
+  path = tmp_path / name
+  content = path.read_bytes()
+  path.write_bytes({'truncated_arrays': content[:len(content) // 2],
+                    'text_arrays': b'not an archive\n',
+                    'truncated_record': content[:len(content) // 2],
+                    'empty_record': b''}[damage])
+  for resume in (
+      lambda: train.fit(_model('l0'), x, y, key=jax.random.key(0),
+                        config=config._replace(num_epochs=2),
+                        workdir=tmp_path),
+      lambda: train.restore_model(tmp_path, _model('l0'))):
+    with pytest.raises(validation.DamagedFileError,
+                       match=f'{name} is damaged') as error:
+      resume()
+    assert str(path) in str(error.value)
+    assert 'Delete the workdir' in str(error.value)
