@@ -140,30 +140,9 @@ flags.register_validator('spatial_window', lambda window: window % 2 == 1,
                          message='must be odd (a window centred on the pixel)')
 
 
-def indian_pines_path(flag_values) -> str | None:
-  """--indian_pines_path, else `<data_dir>/indian_pines.npz`, else None."""
-  if flag_values['indian_pines_path'] is not None:
-    return flag_values['indian_pines_path']
-  if flag_values['data_dir'] is not None:
-    return os.path.join(flag_values['data_dir'], 'indian_pines.npz')
-  return None
-
-
-def _indian_pines_found(flag_values) -> bool:
-  if 'indian_pines' not in flag_values['dataset']:
-    return True
-  path = indian_pines_path(flag_values)
-  # --report_only reads no data, but the configuration names the file.
-  return path is not None and (flag_values['report_only'] or
-                               os.path.isfile(path))
-
-
-flags.register_multi_flags_validator(
-    ['dataset', 'data_dir', 'indian_pines_path', 'report_only'],
-    _indian_pines_found,
-    message=('--dataset=indian_pines reads --indian_pines_path, else '
-             f'<--data_dir or ${data.DATA_DIR_ENV}>/indian_pines.npz: no such '
-             'file (see l0enc.data.load_indian_pines for where to get it)'))
+validation.register_data_file_check(
+    'indian_pines', 'indian_pines_path', 'indian_pines.npz',
+    data.DATA_DIR_ENV, 'load_indian_pines')
 
 
 def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
@@ -185,9 +164,8 @@ def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
   if dataset == 'mnist':
     data_path = FLAGS.data_dir
   else:
-    data_path = indian_pines_path(
-        {name: getattr(FLAGS, name)
-         for name in ('indian_pines_path', 'data_dir')})
+    data_path = validation.data_file_path(
+        FLAGS.indian_pines_path, FLAGS.data_dir, 'indian_pines.npz')
   if dataset == 'indian_pines':
     settings['spatial_window'] = FLAGS.spatial_window
   else:

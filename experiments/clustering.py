@@ -111,29 +111,8 @@ validation.register_flag_checks(
     existing_dirs=('data_dir',), existing_files=('coil20_path', 'pie_path'))
 
 
-def coil20_path(flag_values) -> str | None:
-  """--coil20_path, else `<data_dir>/coil20.npz`, else None."""
-  if flag_values['coil20_path'] is not None:
-    return flag_values['coil20_path']
-  if flag_values['data_dir'] is not None:
-    return os.path.join(flag_values['data_dir'], 'coil20.npz')
-  return None
-
-
-def _coil20_found(flag_values) -> bool:
-  if 'coil20' not in flag_values['dataset']:
-    return True
-  path = coil20_path(flag_values)
-  # --report_only reads no data, but the configuration names the file.
-  return path is not None and (flag_values['report_only'] or
-                               os.path.isfile(path))
-
-
-flags.register_multi_flags_validator(
-    ['dataset', 'data_dir', 'coil20_path', 'report_only'], _coil20_found,
-    message=('--dataset=coil20 reads --coil20_path, else <--data_dir or '
-             f'${data.DATA_DIR_ENV}>/coil20.npz: no such file (see '
-             'l0enc.data.load_coil20 for where to get it)'))
+validation.register_data_file_check('coil20', 'coil20_path', 'coil20.npz',
+                                    data.DATA_DIR_ENV, 'load_coil20')
 
 PIE_MISSING = (
     'Skipping CMU PIE: no --pie_path was given. Save PIE_32x32.mat (fea as x, '
@@ -155,8 +134,9 @@ def config_from_flags(dataset: str) -> task_experiments.ClusteringConfig:
     value = getattr(FLAGS, flag)
     if value is not None:
       settings[field] = tuple(value) if isinstance(value, list) else value
-  data_path = (FLAGS.pie_path if dataset == 'pie' else coil20_path(
-      {name: getattr(FLAGS, name) for name in ('coil20_path', 'data_dir')}))
+  data_path = (FLAGS.pie_path if dataset == 'pie' else
+               validation.data_file_path(FLAGS.coil20_path, FLAGS.data_dir,
+                                         'coil20.npz'))
   return task_experiments.ClusteringConfig(
       dataset=dataset, encoders=tuple(FLAGS.encoder), ms=tuple(FLAGS.m),
       seed=FLAGS.seed, data_path=data_path, **settings)

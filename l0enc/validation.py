@@ -20,6 +20,8 @@ and saying how to regenerate or fetch it.
 
 import contextlib
 import json
+import math
+import os
 import zipfile
 import zlib
 from typing import Any, Iterator
@@ -272,8 +274,6 @@ def register_flag_checks(*, positive: tuple[str, ...] = (),
     existing_dirs: path flags that must name an existing directory.
     flag_values: the `FlagValues`; absl's global `FLAGS` by default.
   """
-  import math  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   flag_values = flags.FLAGS if flag_values is None else flag_values
 
@@ -297,3 +297,46 @@ def register_flag_checks(*, positive: tuple[str, ...] = (),
     for name in names:
       flags.register_validator(name, each(test), message=message,
                                flag_values=flag_values)
+
+
+def data_file_path(path: str | None, data_dir: str | None,
+                   file_name: str) -> str | None:
+  """`path` if given, else `<data_dir>/<file_name>`, else None."""
+  if path is not None:
+    return path
+  return None if data_dir is None else os.path.join(data_dir, file_name)
+
+
+def register_data_file_check(dataset: str, path_flag: str, file_name: str,
+                             env_name: str, loader: str,
+                             flag_values: Any = None) -> None:
+  """Registers that `--dataset=<dataset>` finds its file while parsing.
+
+  The file is `--<path_flag>`, else `<--data_dir>/<file_name>`; with
+  `--report_only` it need not exist (no data is read), but must be named.
+
+  Args:
+    dataset: the value of the multi flag `--dataset` that needs the file.
+    path_flag: the flag naming the file.
+    file_name: its name inside `--data_dir`.
+    env_name: the environment variable `--data_dir` defaults to (for the
+      message).
+    loader: the `l0enc.data` loader whose docstring says where to get it.
+    flag_values: the `FlagValues`; absl's global `FLAGS` by default.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  names = ['dataset', 'data_dir', path_flag, 'report_only']
+
+  def found(values) -> bool:
+    if dataset not in values['dataset']:
+      return True
+    path = data_file_path(values[path_flag], values['data_dir'], file_name)
+    return path is not None and (values['report_only'] or
+                                 os.path.isfile(path))
+
+  flags.register_multi_flags_validator(
+      names, found, flag_values=flag_values,
+      message=(f'--dataset={dataset} reads --{path_flag}, else <--data_dir or '
+               f'${env_name}>/{file_name}: no such file (see '
+               f'l0enc.data.{loader} for where to get it)'))
