@@ -76,28 +76,24 @@ def _epsilon(epsilon: float | None) -> str:
   return 'none' if epsilon is None else f'{epsilon:g}'
 
 
-def approximation_rows(results_dir: str) -> list[Row]:
-  """Tables 1-3 at the paper's code sizes, and the encoders' speed-up."""
-  for experiment in APPROXIMATION_REGIMES:
-    results = _read(results_dir, experiment)
-    if results:
-      break
-  else:
-    return []
-  results = [r for r in results if r['config']['dataset'] == 'mnist' and
-             r['config']['code_dim'] in approximation.PAPER_CODE_DIMS]
+_APPROXIMATION_HEADLINES = (
+    ('l0', 'Table 1', approximation.DEEP_NAMES['l0'], 'prediction_error',
+     'l0', 'prediction error (%)'),
+    ('l0', 'Table 1', 'IHT (10 iterations)', 'prediction_error', 'l0',
+     'prediction error (%)'),
+    ('msparse', 'Table 2', approximation.DEEP_NAMES['msparse'],
+     'prediction_error', 'msparse', 'prediction error (%)'),
+    ('msparse', 'Table 2', 'IHT (10 iterations)', 'prediction_error',
+     'msparse', 'prediction error (%)'),
+    ('msparse', 'Table 3', approximation.DEEP_NAMES['msparse'],
+     'support_error', 'support', 'support error'))
+
+
+def _approximation_table_rows(experiment: str,
+                              results: Sequence[dict[str, Any]],
+                              headlines: Sequence[tuple[str, ...]]
+                              ) -> list[Row]:
   rows = []
-  headlines = (
-      ('l0', 'Table 1', approximation.DEEP_NAMES['l0'], 'prediction_error',
-       'l0', 'prediction error (%)'),
-      ('l0', 'Table 1', 'IHT (10 iterations)', 'prediction_error', 'l0',
-       'prediction error (%)'),
-      ('msparse', 'Table 2', approximation.DEEP_NAMES['msparse'],
-       'prediction_error', 'msparse', 'prediction error (%)'),
-      ('msparse', 'Table 2', 'IHT (10 iterations)', 'prediction_error',
-       'msparse', 'prediction error (%)'),
-      ('msparse', 'Table 3', approximation.DEEP_NAMES['msparse'],
-       'support_error', 'support', 'support error'))
   for problem, table, method, metric, paper_table, what in headlines:
     runs = sorted((r for r in results if r['config']['problem'] == problem),
                   key=lambda r: r['config']['code_dim'])
@@ -112,6 +108,33 @@ def approximation_rows(results_dir: str) -> list[Row]:
         _cells([paper[approximation.PAPER_CODE_DIMS.index(p)]
                 for p in code_dims]),
         _source(experiment, _regime(runs))])
+  return rows
+
+
+def approximation_rows(results_dir: str) -> list[Row]:
+  """Tables 1-3 at the paper's code sizes, and the encoders' speed-up.
+
+  Every row from the first regime of `APPROXIMATION_REGIMES` with results;
+  the deep encoders' rows of the later regimes too, so that what the regime
+  changed stands beside it.
+  """
+  regimes = []
+  for experiment in APPROXIMATION_REGIMES:
+    results = _read(results_dir, experiment)
+    if results:
+      regimes.append((experiment, [
+          r for r in results if r['config']['dataset'] == 'mnist' and
+          r['config']['code_dim'] in approximation.PAPER_CODE_DIMS]))
+  if not regimes:
+    return []
+  (experiment, results), *others = regimes
+  rows = _approximation_table_rows(experiment, results,
+                                   _APPROXIMATION_HEADLINES)
+  deep_only = [headline for headline in _APPROXIMATION_HEADLINES
+               if headline[2] in approximation.DEEP_NAMES.values() and
+               headline[3] == 'prediction_error']
+  for other, other_results in others:
+    rows += _approximation_table_rows(other, other_results, deep_only)
   rows += _speed_rows(results_dir, experiment, results)
   return rows
 

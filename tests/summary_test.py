@@ -82,7 +82,13 @@ def test_the_whitened_regime_is_preferred_and_labelled(tmp_path):
   rows = cells(summary.summary(str(tmp_path)))
   assert [row[1] for row in rows[:3]] == ['0.50', '5.00', '0.50']
   assert all('approximation_whitened' in row[3] and 'ε = 0.03' in row[3]
-             for row in rows)
+             for row in rows[:3])
+  # The previous regime's deep encoder stands beside, labelled as such.
+  assert rows[3][0].startswith('Table 2: Deep M-Sparse encoder')
+  assert rows[3][1] == '5.00' and 'literal regime' in rows[3][3]
+  # The speed-up is the preferred regime's.
+  assert rows[4][0].startswith('Speed-up') and (
+      'approximation_whitened' in rows[4][3])
 
 
 def test_calibration_row_from_the_chosen_points(tmp_path):
