@@ -87,6 +87,9 @@ flags.DEFINE_float('lam', None, 'l0 weight of 1/2||x-Da||^2 + lam||a||_0; the '
 flags.DEFINE_integer('m', None, 'Sparsity M of problem (2) (default: the '
                      "preset's).")
 flags.DEFINE_integer('num_stages', 2, 'Stages K of the deep encoder.')
+flags.DEFINE_boolean('untied_stages', False, 'Give each stage of the deep '
+                     'encoder its own S and thresholds (our variant; the '
+                     'paper shares them between its two stages).')
 flags.DEFINE_integer('num_epochs', None, 'Training epochs of the deep encoder '
                      "(default: the preset's).")
 flags.DEFINE_integer('baseline_epochs', None, 'Training epochs of the '
@@ -166,7 +169,8 @@ def configs_from_flags() -> list[approximation.Config]:
           pick('sgd_learning_rate', 'sgd_learning_rates')),
       adam_learning_rates=() if FLAGS.no_adam else tuple(
           pick('adam_learning_rate', 'adam_learning_rates')),
-      num_stages=FLAGS.num_stages, batch_size=FLAGS.batch_size,
+      num_stages=FLAGS.num_stages, tied=not FLAGS.untied_stages,
+      batch_size=FLAGS.batch_size,
       clip_norm=FLAGS.clip_norm, min_sigma=pick('min_sigma', 'min_sigma'),
       dictionary_steps=pick('dictionary_steps', 'dictionary_steps'),
       seed=FLAGS.seed,

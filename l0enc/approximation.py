@@ -81,6 +81,8 @@ class Config:
       paper's lam = 0.5 (in its IHT scaling) is 0.25 here.
     m: M of problem (2).
     num_stages: K, stages of the deep encoder.
+    tied: the stages share S and the thresholds (the paper: "shared among
+      both stages"); False gives each stage its own (our variant).
     num_epochs: training epochs of the deep encoder.
     baseline_epochs: training epochs of the baseline encoder.
     batch_size: minibatch size (paper: 128).
@@ -125,6 +127,7 @@ class Config:
   lam: float = 0.05
   m: int = 8
   num_stages: int = 2
+  tied: bool = True
   num_epochs: int = 20
   baseline_epochs: int = 20
   batch_size: int = 128
@@ -382,9 +385,10 @@ def build_deep_encoder(dictionary: np.ndarray, config: Config) -> nnx.Module:
   dictionary = jnp.asarray(dictionary)
   if config.problem == 'l0':
     return models.DeepL0Encoder.from_dictionary(
-        dictionary, lam=config.lam, num_stages=config.num_stages)
+        dictionary, lam=config.lam, num_stages=config.num_stages,
+        tied=config.tied)
   return models.DeepMSparseEncoder.from_dictionary(
-      dictionary, m=config.m, num_stages=config.num_stages)
+      dictionary, m=config.m, num_stages=config.num_stages, tied=config.tied)
 
 
 def _fit_options(config: Config, num_epochs: int, optimizer: str,

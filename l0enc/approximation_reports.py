@@ -112,8 +112,10 @@ def _settings_line(config: dict[str, Any]) -> str:
       f"{config['min_sigma']:g}")
   candidates = [f'SGD {rate:g}' for rate in config['sgd_learning_rates']] + [
       f'Adam {rate:g}' for rate in config['adam_learning_rates']]
+  stages = 'tied' if config.get('tied', True) else 'untied (our variant)'
   return (
-      f"**Settings** ({config['dataset']}; candidates "
+      f"**Settings** ({config['dataset']}; {config['num_stages']} {stages} "
+      f"stages; candidates "
       f"{' / '.join(candidates)}"
       f"{' (chosen on validation)' if len(candidates) > 1 else ''}, batch "
       f"{config['batch_size']}, {config['num_epochs']} epochs (baseline "

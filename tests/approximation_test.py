@@ -171,3 +171,18 @@ def test_a_diverging_candidate_drops_out_of_the_choice(tmp_path):
   with pytest.raises(train.DivergedError, match='Every candidate diverged'):
     approximation.run(dataclasses.replace(config, adam_learning_rates=()),
                       str(tmp_path / 'all'))
+
+
+@pytest.mark.parametrize('problem', ['l0', 'msparse'])
+def test_untied_deep_encoder_starts_as_the_tied_one(problem):
+  config = approximation.Config(problem=problem, **TINY)
+  dictionary = np.random.default_rng(0).normal(size=(8, 16)) / 3
+  x = np.random.default_rng(1).normal(size=(32, 8)).astype(np.float32)
+  tied = approximation.build_deep_encoder(dictionary, config)
+  untied = approximation.build_deep_encoder(
+      dictionary, dataclasses.replace(config, tied=False))
+  assert tied.tied and not untied.tied
+  # Eq. (8) in every stage: both are the same K IHT iterations before
+  # training.
+  np.testing.assert_allclose(train.predict(untied, x), train.predict(tied, x),
+                             rtol=1e-5, atol=1e-6)
