@@ -129,12 +129,13 @@ def _time_training(name: str, *, key: jax.Array, batch: int, signal_dim: int,
   x_key, y_key = jax.random.split(data_key)
   inputs = jax.random.normal(x_key, (scan_steps, batch, signal_dim))
   targets = jax.random.normal(y_key, (scan_steps, batch, code_dim))
+  first_inputs, first_targets = inputs[0], targets[0]
   # The state is donated: each call continues from the previous one's.
   holder = {'state': state}
 
   def one_step():
     holder['state'], loss = train.train_step(graphdef, holder['state'],
-                                             inputs[0], targets[0])
+                                             first_inputs, first_targets)
     return loss
 
   def scanned_steps():
