@@ -13,9 +13,12 @@ product of its own size: a batch of `--top_m_rows` signals times a square
 `--top_m_dim` matrix (target: at most 0.5x); the former implementation, by
 `lax.top_k`, is timed next to it.
 
-Each timing is the median of `--repeats` calls after a warm-up call
-(`reporting.time_call`, `block_until_ready`); the whole measurement runs
-`--runs` times and the results give the median and the spread of each ratio.
+After a warm-up call each, the calls being compared are timed in turns,
+`--repeats` rounds of one call each (`reporting.time_call`,
+`block_until_ready`), and each ratio is the median over the rounds of the
+per-round ratio: calls made moments apart on this shared machine. The
+whole measurement runs `--runs` times; the results give the median and the
+spread of each ratio over the runs.
 
     python experiments/training_step_benchmark.py           # the defaults
     python experiments/training_step_benchmark.py --runs=1 --repeats=3 \
@@ -55,8 +58,8 @@ flags.DEFINE_integer('top_m_rows', 10_000, 'Rows of the top_m benchmark.')
 flags.DEFINE_integer('top_m_dim', 512, 'Row length p of the top_m benchmark '
                      '(and size of its square matmul).')
 flags.DEFINE_integer('top_m_m', 32, 'M of the top_m benchmark.')
-flags.DEFINE_integer('repeats', 9, 'Timed calls per measurement after a '
-                     'warm-up call (the median is kept).')
+flags.DEFINE_integer('repeats', 15, 'Rounds of timed calls after a warm-up '
+                     'call (the median per-round ratio is kept).')
 flags.DEFINE_integer('runs', 3, 'Times the whole measurement is repeated; '
                      'the results give the median, min and max ratio.')
 flags.DEFINE_integer('seed', 0, 'PRNG seed of the weights and data.')
@@ -115,10 +118,10 @@ def _encoder(name: str, *, signal_dim: int, code_dim: int, num_stages: int,
   return getattr(models, name)(signal_dim, code_dim, **kwargs)
 
 
-def _time_training(name: str, *, key: jax.Array, batch: int, signal_dim: int,
-                   code_dim: int, num_stages: int, m: int, scan_steps: int,
-                   repeats: int) -> dict[str, float]:
-  """Seconds of one `train.train_step` and per step of `train.train_steps`."""
+def _training_calls(name: str, *, key: jax.Array, batch: int,
+                    signal_dim: int, code_dim: int, num_stages: int, m: int,
+                    scan_steps: int) -> dict[str, Callable[[], Any]]:
+  """One `train.train_step` call, and one `train.train_steps` over a stack."""
   model_key, data_key = jax.random.split(key)
   model = _encoder(name, signal_dim=signal_dim, code_dim=code_dim,
                    num_stages=num_stages, m=m,
@@ -143,31 +146,49 @@ def _time_training(name: str, *, key: jax.Array, batch: int, signal_dim: int,
                                                 inputs, targets)
     return losses
 
-  return dict(
-      step_seconds=reporting.time_call(one_step, repeats=repeats),
-      scan_step_seconds=reporting.time_call(scanned_steps, repeats=repeats)
-      / scan_steps)
+  return dict(step=one_step, scan=scanned_steps)
 
 
-def _time_top_m(*, key: jax.Array, rows: int, dim: int, m: int,
-                repeats: int) -> dict[str, float]:
+def _top_m_calls(*, key: jax.Array, rows: int, dim: int, m: int
+                 ) -> dict[str, Callable[[], Any]]:
+  """One matmul of the size of top_m, top_m, its gradient, the former op."""
   u_key, w_key = jax.random.split(key)
   u = jax.random.normal(u_key, (rows, dim))
   weights = jax.random.normal(w_key, (dim, dim))
   matmul = jax.jit(lambda u, w: u @ w)
   top_m = jax.jit(lambda u: ops.top_m(u, m))
   top_m_grad = jax.jit(jax.grad(lambda u: jnp.sum(ops.top_m(u, m)**2)))
-  by_top_k = jax.jit(lambda u: jnp.where(ops._top_k_mask(u, m), u, 0))  # pylint: disable=protected-access
-  seconds = dict(
-      matmul_seconds=reporting.time_call(lambda: matmul(u, weights),
-                                         repeats=repeats),
-      top_m_seconds=reporting.time_call(lambda: top_m(u), repeats=repeats),
-      top_m_grad_seconds=reporting.time_call(lambda: top_m_grad(u),
-                                             repeats=repeats),
-      top_k_seconds=reporting.time_call(lambda: by_top_k(u), repeats=repeats))
+  # The former implementation of top_m, kept in ops as the exact fallback.
+  top_k_mask = ops._top_k_mask  # pylint: disable=protected-access
+  by_top_k = jax.jit(lambda u: jnp.where(top_k_mask(u, m), u, 0))
   if not bool(jnp.array_equal(top_m(u), by_top_k(u))):
     raise AssertionError('top_m and the top_k reference disagree.')
-  return seconds
+  return dict(matmul=lambda: matmul(u, weights), top_m=lambda: top_m(u),
+              top_m_grad=lambda: top_m_grad(u), top_k=lambda: by_top_k(u))
+
+
+def _interleaved_ratios(calls: dict[str, Callable[[], Any]], reference: str,
+                        repeats: int) -> dict[str, float]:
+  """Seconds of each call and its ratio to `calls[reference]`.
+
+  After one warm-up call each, the calls are timed in `repeats` rounds of
+  one call each (`reporting.time_call`), so that every ratio compares calls
+  made moments apart on this shared machine; the median over the rounds is
+  kept, of the seconds and of the per-round ratios.
+  """
+  for call in calls.values():
+    reporting.time_call(call, warmup=1, repeats=1)
+  seconds = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, call in calls.items():
+      seconds[name].append(reporting.time_call(call, warmup=0, repeats=1))
+  result = {f'{name}_seconds': statistics.median(times)
+            for name, times in seconds.items()}
+  for name, times in seconds.items():
+    if name != reference:
+      result[f'{name}_ratio'] = statistics.median(
+          t / r for t, r in zip(times, seconds[reference]))
+  return result
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -189,24 +210,24 @@ def run_benchmark(*, signal_dim: int, code_dim: int, num_stages: int,
     encoders = {}
     for index, name in enumerate(ENCODERS):
       encoder_key = jax.random.fold_in(run_key, index)
+      calls = _training_calls(name, key=encoder_key, m=m,
+                              scan_steps=scan_steps, **shapes)
       products = _products(encoder_key, _step_products(name, **shapes))
-      matmul_seconds = reporting.time_call(products, repeats=repeats)
-      seconds = _time_training(name, key=encoder_key, m=m,
-                               scan_steps=scan_steps, repeats=repeats,
-                               **shapes)
-      encoders[name] = dict(
-          matmul_seconds=matmul_seconds, **seconds,
-          step_ratio=seconds['step_seconds'] / matmul_seconds,
-          scan_step_ratio=seconds['scan_step_seconds'] / matmul_seconds)
+      times = _interleaved_ratios(
+          dict(matmuls=products, step=calls['step'], scan=calls['scan']),
+          'matmuls', repeats)
+      # A scan call runs `scan_steps` steps.
+      times['scan_step_seconds'] = times.pop('scan_seconds') / scan_steps
+      times['scan_step_ratio'] = times.pop('scan_ratio') / scan_steps
+      times['matmul_seconds'] = times.pop('matmuls_seconds')
+      encoders[name] = times
       logging.info('run %d %-19s step %.2f x its matmuls (scanned: %.2f x)',
-                   run + 1, name, encoders[name]['step_ratio'],
-                   encoders[name]['scan_step_ratio'])
-    top_m = _time_top_m(key=jax.random.fold_in(run_key, len(ENCODERS)),
-                        rows=top_m_rows, dim=top_m_dim, m=top_m_m,
-                        repeats=repeats)
-    for name in ('top_m', 'top_m_grad', 'top_k'):
-      top_m[f'{name}_ratio'] = (top_m[f'{name}_seconds']
-                                / top_m['matmul_seconds'])
+                   run + 1, name, times['step_ratio'],
+                   times['scan_step_ratio'])
+    top_m = _interleaved_ratios(
+        _top_m_calls(key=jax.random.fold_in(run_key, len(ENCODERS)),
+                     rows=top_m_rows, dim=top_m_dim, m=top_m_m),
+        'matmul', repeats)
     logging.info('run %d top_m %.3f x one matmul (lax.top_k: %.3f x)',
                  run + 1, top_m['top_m_ratio'], top_m['top_k_ratio'])
     per_run.append(dict(encoders=encoders, top_m=top_m))
@@ -250,9 +271,10 @@ def markdown(results: dict[str, Any]) -> str:
       "against the matmuls the step contains (forward, and the weight and "
       "input gradients), timed alone in the same run; "
       f"{environment['jax_backend']} ({environment['device']}, "
-      f"{environment['cpu_count']} CPU cores). Median of "
-      f"{config['repeats']} calls after a warm-up; median (min-max) over "
-      f"{config['runs']} runs. Target: at most {STEP_TARGET}x.\n\n")
+      f"{environment['cpu_count']} CPU cores). Median ratio of "
+      f"{config['repeats']} rounds of interleaved calls after a warm-up; "
+      f"median (min-max) over {config['runs']} runs. Target: at most "
+      f"{STEP_TARGET}x.\n\n")
   steps = reporting.markdown_table(
       ['encoder', 'train_step / matmuls',
        f"train_steps (scan of {config['scan_steps']}) per step / matmuls"],

@@ -221,7 +221,7 @@ class _Bracket(NamedTuple):
   While a row searches, `count(>= low) = count_low > m > count_high =
   count(>= high)`, so a threshold with exactly m entries at or above it lies
   in `(low, high)`. `found` rows have one in `threshold`; `stuck` rows give
-  up (a tie at the maximum, or a NaN) and go to top_k.
+  up (a tie at the maximum, an inf or a NaN) and go to top_k.
   """
   low: jax.Array
   high: jax.Array
@@ -271,9 +271,9 @@ def _top_m_mask(u: jax.Array, m: int) -> jax.Array:
   rows (`_count_in_bracket`); as the brackets hold fewer entries the counts
   need fewer bits, so later passes count more probes (up to `_MAX_PROBES`).
   The loop stops as soon as few rows are left; those (ties at the m-th
-  value, NaNs, gaps too narrow for the passes made) get their threshold from
-  top_k on those rows alone, so the result never depends on how well the
-  search did.
+  value, infs and NaNs, gaps too narrow for the passes made) get their mask
+  from top_k on those rows alone (on all rows when more are left), so the
+  result never depends on how well the search did.
 
   Args:
     u: array of shape `(..., p)`.
