@@ -167,8 +167,9 @@ def _top_k_mask(u: jax.Array, m: int) -> jax.Array:
   """The kept positions of `top_m`, from `lax.top_k` (ties to lower index).
 
   The definition of the op's tie rule, and the exact fallback of
-  `_top_m_mask`. It is built from top_k's indices: asking only for the m-th
-  largest value makes XLA lower top_k to a full sort, about 9x slower on CPU.
+  `_search_top_m_mask`. It is built from top_k's indices: asking only for
+  the m-th largest value makes XLA lower top_k to a full sort, about 9x
+  slower on CPU.
   """
   _, indices = jax.lax.top_k(jnp.abs(u), m)
   flat = indices.reshape(-1, m)
@@ -177,10 +178,10 @@ def _top_k_mask(u: jax.Array, m: int) -> jax.Array:
   return mask.reshape(u.shape)
 
 
-# The threshold search of `_top_m_mask`: at most this many counting passes,
-# at most this many probes per pass, and the rows left without a threshold go
-# to `lax.top_k` in groups of at most `1 + rows // _TOP_K_ROWS_DIVISOR` (all
-# rows at once if more are left).
+# The threshold search of `_search_top_m_mask`: at most this many counting
+# passes, at most this many probes per pass, and the rows left without a
+# threshold go to `lax.top_k` in groups of at most `1 + rows //
+# _TOP_K_ROWS_DIVISOR` (all rows at once if more are left).
 _MAX_SEARCH_PASSES = 10
 _MAX_PROBES = 15
 _TOP_K_ROWS_DIVISOR = 32
@@ -216,7 +217,7 @@ def _count_in_bracket(magnitudes: jax.Array, probes: jax.Array,
 
 
 class _Bracket(NamedTuple):
-  """Search state of `_top_m_mask`, one entry per row (each `(rows, 1)`).
+  """Search state of `_search_top_m_mask`: one entry per row, `(rows, 1)`.
 
   While a row searches, `count(>= low) = count_low > m > count_high =
   count(>= high)`, so a threshold with exactly m entries at or above it lies
@@ -261,7 +262,20 @@ def _narrow(bracket: _Bracket, probes: jax.Array, counts: jax.Array,
 # Jitted so that eager calls reuse the compiled search (cached per shape).
 @functools.partial(jax.jit, static_argnums=1)
 def _top_m_mask(u: jax.Array, m: int) -> jax.Array:
-  """The positions `top_m` keeps: equal to `_top_k_mask`, several times faster.
+  """The positions `top_m` keeps, equal to `_top_k_mask`.
+
+  On the CPU by a threshold search (`_search_top_m_mask`), about twice as
+  fast as top_k there; elsewhere by top_k itself, which accelerators run
+  well (and where the search's data-dependent loop would cost a host
+  round trip per pass; not measured).
+  """
+  return jax.lax.platform_dependent(
+      u, cpu=lambda u: _search_top_m_mask(u, m),
+      default=lambda u: _top_k_mask(u, m))
+
+
+def _search_top_m_mask(u: jax.Array, m: int) -> jax.Array:
+  """The positions `top_m` keeps: equal to `_top_k_mask`, faster on the CPU.
 
   Per row, a threshold `q` with exactly `m` magnitudes `>= q` selects the
   same set as top_k, ties included (an entry equal to a kept one is `>= q`
