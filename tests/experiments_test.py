@@ -2,6 +2,7 @@
 
 import glob
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -86,6 +87,9 @@ _BAD_FLAGS = [
     ('ddse.py', ['--batch_size=0'], 'batch_size'),
     ('encoding_benchmark.py', ['--workdir=/missing/dir'], 'workdir'),
     ('summary.py', ['--results_dir=/missing/dir'], 'results_dir'),
+    ('training_step_benchmark.py', ['--batch_size=0'], 'batch_size'),
+    ('training_step_benchmark.py', ['--m=600'], 'm'),
+    ('training_step_benchmark.py', ['--runs=0'], 'runs'),
 ]
 
 
@@ -149,3 +153,27 @@ def test_no_default_points_outside_the_repository():
   for script in SCRIPTS:
     with open(os.path.join(ROOT, 'experiments', script)) as handle:
       assert "'../" not in handle.read(), script
+
+
+def test_training_step_benchmark_runs_with_tiny_settings(tmp_path):
+  completed = subprocess.run(
+      [sys.executable,
+       os.path.join(ROOT, 'experiments', 'training_step_benchmark.py'),
+       '--signal_dim=6', '--code_dim=8', '--num_stages=2', '--batch_size=4',
+       '--m=3', '--scan_steps=2', '--top_m_rows=16', '--top_m_dim=8',
+       '--top_m_m=2', '--repeats=1', '--runs=2', f'--workdir={tmp_path}'],
+      capture_output=True, text=True, timeout=600, cwd=ROOT,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  with open(os.path.join(tmp_path, 'results.json')) as handle:
+    results = json.load(handle)
+  assert len(results['runs']) == 2
+  assert set(results['summary']['encoders']) == {
+      'LISTA', 'DeepL0Encoder', 'DeepMSparseEncoder', 'MLPEncoder'}
+  for ratios in list(results['summary']['encoders'].values()) + [
+      results['summary']['top_m']]:
+    for spread in ratios.values():
+      assert 0 < spread['min'] <= spread['median'] <= spread['max']
+  with open(os.path.join(tmp_path, 'results.md')) as handle:
+    table = handle.read()
+  assert '| DeepMSparseEncoder |' in table and 'ops.top_m' in table

@@ -95,6 +95,101 @@ def test_top_m_breaks_ties_towards_lower_index_and_keeps_fewer_if_sparse():
       ops.top_m(u, 2), [[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])
 
 
+# The threshold search of top_m against the op it replaced: lax.top_k's
+# indices scattered into a mask (kept here verbatim as the reference).
+
+
+def _top_k_top_m(u, m):
+  """The former `ops.top_m`: its values, and through `jnp.where` its VJP."""
+  _, indices = jax.lax.top_k(jnp.abs(u), m)
+  flat = indices.reshape(-1, m)
+  rows = jnp.arange(flat.shape[0])[:, None]
+  mask = jnp.zeros((flat.shape[0], u.shape[-1]), bool).at[rows, flat].set(True)
+  return jnp.where(mask.reshape(u.shape), u, jnp.zeros_like(u))
+
+
+def _inputs(kind, shape, dtype, seed=0):
+  rng = np.random.default_rng(seed)
+  if kind == 'normal':
+    u = rng.normal(size=shape)
+  elif kind == 'cauchy':  # heavy tails: the search needs many passes
+    u = rng.standard_cauchy(size=shape)
+  elif kind == 'small_integers':  # ties everywhere, also at the m-th value
+    u = rng.integers(-3, 4, size=shape).astype(float)
+  elif kind == 'all_equal':
+    u = np.where(rng.random(shape) < 0.5, -1.5, 1.5)
+  elif kind == 'zero_rows':  # all-zero rows between normal ones
+    u = rng.normal(size=shape) * (rng.random(shape[:-1] + (1,)) < 0.5)
+  elif kind == 'sparse':  # fewer nonzeros than m in most rows: ties at 0
+    u = rng.normal(size=shape) * (rng.random(shape) < 0.05)
+  elif kind == 'signed_zeros_and_tiny':
+    u = rng.choice([0.0, -0.0, 1e-40, -1e-40, 2e-45, 1.0], size=shape)
+  elif kind == 'nonfinite':  # rows with inf, -inf and NaN among normal ones
+    u = rng.normal(size=shape)
+    flat = u.reshape(-1, shape[-1])
+    flat[::3, 1] = np.inf
+    flat[1::3, 2] = -np.inf
+    flat[2::5, 0] = np.nan
+  else:
+    raise ValueError(kind)
+  return jnp.asarray(u, dtype)
+
+
+# One case per kind of input, each with its own dtype and m (every
+# compilation of the search costs about a second), plus the special shapes.
+TOP_M_CASES = [
+    ('normal', jnp.float32, (300, 64), 7),
+    ('normal', jnp.float64, (2, 3, 50), 10),
+    ('normal', jnp.bfloat16, (9,), 4),
+    ('normal', jnp.float32, (300, 64), 64),  # M = p
+    ('cauchy', jnp.float64, (300, 64), 32),
+    ('small_integers', jnp.float32, (300, 64), 7),
+    ('small_integers', jnp.bfloat16, (300, 64), 1),  # M = 1
+    ('all_equal', jnp.float32, (300, 64), 63),
+    ('zero_rows', jnp.float32, (300, 64), 7),
+    ('sparse', jnp.float64, (300, 64), 7),
+    ('signed_zeros_and_tiny', jnp.float32, (300, 64), 7),
+    ('nonfinite', jnp.float32, (300, 64), 7),
+]
+
+
+@pytest.mark.parametrize('kind,dtype,shape,m', TOP_M_CASES)
+def test_top_m_equals_top_k_op_in_values_and_gradients(kind, dtype, shape, m):
+  u = _inputs(kind, shape, dtype, seed=m)
+  g = _random(shape, dtype, seed=m + 1)
+  out, pullback = jax.vjp(lambda v: ops.top_m(v, m), u)
+  ref, ref_pullback = jax.vjp(lambda v: _top_k_top_m(v, m), u)
+  chex.assert_type(out, dtype)
+  as64 = lambda a: np.asarray(a, np.float64)
+  np.testing.assert_array_equal(as64(out), as64(ref))
+  np.testing.assert_array_equal(as64(pullback(g)[0]), as64(ref_pullback(g)[0]))
+  # Bitwise, so -0.0 and +0.0 are told apart.
+  np.testing.assert_array_equal(np.signbit(as64(out)), np.signbit(as64(ref)))
+
+
+@pytest.mark.parametrize('max_passes,divisor', [(1, 32), (2, 4), (10, 1000)])
+def test_top_m_is_exact_on_every_path_of_the_search(monkeypatch, max_passes,
+                                                    divisor):
+  # Few passes leave many rows to top_k (all rows at once beyond the
+  # capacity of 1 + rows // divisor); many passes leave few or none.
+  monkeypatch.setattr(ops, '_MAX_SEARCH_PASSES', max_passes)
+  monkeypatch.setattr(ops, '_TOP_K_ROWS_DIVISOR', divisor)
+  # The constants are read when the jitted search is traced.
+  ops._top_m_mask.clear_cache()
+  u = jnp.concatenate([_inputs(kind, (200, 128), jnp.float32)
+                       for kind in ('normal', 'cauchy', 'small_integers')])
+  try:
+    np.testing.assert_array_equal(ops.top_m(u, 40), _top_k_top_m(u, 40))
+  finally:
+    ops._top_m_mask.clear_cache()
+
+
+def test_top_m_under_vmap_equals_batched():
+  u = _inputs('small_integers', (4, 30, 16), jnp.float32)
+  np.testing.assert_array_equal(jax.vmap(lambda v: ops.top_m(v, 5))(u),
+                                ops.top_m(u, 5))
+
+
 def test_max_m_pool_unpool_round_trip():
   u = _random((3, 4, 10), jnp.float32)
   pooled = ops.max_m_pool(u, 4)
