@@ -146,7 +146,8 @@ def calibrate_point(config: approximation.Config, workdir: str,
       dataclasses.replace(config, data_dir=None))
   if os.path.exists(path):
     point = reporting.read_json(path)
-    if point['config'] != config_json:
+    if approximation.config_to_json(approximation.config_from_json(
+        point['config'])) != config_json:
       raise ValueError(f'{path} holds another configuration; use another '
                        'workdir.')
     return point
@@ -192,7 +193,10 @@ def finished_points(workdir: str,
   for name in sorted(os.listdir(workdir)):
     if name.startswith('p') and name.endswith('.json'):
       point = reporting.read_json(os.path.join(workdir, name))
-      if fixed(point['config']) == wanted:
+      # Through Config, so that points written before a field existed get
+      # its default.
+      if fixed(approximation.config_to_json(approximation.config_from_json(
+          point['config']))) == wanted:
         points.append(point)
   return sorted(points, key=lambda point: tuple(
       point['config'][key] for key in GRID_FIELDS))
