@@ -40,6 +40,7 @@ PROBLEMS = ('l0', 'msparse')
 OPTIMIZERS = {'sgd': optax.sgd, 'adam': optax.adam}
 DATASETS = ('synthetic', 'mnist')
 SPEED_REPEATS = 20  # Timed runs of the encoding benchmark (the median is kept).
+_CACHE_REMEDY = 'Delete it and rerun: it is a cache the experiment rebuilds.'
 
 # The paper's Tables 1-3 (Wang et al., AAAI 2016), p = 128 / 256 / 512.
 PAPER_TABLES = {
@@ -271,9 +272,10 @@ def load_signals(config: Config, dictionary_dir: str | None
   path = dictionary_dir and dictionary_cache_path(config, dictionary_dir)
   if path and os.path.exists(path):
     if config.whitening_epsilon is None:
-      return x_train, x_test, np.load(path)
-    with np.load(path, allow_pickle=False) as cached:
-      return x_train, x_test, cached['dictionary']
+      with validation.reading(path, _CACHE_REMEDY):
+        return x_train, x_test, np.load(path, allow_pickle=False)
+    return x_train, x_test, validation.load_npz(path, _CACHE_REMEDY)[
+        'dictionary']
   dictionary = np.asarray(dictionary_lib.learn_dictionary(
       jax.random.fold_in(key, 1), jnp.asarray(x_train), config.code_dim,
       lam=config.dictionary_lam, num_steps=config.dictionary_steps,
@@ -329,9 +331,9 @@ def prepare_problem(config: Config, workdir: str,
   """The signals, dictionary and optimal codes, cached in `workdir`."""
   path = os.path.join(workdir, 'problem.npz')
   if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as cached:
-      logging.info('Loaded the problem from %s.', path)
-      return Problem(**{name: cached[name] for name in Problem._fields})
+    cached = validation.load_npz(path, _CACHE_REMEDY)
+    logging.info('Loaded the problem from %s.', path)
+    return Problem(**{name: cached[name] for name in Problem._fields})
   x_train, x_test, dictionary = load_signals(config, dictionary_dir)
   problem = Problem(dictionary, x_train,
                     optimal_codes_in_chunks(x_train, dictionary, config),
@@ -576,9 +578,9 @@ def benchmark_trained_encoder(workdir: str, dictionary_dir: str | None = None,
   config = config_from_json(results['config'], data_dir=data_dir)
   problem_path = os.path.join(workdir, 'problem.npz')
   if os.path.exists(problem_path):
-    with np.load(problem_path, allow_pickle=False) as cached:
-      x_train, x_test, dictionary = (cached['x_train'], cached['x_test'],
-                                     cached['dictionary'])
+    cached = validation.load_npz(problem_path, _CACHE_REMEDY)
+    x_train, x_test, dictionary = (cached['x_train'], cached['x_test'],
+                                   cached['dictionary'])
   else:
     x_train, x_test, dictionary = load_signals(config, dictionary_dir)
   selection = results['learning_rate_selection']

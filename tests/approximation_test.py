@@ -10,6 +10,7 @@ import pytest
 from l0enc import approximation
 from l0enc import approximation_reports
 from l0enc import train
+from l0enc import validation
 
 TINY = dict(signal_dim=8, code_dim=16, num_train=640, num_test=64,
             nonzero_prob=0.15, num_epochs=2, baseline_epochs=1, m=3,
@@ -186,3 +187,13 @@ def test_untied_deep_encoder_starts_as_the_tied_one(problem):
   # training.
   np.testing.assert_allclose(train.predict(untied, x), train.predict(tied, x),
                              rtol=1e-5, atol=1e-6)
+
+
+def test_a_damaged_problem_cache_names_the_file(finished_run, tmp_path):
+  config, workdir, _ = finished_run
+  damaged = tmp_path / 'damaged'
+  damaged.mkdir()
+  (damaged / 'problem.npz').write_bytes(b'PK\x03\x04 truncated')
+  with pytest.raises(validation.DamagedFileError,
+                     match='problem.npz is damaged.*Delete it and rerun'):
+    approximation.prepare_problem(config, str(damaged))
