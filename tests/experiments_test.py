@@ -108,13 +108,22 @@ def fixture_parse_flags(monkeypatch):
     path = os.path.join(ROOT, 'experiments', script)
     spec = importlib.util.spec_from_file_location(
         f'_flags_of_{script[:-3]}', path)
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    # Flags another test module's import of a script defined (e.g. the
+    # summary's) would clash with the script's own: set aside meanwhile.
+    aside = {name: flags.FLAGS[name] for name in known
+             if not flags.FLAGS.find_module_defining_flag(
+                 name, '').startswith('absl')}
+    for name in aside:
+      delattr(flags.FLAGS, name)
     try:
+      spec.loader.exec_module(importlib.util.module_from_spec(spec))
       flags.FLAGS([script] + argv)
     finally:
       flags.FLAGS.unparse_flags()
-      for name in set(flags.FLAGS) - known:
+      for name in set(flags.FLAGS) - (known - set(aside)):
         delattr(flags.FLAGS, name)
+      for name, flag in aside.items():
+        flags.FLAGS[name] = flag
 
   yield parse
   flags.FLAGS.unparse_flags()
