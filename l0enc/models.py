@@ -34,6 +34,7 @@ from typing import Any
 from flax import nnx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from l0enc import ops
 from l0enc import solvers
@@ -76,6 +77,21 @@ def _check_inputs(x: jax.Array, signal_dim: int) -> jax.Array:
     raise ValueError(f'inputs must have shape (..., {signal_dim}), got '
                      f'{x.shape}.')
   return x
+
+
+def check_num_stages(num_stages: int | None, total: int) -> int:
+  """The number of stages to run: `total` for None, else checked in [1, total].
+
+  Args:
+    num_stages: the requested number of stages, or None.
+    total: the encoder's number of stages.
+
+  Returns:
+    The number of stages, a Python int.
+  """
+  if num_stages is None:
+    return total
+  return validation.check_int_in_range('num_stages', num_stages, 1, total)
 
 
 def _constant(value: jax.Array) -> nnx.Initializer:
@@ -126,40 +142,87 @@ class _UnrolledEncoder(nnx.Module):
     """Leading shape of per-stage parameters: () if tied, (K,) if untied."""
     return () if self.tied else (self.num_stages,)
 
-  def _neuron(self, u: jax.Array, neuron_params: Any) -> jax.Array:
+  def _neuron(self, u: jax.Array, neuron_params: Any,
+              settings: Any) -> jax.Array:
     raise NotImplementedError
 
   def _neuron_parameters(self) -> Any:
     raise NotImplementedError
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def _stage_settings(self) -> Any:
+    """A pytree of per-stage neuron settings, leading axis K (default none)."""
+    return None
+
+  def __call__(self, x: jax.Array, *, return_all_stages: bool = False,
+               num_stages: int | None = None) -> jax.Array:
     """Encodes signals: K stages of `z <- neuron(W x + S z)` from `z = 0`.
 
     Args:
       x: signals, shape `(..., signal_dim)`.
+      return_all_stages: return the codes of every stage, stacked along a
+        new leading axis (the `lax.scan`'s stacked outputs, so the last
+        stage costs nothing extra), instead of the last stage's only. For
+        per-stage losses and NMSE-per-stage curves.
+      num_stages: run only the first `k` stages, `1 <= k <= self.num_stages`
+        (a Python int); all of them by default. Stage-wise training uses it
+        to train stage k on its own output without computing the later
+        stages.
 
     Returns:
-      Codes of shape `(..., code_dim)`.
+      Codes of shape `(..., code_dim)`, or `(k, ..., code_dim)` with
+      `return_all_stages`, row `t` holding the output of stage `t + 1`.
     """
     x = _check_inputs(x, self.signal_dim)
+    num_stages = check_num_stages(num_stages, self.num_stages)
     drive = x @ self.input_weights[...].T  # W x, the same in every stage.
     recurrent = self.recurrent_weights[...]
     neuron_params = self._neuron_parameters()
+    # Per-stage settings that are not parameters (support selection counts,
+    # M per stage) vary along the stages even when the weights are tied.
+    stage_settings = self._stage_settings()
+    first_settings = jax.tree.map(lambda a: a[0], stage_settings)
+    later_settings = jax.tree.map(lambda a: a[1:num_stages], stage_settings)
     if self.tied:
       first_params, later_params = neuron_params, None
     else:
       first_params = jax.tree.map(lambda a: a[0], neuron_params)
-      later_params = (recurrent, jax.tree.map(lambda a: a[1:], neuron_params))
+      later_params = (recurrent[:num_stages - 1],
+                      jax.tree.map(lambda a: a[1:num_stages], neuron_params))
 
-    def stage(codes, stage_params):
+    def stage(codes, inputs):
+      stage_params, settings = inputs
       weights, params = ((recurrent, neuron_params) if self.tied
                          else stage_params)
-      return self._neuron(drive + codes @ weights.T, params), None
+      codes = self._neuron(drive + codes @ weights.T, params, settings)
+      return codes, codes if return_all_stages else None
 
-    codes = self._neuron(drive, first_params)  # S z_0 = 0.
-    codes, _ = jax.lax.scan(stage, codes, later_params,
-                            length=self.num_stages - 1)
+    first_codes = self._neuron(drive, first_params, first_settings)
+    codes, later_codes = jax.lax.scan(stage, first_codes,
+                                      (later_params, later_settings),
+                                      length=num_stages - 1)
+    if return_all_stages:
+      return jnp.concatenate([first_codes[None], later_codes])
     return codes
+
+  def parameter_stages(self) -> dict[str, Any]:
+    """The stage (1-based) of each parameter slice, for `l0enc.stagewise`.
+
+    Returns:
+      `{parameter name: stages}`: an int for a parameter used from that
+      stage on (W and tied parameters: 1), or an int array giving the stage
+      of each slice along the parameter's leading axis.
+    """
+    if self.tied:
+      return {name: 1 for name in self._parameter_names()}
+    stages = {'input_weights': 1,
+              'recurrent_weights': np.arange(2, self.num_stages + 1)}
+    for name in self._parameter_names():
+      stages.setdefault(name, np.arange(1, self.num_stages + 1))
+    return stages
+
+  def _parameter_names(self) -> list[str]:
+    return [name for name, value in vars(self).items()
+            if isinstance(value, nnx.Param)]
 
   @classmethod
   def _from_iteration(cls, dictionary: jax.Array, step_size: float | None,
@@ -269,7 +332,9 @@ class LISTA(_UnrolledEncoder):
   def _neuron_parameters(self) -> jax.Array:
     return self.threshold[...]
 
-  def _neuron(self, u: jax.Array, threshold: jax.Array) -> jax.Array:
+  def _neuron(self, u: jax.Array, threshold: jax.Array,
+              settings: None) -> jax.Array:
+    del settings
     return ops.soft_threshold(u, threshold)
 
 
@@ -359,7 +424,9 @@ class DeepL0Encoder(_UnrolledEncoder):
   def _neuron_parameters(self) -> jax.Array:
     return self.threshold[...]
 
-  def _neuron(self, u: jax.Array, threshold: jax.Array) -> jax.Array:
+  def _neuron(self, u: jax.Array, threshold: jax.Array,
+              settings: None) -> jax.Array:
+    del settings
     sigma = 0.0 if self.deterministic else self.sigma[...]
     return threshold * ops.helu(u / threshold, sigma)
 
@@ -430,8 +497,9 @@ class DeepMSparseEncoder(_UnrolledEncoder):
   def _neuron_parameters(self) -> tuple[()]:
     return ()
 
-  def _neuron(self, u: jax.Array, neuron_params: tuple[()]) -> jax.Array:
-    del neuron_params
+  def _neuron(self, u: jax.Array, neuron_params: tuple[()],
+              settings: None) -> jax.Array:
+    del neuron_params, settings
     return ops.top_m(u, self.m)
 
 
