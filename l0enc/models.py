@@ -79,6 +79,11 @@ def _check_inputs(x: jax.Array, signal_dim: int) -> jax.Array:
   return x
 
 
+# Support selection (Chen et al. 2018): the LISTA-CPSS code's schedule.
+SUPPORT_SELECTION_PERCENT = 1.2
+SUPPORT_SELECTION_MAX_PERCENT = 13.0
+
+
 def check_num_stages(num_stages: int | None, total: int) -> int:
   """The number of stages to run: `total` for None, else checked in [1, total].
 
@@ -355,11 +360,16 @@ class DeepL0Encoder(_UnrolledEncoder):
     threshold: theta, shape `(code_dim,)` if tied, else `(num_stages,
       code_dim)`. Its sign does not matter (HELU is odd); it must not be 0.
     sigma: `HeluSigma`, a scalar in [0, 1).
+    support_counts: with support selection, the number of entries of each
+      stage that pass whatever the threshold; None without.
     deterministic: True in evaluation mode.
   """
 
   def __init__(self, signal_dim: int, code_dim: int, *, num_stages: int = 2,
                tied: bool = True, threshold: float = 0.1, sigma: float = 0.2,
+               support_selection: bool = False,
+               percent: float = SUPPORT_SELECTION_PERCENT,
+               max_percent: float = SUPPORT_SELECTION_MAX_PERCENT,
                param_dtype: Any = jnp.float32,
                input_init: nnx.Initializer = _scaled_normal(),
                recurrent_init: nnx.Initializer = _scaled_normal(),
@@ -373,6 +383,11 @@ class DeepL0Encoder(_UnrolledEncoder):
       tied: share S and theta across stages (True, the paper's setting).
       threshold: initial value of every theta_i, positive.
       sigma: initial HELU_sigma ramp width for training mode, in [0, 1).
+      support_selection: let the largest entries of each stage pass whatever
+        the threshold (`l0enc.ops.helu_ss`), `min(k * percent,
+        max_percent)` % of them in stage k (`ops.support_selection_counts`).
+      percent: growth of the selected percentage per stage.
+      max_percent: its cap.
       param_dtype: dtype of the parameters (and of sigma).
       input_init: initializer of W, shape `(code_dim, signal_dim)`.
       recurrent_init: initializer of S.
@@ -383,6 +398,9 @@ class DeepL0Encoder(_UnrolledEncoder):
                      recurrent_init=recurrent_init, rngs=rngs)
     validation.check_positive('threshold', threshold)
     _check_sigma(sigma)
+    self.support_counts = (ops.support_selection_counts(
+        self.num_stages, self.code_dim, percent=percent,
+        max_percent=max_percent) if support_selection else None)
     self.threshold = nnx.Param(jnp.full(self._stage_shape + (code_dim,),
                                         threshold, param_dtype))
     self.sigma = HeluSigma(jnp.asarray(sigma, param_dtype))
@@ -392,6 +410,9 @@ class DeepL0Encoder(_UnrolledEncoder):
   def from_dictionary(cls, dictionary: jax.Array, *, lam: float,
                       num_stages: int = 2, tied: bool = True,
                       step_size: float | None = None, sigma: float = 0.2,
+                      support_selection: bool = False,
+                      percent: float = SUPPORT_SELECTION_PERCENT,
+                      max_percent: float = SUPPORT_SELECTION_MAX_PERCENT,
                       param_dtype: Any = None) -> 'DeepL0Encoder':
     """K stages of IHT on problem (1), `1/2||x - D a||^2 + lam ||a||_0` (eq. 8).
 
@@ -408,6 +429,10 @@ class DeepL0Encoder(_UnrolledEncoder):
       tied: share S and theta across stages.
       step_size: mu; `1 / ||D||_2^2` by default.
       sigma: initial HELU_sigma ramp width for training mode, in [0, 1).
+      support_selection: as for the constructor (the untrained encoder then
+        differs from IHT wherever a selected entry is below the threshold).
+      percent: growth of the selected percentage per stage.
+      max_percent: its cap.
       param_dtype: parameter dtype; the dictionary's by default.
 
     Returns:
@@ -416,7 +441,8 @@ class DeepL0Encoder(_UnrolledEncoder):
     validation.check_positive('lam', lam)
     encoder, step_size = cls._from_iteration(
         dictionary, step_size, param_dtype, num_stages=num_stages, tied=tied,
-        sigma=sigma)
+        sigma=sigma, support_selection=support_selection, percent=percent,
+        max_percent=max_percent)
     encoder.threshold[...] = jnp.full_like(
         encoder.threshold[...], solvers.iht_threshold(lam, step_size))
     return encoder
@@ -424,11 +450,18 @@ class DeepL0Encoder(_UnrolledEncoder):
   def _neuron_parameters(self) -> jax.Array:
     return self.threshold[...]
 
+  def _stage_settings(self) -> jax.Array | None:
+    if self.support_counts is None:
+      return None
+    return jnp.asarray(self.support_counts)
+
   def _neuron(self, u: jax.Array, threshold: jax.Array,
-              settings: None) -> jax.Array:
-    del settings
+              count: jax.Array | None) -> jax.Array:
     sigma = 0.0 if self.deterministic else self.sigma[...]
-    return threshold * ops.helu(u / threshold, sigma)
+    if count is None:
+      return threshold * ops.helu(u / threshold, sigma)
+    return threshold * ops.helu_ss(u / threshold, sigma, count,
+                                   max(self.support_counts))
 
 
 class DeepMSparseEncoder(_UnrolledEncoder):
@@ -442,11 +475,12 @@ class DeepMSparseEncoder(_UnrolledEncoder):
     input_weights: W, shape `(code_dim, signal_dim)`.
     recurrent_weights: S, shape `(code_dim, code_dim)` if tied, else
       `(num_stages - 1, code_dim, code_dim)` (stages 2..K).
-    m: the number of nonzeros kept, `1 <= m <= code_dim`.
+    m: the number of nonzeros kept, `1 <= m <= code_dim`, or a tuple of
+      one per stage.
   """
 
-  def __init__(self, signal_dim: int, code_dim: int, *, m: int,
-               num_stages: int = 2, tied: bool = True,
+  def __init__(self, signal_dim: int, code_dim: int, *,
+               m: int | Sequence[int], num_stages: int = 2, tied: bool = True,
                param_dtype: Any = jnp.float32,
                input_init: nnx.Initializer = _scaled_normal(),
                recurrent_init: nnx.Initializer = _scaled_normal(),
@@ -456,7 +490,8 @@ class DeepMSparseEncoder(_UnrolledEncoder):
     Args:
       signal_dim: n, the length of the input signals.
       code_dim: p, the length of the codes.
-      m: M, the number of nonzeros per code, `1 <= m <= code_dim`.
+      m: M, the number of nonzeros per code, `1 <= m <= code_dim`; or one
+        M per stage (K ints), e.g. growing with the stage.
       num_stages: K >= 1, the number of unrolled stages.
       tied: share S across stages (True, the paper's setting).
       param_dtype: dtype of the parameters.
@@ -467,10 +502,19 @@ class DeepMSparseEncoder(_UnrolledEncoder):
     super().__init__(signal_dim, code_dim, num_stages=num_stages, tied=tied,
                      param_dtype=param_dtype, input_init=input_init,
                      recurrent_init=recurrent_init, rngs=rngs)
-    self.m = validation.check_int_in_range('m', m, 1, self.code_dim)
+    if np.ndim(m) == 0:
+      self.m = validation.check_int_in_range('m', m, 1, self.code_dim)
+    else:
+      if len(m) != self.num_stages:
+        raise ValueError(f'm must be an int or have one entry per stage '
+                         f'({self.num_stages}), got {len(m)}.')
+      self.m = tuple(validation.check_int_in_range('m', each, 1,
+                                                   self.code_dim)
+                     for each in m)
 
   @classmethod
-  def from_dictionary(cls, dictionary: jax.Array, *, m: int,
+  def from_dictionary(cls, dictionary: jax.Array, *,
+                      m: int | Sequence[int],
                       num_stages: int = 2, tied: bool = True,
                       step_size: float | None = None,
                       param_dtype: Any = None) -> 'DeepMSparseEncoder':
@@ -481,7 +525,8 @@ class DeepMSparseEncoder(_UnrolledEncoder):
 
     Args:
       dictionary: D, shape `(signal_dim, code_dim)`.
-      m: M, the number of nonzeros per code, `1 <= m <= code_dim`.
+      m: M, the number of nonzeros per code, `1 <= m <= code_dim`, or one
+        per stage.
       num_stages: K >= 1.
       tied: share S across stages.
       step_size: mu; `1 / ||D||_2^2` by default.
@@ -497,10 +542,16 @@ class DeepMSparseEncoder(_UnrolledEncoder):
   def _neuron_parameters(self) -> tuple[()]:
     return ()
 
+  def _stage_settings(self) -> jax.Array | None:
+    return None if isinstance(self.m, int) else jnp.asarray(self.m)
+
   def _neuron(self, u: jax.Array, neuron_params: tuple[()],
-              settings: None) -> jax.Array:
-    del neuron_params, settings
-    return ops.top_m(u, self.m)
+              m: jax.Array | None) -> jax.Array:
+    del neuron_params
+    if m is None:
+      return ops.top_m(u, self.m)
+    # M changes from stage to stage inside the scan: a traced M.
+    return ops.top_m_upto(u, m, max(self.m))
 
 
 class MLPEncoder(nnx.Module):
