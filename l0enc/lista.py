@@ -146,7 +146,10 @@ class _CoupledEncoder(nnx.Module):
     if neuron not in NEURONS:
       raise ValueError(f'neuron must be one of {NEURONS}, got {neuron!r}.')
     self.neuron = neuron
-    self.dictionary = FixedMatrix(jnp.asarray(dictionary, param_dtype))
+    # A copy: training steps donate the model state, which must not delete
+    # the caller's dictionary.
+    self.dictionary = FixedMatrix(jnp.array(dictionary, param_dtype,
+                                            copy=True))
     if neuron == TOP_M:
       if m is None:
         raise ValueError("neuron='top_m' needs m (an int or one per stage).")
