@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 import functools
 import os
 import shutil
-import time
 from typing import Any, NamedTuple
 
 from absl import logging
@@ -115,7 +114,8 @@ class PhaseRecord(NamedTuple):
     final_eval_loss: the validation loss at the end.
     final_eval_nmse_db: the NMSE (dB) of stage `num_stages` on the
       validation set at the end.
-    seconds: wall time of the phase (over all runs, if resumed).
+    eval_nmse_db: that NMSE after each epoch (the training curve).
+    seconds: wall time of the phase's epochs (over all runs, if resumed).
   """
   name: str
   num_stages: int
@@ -126,6 +126,7 @@ class PhaseRecord(NamedTuple):
   best_eval_loss: float
   final_eval_loss: float
   final_eval_nmse_db: float
+  eval_nmse_db: list[float]
   seconds: float
 
 
@@ -380,7 +381,6 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
     settings.phase = phase
     model.stage[...] = jnp.asarray(phase.num_stages, jnp.int32)
     first_step = sum(r.steps for r in done)
-    start_time = time.perf_counter()
     phase_dir = (None if workdir is None
                  else os.path.join(workdir, phase.name))
     # Steps are numbered across phases: no phase sees another's batches.
@@ -403,7 +403,8 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
         best_eval_loss=min(r.eval_loss for r in history),
         final_eval_loss=history[-1].eval_loss,
         final_eval_nmse_db=history[-1].eval_metrics['nmse_db'],
-        seconds=time.perf_counter() - start_time)
+        eval_nmse_db=[r.eval_metrics['nmse_db'] for r in history],
+        seconds=sum(r.seconds for r in history))
     done.append(record)
     logging.info('Phase %d/%d %s: %d steps, validation NMSE %.2f dB at '
                  'stage %d.', index + 1, len(phases), phase.name,
