@@ -418,7 +418,7 @@ def curve_figure(results: dict[str, Any]):
     axes.set_ylabel('validation NMSE (dB) of the stage being trained')
     axes.set_title(setting)
     axes.grid(alpha=0.3)
-  if figure.axes:
+  if figure.axes and figure.axes[0].get_legend_handles_labels()[0]:
     figure.axes[0].legend(fontsize=7)
   figure.suptitle('Training curves (stage-wise: the stage index rises '
                   'along the curve)')
@@ -500,7 +500,9 @@ def main(argv):
       if method in CLASSICAL:
         row = classical_row(method, problem, FLAGS.num_stages)
       else:
-        l0_lam = FLAGS.l0_lam or rows['iht']['value']
+        # Set whenever an l0 method runs (IHT is then added above).
+        l0_lam = (FLAGS.l0_lam if FLAGS.l0_lam is not None
+                  else rows.get('iht', {}).get('value'))
         row = learned_row(method, problem, FLAGS.num_stages, config, l0_lam,
                           unit)
       reporting.write_json_atomic(done, row)
