@@ -12,6 +12,13 @@ paper's fully connected baseline.
 
 Stages share W, S and theta (`tied=True`, the paper's setting), or carry
 their own S and theta (`tied=False`); either way they run under `lax.scan`.
+`encoder(x, return_all_stages=True)` returns the codes of every stage,
+`(K, ..., p)`, from the scan's stacked outputs (per-stage losses, NMSE per
+stage), `encoder(x, num_stages=k)` runs the first k stages only, and
+`parameter_stages()` says which stage each parameter slice belongs to
+(for `l0enc.stagewise`). Options of the field's newer encoders (Chen et al.
+2018): support selection in the Deep l0 encoder's HELU (`support_selection`,
+`l0enc.ops.helu_ss`) and one M per stage in the Deep M-Sparse encoder.
 Since z_0 = 0, the first stage is `neuron(W x)`, so an untied encoder stores
 `num_stages - 1` recurrent matrices.
 
