@@ -360,9 +360,9 @@ def reading(results: dict[str, Any]) -> str:
                  f'{len(rows[method]["test_nmse_db"])}, target {target:.0f} '
                  f'dB: {verdict}.')
   if 'fista_converged' in rows:
-    lines.append(f"- The l1 floor (FISTA to convergence, lambda chosen on "
-                 f"validation): {rows['fista_converged']['test_nmse_db'][-1]:.1f}"
-                 ' dB.')
+    floor = rows['fista_converged']['test_nmse_db'][-1]
+    lines.append('- The l1 floor (FISTA to convergence, lambda chosen on '
+                 f'validation): {floor:.1f} dB.')
   return '\n'.join(lines)
 
 

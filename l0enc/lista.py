@@ -210,7 +210,8 @@ class _CoupledEncoder(nnx.Module):
       Codes `(..., code_dim)`, or `(k, ..., code_dim)` with
       `return_all_stages`.
     """
-    x = models._check_inputs(x, self.signal_dim)  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    x = models._check_inputs(x, self.signal_dim)
     num_stages = models.check_num_stages(num_stages, self.num_stages)
     dictionary = self.dictionary[...]
     per_stage = (self._gain_parameters(),

@@ -12,12 +12,13 @@ the model in evaluation mode (exact HELU, no dropout). A loss is any
 softmax cross entropy plug in the same way.
 
 `fit` runs SGD epochs over plain arrays with per-epoch shuffling from an
-explicit PRNG key (or over a stream: a pure function from the step number to
-a batch, e.g. fresh synthetic samples from `l0enc.data.synthetic_batch`), HELU sigma annealing (0.2, 0.02, ... by default, for
-models holding `l0enc.models.HeluSigma`), evaluation after each epoch, log
-lines, an optional callback and an optional `stop_fn` (early stopping on a
-function of the history, e.g. a validation plateau). With several devices each step is data
-parallel: the batch is sharded along the 1-D mesh axis `'data'` and the
+explicit PRNG key (or over a stream: a pure function from the step number
+to a batch, e.g. fresh synthetic samples from `l0enc.data.synthetic_batch`),
+HELU sigma annealing (0.2, 0.02, ... by default, for models holding
+`l0enc.models.HeluSigma`), evaluation after each epoch, log lines, an
+optional callback and an optional `stop_fn` (early stopping on a function of
+the history, e.g. a validation plateau). With several devices each step is
+data parallel: the batch is sharded along the 1-D mesh axis `'data'` and the
 parameters are replicated, so XLA all-reduces the gradients.
 
 Checkpoints (`workdir`): after every epoch, `state_<epoch>.npz` holds every

@@ -153,7 +153,7 @@ def test_from_dictionary_reproduces_iterations(kind, num_stages, tied):
 
 
 def np_stage_composition(model, x, num_stages):
-  """Stage by stage in NumPy: z_1 = neuron(W x), z_t = neuron(W x + S_t z_{t-1}).
+  """Stage by stage in NumPy: z_1 = N(W x), z_t = N(W x + S_t z_{t-1}).
 
   The neuron is the evaluation-mode one (exact hard threshold for Deep l0).
   Returns the list of the stages' outputs.

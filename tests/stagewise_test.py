@@ -5,7 +5,6 @@ import json
 import chex
 from flax import nnx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
