@@ -139,6 +139,8 @@ flags.DEFINE_integer('m_growth', 12, 'M of stage k: min(k * m_growth, '
                      'max_m).')
 flags.DEFINE_integer('fista_max_iterations', 3000, 'Cap of converged FISTA.')
 flags.DEFINE_integer('seed', 0, 'Seed of the matrix, stream and sets.')
+flags.DEFINE_string('note', '', 'A sentence added to the report\'s note, '
+                    'e.g. what this run changed from its preset.')
 flags.DEFINE_string('workdir', None, 'Checkpoints and finished units '
                     '(default: workdir/unrolled_benchmark_<preset>).')
 flags.DEFINE_string('output_dir', None, 'Results (default: '
@@ -466,7 +468,9 @@ def main(argv):
                                     if FLAGS.preset == 'quick' else
                                     'results/unrolled_benchmark_paper')
   results = {
-      'preset': FLAGS.preset, 'note': PRESETS[FLAGS.preset]['note'],
+      'preset': FLAGS.preset,
+      'note': ' '.join(filter(None, (PRESETS[FLAGS.preset]['note'],
+                                     FLAGS.note))),
       'environment': (f'Ran on {platform.node() or "?"}: '
                       f'{jax.devices()[0].device_kind} '
                       f'({jax.default_backend()}), jax {jax.__version__}.'),
