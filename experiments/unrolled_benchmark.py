@@ -132,7 +132,9 @@ flags.DEFINE_integer('patience', None, "Validations without improvement "
 flags.DEFINE_integer('max_epochs', None, "Most validations per phase "
                      "(default: the preset's).")
 flags.DEFINE_float('l0_lam', None, 'l0 weight that initializes the Deep l0 '
-                   'thresholds; default: the one IHT chose on validation.')
+                   'thresholds; default: the one IHT chose on validation '
+                   '(for deep_l0), the best on validation of the untrained '
+                   'encoder (for alista_l0).')
 flags.DEFINE_integer('max_m', 100, 'Largest M of the M-sparse encoders '
                      '(M per stage grows to it).')
 flags.DEFINE_integer('m_growth', 12, 'M of stage k: min(k * m_growth, '
@@ -290,9 +292,23 @@ def build_encoder(method: str, problem: data.SyntheticProblem,
   raise ValueError(f'unknown method {method!r}')
 
 
+def analytic_l0_lam(problem: data.SyntheticProblem, num_stages: int) -> float:
+  """The l0 weight of the best untrained ALISTA-form l0 encoder (IHT with the
+  analytic weight) on the validation set, from `LAM_GRID`."""
+  scores = [stagewise.stage_nmse_db(
+      lista.ALISTA(problem.dictionary, num_stages=num_stages, neuron='helu',
+                   lam=lam), problem.validation.signals,
+      problem.validation.codes)[-1] for lam in LAM_GRID]
+  return LAM_GRID[int(np.argmin(scores))]
+
+
 def learned_row(method: str, problem: data.SyntheticProblem, num_stages: int,
                 config: stagewise.StagewiseConfig, l0_lam: float,
                 workdir: str) -> dict[str, Any]:
+  if method == 'alista_l0' and FLAGS.l0_lam is None:
+    # Its steps are along the analytic W, not mu D^T: IHT's lambda does not
+    # carry over, so it is chosen on validation for this iteration.
+    l0_lam = analytic_l0_lam(problem, num_stages)
   encoder = build_encoder(method, problem, num_stages, l0_lam)
   before = stagewise.stage_nmse_db(encoder, problem.test.signals,
                                    problem.test.codes)
@@ -310,6 +326,8 @@ def learned_row(method: str, problem: data.SyntheticProblem, num_stages: int,
   curve = stagewise.stage_nmse_db(encoder, problem.test.signals,
                                   problem.test.codes)
   return {'method': method, 'kind': 'learned', 'training': FLAGS.training,
+          'init_l0_lam': (float(l0_lam) if method in ('deep_l0', 'alista_l0')
+                          else None),
           'test_nmse_db': [float(v) for v in curve],
           'untrained_test_nmse_db': [float(v) for v in before],
           'steps': int(sum(p.steps for p in result.phases)),

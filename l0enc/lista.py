@@ -302,9 +302,11 @@ class ALISTA(_CoupledEncoder):
   `z_k = eta_k(z_{k-1} + gamma_k W^T (x - D z_{k-1}))` with the analytic
   weight `W = analytic_weight(D)` fixed and only the step sizes gamma_k and
   thresholds theta_k learned (2 K parameters). Initialization (the paper's
-  code): `gamma_k = 1`, `theta_k = lam / (1.001 ||D||_2^2)` (for 'helu',
-  the IHT threshold `sqrt(2 lam mu)` with that mu). Support selection is on
-  by default, as in the paper.
+  code): `gamma_k = 1`, `theta_k = lam / (1.001 ||D||_2^2)`. For 'helu' the
+  thresholds start at `sqrt(2 lam gamma)`, the IHT threshold of a step of
+  size gamma (the step this iteration takes along W), so that the untrained
+  encoder is IHT with the analytic weight. Support selection is on by
+  default, as in the paper.
 
   Attributes:
     step_size: gamma_1..gamma_K, shape `(K,)`.
@@ -338,7 +340,8 @@ class ALISTA(_CoupledEncoder):
     validation.check_positive('lam', lam)
     validation.check_positive('step_size', step_size)
     mu = paper_step_size(_check_dictionary(dictionary))
-    threshold = solvers.iht_threshold(lam, mu) if neuron == HELU else lam * mu
+    threshold = (solvers.iht_threshold(lam, step_size) if neuron == HELU
+                 else lam * mu)
     super().__init__(dictionary, num_stages=num_stages, neuron=neuron,
                      threshold=float(threshold),
                      support_selection=support_selection, percent=percent,
