@@ -395,6 +395,12 @@ def report(results: dict[str, Any]) -> str:
           + reading(results) + '\n')
 
 
+def _color(method: str):
+  """One color per method, the same in every panel and figure."""
+  return matplotlib.colormaps['tab20']((CLASSICAL + LEARNED).index(method)
+                                       / 20)
+
+
 def stage_figure(results: dict[str, Any]):
   settings = list(results['settings'])
   figure = matplotlib.figure.Figure(figsize=(6 * len(settings), 4.5))
@@ -408,7 +414,7 @@ def stage_figure(results: dict[str, Any]):
                      label=LABELS[method])
         continue
       axes.plot(np.arange(1, len(curve) + 1), curve, style, marker='.',
-                label=LABELS[method])
+                color=_color(method), label=LABELS[method])
     axes.set_xlabel('stage (iteration) k')
     axes.set_ylabel('test NMSE (dB)')
     axes.set_title(setting)
@@ -433,7 +439,8 @@ def curve_figure(results: dict[str, Any]):
         for i, value in enumerate(phase['eval_nmse_db']):
           steps.append(phase['first_step'] + (i + 1) * per_epoch)
           values.append(value)
-      axes.plot(steps, values, label=LABELS[method], linewidth=1)
+      axes.plot(steps, values, color=_color(method), label=LABELS[method],
+                linewidth=1)
     axes.set_xlabel('training step (all phases)')
     axes.set_ylabel('validation NMSE (dB) of the stage being trained')
     axes.set_title(setting)
