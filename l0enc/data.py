@@ -589,3 +589,112 @@ def make_synthetic(key: jax.Array, num_samples: int,
     noise_std = jnp.sqrt(jnp.mean(signals**2) / 10**(snr_db / 10))
     signals += noise_std * jax.random.normal(noise_key, signals.shape, dtype)
   return SyntheticData(signals=signals, codes=codes, dictionary=dictionary)
+
+
+# The standard compressed-sensing problem of deep unfolding (Chen et al.
+# 2018, LISTA-CPSS; Liu et al. 2019, ALISTA): a 250 x 500 Gaussian matrix with
+# unit-norm columns and Bernoulli(0.1)-Gaussian codes.
+STANDARD_SIGNAL_DIM = 250
+STANDARD_CODE_DIM = 500
+STANDARD_NONZERO_PROB = 0.1
+
+
+class SyntheticProblem(NamedTuple):
+  """A sparse coding problem with a fresh-sample training stream.
+
+  Training batches come from `synthetic_batch(problem, step)`: a pure
+  function of the step, so a resumed run sees the same batches and no batch
+  repeats. The validation and test sets are fixed and drawn from keys that
+  the training stream never uses.
+
+  Attributes:
+    dictionary: D, shape (signal_dim, code_dim).
+    train_key: the key of the training stream.
+    validation: the fixed validation set.
+    test: the fixed test set.
+    batch_size: signals per training batch.
+    nonzero_prob: probability that a code entry is nonzero.
+    snr_db: the signal-to-noise ratio in dB, or None for noiseless signals.
+  """
+  dictionary: jax.Array
+  train_key: jax.Array
+  validation: SyntheticData
+  test: SyntheticData
+  batch_size: int
+  nonzero_prob: float
+  snr_db: float | None
+
+
+def make_synthetic_problem(
+    key: jax.Array, *, signal_dim: int = STANDARD_SIGNAL_DIM,
+    code_dim: int = STANDARD_CODE_DIM,
+    nonzero_prob: float = STANDARD_NONZERO_PROB,
+    snr_db: float | None = None, batch_size: int = 64,
+    num_validation: int = 1000, num_test: int = 1000,
+    dictionary: jax.Array | None = None,
+    dtype: Any = jnp.float32) -> SyntheticProblem:
+  """The standard compressed-sensing problem (by default) from one key.
+
+  The key is split four ways: the dictionary (unless one is given), the
+  training stream, the validation set and the test set. With the defaults:
+  D is 250 x 500 Gaussian with unit-norm columns, codes are Bernoulli(0.1)
+  supports with N(0, 1) values, `x = D a` (plus white noise at `snr_db`).
+
+  Args:
+    key: a `jax.random` key.
+    signal_dim: n (ignored with a `dictionary`).
+    code_dim: p (ignored with a `dictionary`).
+    nonzero_prob: probability in (0, 1] that a code entry is nonzero.
+    snr_db: signal-to-noise ratio in dB, or None for noiseless signals.
+    batch_size: signals per training batch.
+    num_validation: size of the fixed validation set.
+    num_test: size of the fixed test set.
+    dictionary: optional D, used as given.
+    dtype: floating dtype.
+
+  Returns:
+    A `SyntheticProblem`.
+  """
+  batch_size = validation.check_int_in_range('batch_size', batch_size, 1,
+                                             2**31 - 1)
+  dictionary_key, train_key, validation_key, test_key = jax.random.split(
+      key, 4)
+  if dictionary is None:
+    dictionary = make_synthetic(dictionary_key, 1, signal_dim=signal_dim,
+                                code_dim=code_dim, dtype=dtype).dictionary
+  held_out = {
+      name: make_synthetic(set_key, size, dictionary,
+                           nonzero_prob=nonzero_prob, snr_db=snr_db,
+                           dtype=dtype)
+      for name, set_key, size in (('validation', validation_key,
+                                   num_validation),
+                                  ('test', test_key, num_test))}
+  return SyntheticProblem(
+      dictionary=jnp.asarray(dictionary, dtype), train_key=train_key,
+      validation=held_out['validation'], test=held_out['test'],
+      batch_size=batch_size, nonzero_prob=float(nonzero_prob),
+      snr_db=None if snr_db is None else float(snr_db))
+
+
+def synthetic_batch(problem: SyntheticProblem,
+                    step: jax.Array | int) -> SyntheticData:
+  """The training batch of SGD step `step`: fresh samples, never repeated.
+
+  A pure function of `(problem.train_key, step)` (the key folded with the
+  step), traceable under `jit`/`vmap` with a traced step, so training
+  resumes deterministically after a kill.
+
+  Args:
+    problem: from `make_synthetic_problem`.
+    step: the step number, a nonnegative integer (may be traced).
+
+  Returns:
+    `SyntheticData` with `problem.batch_size` signals and codes.
+  """
+  if validation.is_concrete(step):
+    validation.check_int_in_range('step', step, 0, 2**31 - 1)
+  return make_synthetic(jax.random.fold_in(problem.train_key, step),
+                        problem.batch_size, problem.dictionary,
+                        nonzero_prob=problem.nonzero_prob,
+                        snr_db=problem.snr_db,
+                        dtype=problem.dictionary.dtype)

@@ -101,7 +101,8 @@ def _apply_multipliers(x: jax.Array, multipliers: jax.Array | None
 def _unroll(drive: jax.Array, thresholds: jax.Array,
             recurrence: Callable[[jax.Array, Any], jax.Array],
             stage_params: Any,
-            output_multipliers: jax.Array | None = None) -> jax.Array:
+            output_multipliers: jax.Array | None = None,
+            return_all_stages: bool = False) -> jax.Array:
   """The k+1 soft-threshold layers of unrolled ISTA (eqs. 2, 5), by lax.scan.
 
   `z_0 = N_0(drive)` and `z_i = N_i(drive + recurrence(z_{i-1}, params_i))`
@@ -115,20 +116,25 @@ def _unroll(drive: jax.Array, thresholds: jax.Array,
     stage_params: pytree of the k stages' parameters, leading axis k.
     output_multipliers: None, or inverted-dropout multipliers of shape
       `(k + 1,) + drive.shape`.
+    return_all_stages: return z_0..z_k stacked, from the scan's outputs.
 
   Returns:
-    z_k, shape `(..., m)`.
+    z_k, shape `(..., m)`, or `(k + 1, ..., m)` with `return_all_stages`.
   """
   first, later = ((None, None) if output_multipliers is None
                   else (output_multipliers[0], output_multipliers[1:]))
-  codes = _apply_multipliers(_neuron(drive, thresholds[0]), first)
+  first_codes = _apply_multipliers(_neuron(drive, thresholds[0]), first)
 
   def layer(codes, inputs):
     params, threshold, multipliers = inputs
     codes = _neuron(drive + recurrence(codes, params), threshold)
-    return _apply_multipliers(codes, multipliers), None
+    codes = _apply_multipliers(codes, multipliers)
+    return codes, codes if return_all_stages else None
 
-  codes, _ = jax.lax.scan(layer, codes, (stage_params, thresholds[1:], later))
+  codes, later_codes = jax.lax.scan(layer, first_codes,
+                                    (stage_params, thresholds[1:], later))
+  if return_all_stages:
+    return jnp.concatenate([first_codes[None], later_codes])
   return codes
 
 
@@ -336,8 +342,12 @@ class DDSE(_PCAInputNetwork):
     return {'(.*/)?input_weights': rows, '(.*/)?synthesis_weights': columns,
             '(.*/)?analysis_weights': rows}
 
-  def features(self, x: jax.Array) -> jax.Array:
-    """z_k of eq. (5) for signals `(..., n)`; shape `(..., m)`."""
+  def features(self, x: jax.Array, *,
+               return_all_stages: bool = False) -> jax.Array:
+    """z_k of eq. (5) for signals `(..., n)`; shape `(..., m)`.
+
+    With `return_all_stages`, z_0..z_k stacked: shape `(k + 1, ..., m)`.
+    """
     drive = self._pca_project(x) @ self.input_weights[...].T
 
     def recurrence(codes, weights):
@@ -346,7 +356,8 @@ class DDSE(_PCAInputNetwork):
       return codes - feedback if self.shortcuts else -feedback
 
     return _unroll(drive, self.threshold[...], recurrence,
-                   (self.synthesis_weights[...], self.analysis_weights[...]))
+                   (self.synthesis_weights[...], self.analysis_weights[...]),
+                   return_all_stages=return_all_stages)
 
 
 class _RegularizedNetwork(_PCAInputNetwork):
@@ -519,15 +530,20 @@ class LISTABaseline(_RegularizedNetwork):
     self.threshold = nnx.Param(
         jnp.full((num_stages + 1, code_dim), threshold, param_dtype))
 
-  def features(self, x: jax.Array) -> jax.Array:
-    """z_k for signals `(..., n)`; shape `(..., m)`."""
+  def features(self, x: jax.Array, *,
+               return_all_stages: bool = False) -> jax.Array:
+    """z_k for signals `(..., n)`; shape `(..., m)`.
+
+    With `return_all_stages`, z_0..z_k stacked: shape `(k + 1, ..., m)`.
+    """
     drive = self._pca_project(x) @ self.input_weights[...].T
     dropout = self._multipliers(self.dropout_rate,
                                 (self.num_stages + 1,) + drive.shape,
                                 drive.dtype)
     return _unroll(drive, self.threshold[...],
                    lambda codes, recurrent: codes @ recurrent.T,
-                   self.recurrent_weights[...], dropout)
+                   self.recurrent_weights[...], dropout,
+                   return_all_stages=return_all_stages)
 
 
 def make_model(kind: str, signal_dim: int, code_dim: int, *, sparsity: int,

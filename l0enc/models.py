@@ -12,6 +12,13 @@ paper's fully connected baseline.
 
 Stages share W, S and theta (`tied=True`, the paper's setting), or carry
 their own S and theta (`tied=False`); either way they run under `lax.scan`.
+`encoder(x, return_all_stages=True)` returns the codes of every stage,
+`(K, ..., p)`, from the scan's stacked outputs (per-stage losses, NMSE per
+stage), `encoder(x, num_stages=k)` runs the first k stages only, and
+`parameter_stages()` says which stage each parameter slice belongs to
+(for `l0enc.stagewise`). Options of the field's newer encoders (Chen et al.
+2018): support selection in the Deep l0 encoder's HELU (`support_selection`,
+`l0enc.ops.helu_ss`) and one M per stage in the Deep M-Sparse encoder.
 Since z_0 = 0, the first stage is `neuron(W x)`, so an untied encoder stores
 `num_stages - 1` recurrent matrices.
 
@@ -34,6 +41,7 @@ from typing import Any
 from flax import nnx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from l0enc import ops
 from l0enc import solvers
@@ -89,6 +97,26 @@ def _check_inputs(x: jax.Array, signal_dim: int) -> jax.Array:
   return x
 
 
+# Support selection (Chen et al. 2018): the LISTA-CPSS code's schedule.
+SUPPORT_SELECTION_PERCENT = 1.2
+SUPPORT_SELECTION_MAX_PERCENT = 13.0
+
+
+def check_num_stages(num_stages: int | None, total: int) -> int:
+  """The number of stages to run: `total` for None, else checked in [1, total].
+
+  Args:
+    num_stages: the requested number of stages, or None.
+    total: the encoder's number of stages.
+
+  Returns:
+    The number of stages, a Python int.
+  """
+  if num_stages is None:
+    return total
+  return validation.check_int_in_range('num_stages', num_stages, 1, total)
+
+
 def _constant(value: jax.Array) -> nnx.Initializer:
   """An initializer that broadcasts a fixed array to the requested shape."""
   def init(key, shape, dtype):
@@ -137,40 +165,87 @@ class _UnrolledEncoder(nnx.Module):
     """Leading shape of per-stage parameters: () if tied, (K,) if untied."""
     return () if self.tied else (self.num_stages,)
 
-  def _neuron(self, u: jax.Array, neuron_params: Any) -> jax.Array:
+  def _neuron(self, u: jax.Array, neuron_params: Any,
+              settings: Any) -> jax.Array:
     raise NotImplementedError
 
   def _neuron_parameters(self) -> Any:
     raise NotImplementedError
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def _stage_settings(self) -> Any:
+    """A pytree of per-stage neuron settings, leading axis K (default none)."""
+    return None
+
+  def __call__(self, x: jax.Array, *, return_all_stages: bool = False,
+               num_stages: int | None = None) -> jax.Array:
     """Encodes signals: K stages of `z <- neuron(W x + S z)` from `z = 0`.
 
     Args:
       x: signals, shape `(..., signal_dim)`.
+      return_all_stages: return the codes of every stage, stacked along a
+        new leading axis (the `lax.scan`'s stacked outputs, so the last
+        stage costs nothing extra), instead of the last stage's only. For
+        per-stage losses and NMSE-per-stage curves.
+      num_stages: run only the first `k` stages, `1 <= k <= self.num_stages`
+        (a Python int); all of them by default. Stage-wise training uses it
+        to train stage k on its own output without computing the later
+        stages.
 
     Returns:
-      Codes of shape `(..., code_dim)`.
+      Codes of shape `(..., code_dim)`, or `(k, ..., code_dim)` with
+      `return_all_stages`, row `t` holding the output of stage `t + 1`.
     """
     x = _check_inputs(x, self.signal_dim)
+    num_stages = check_num_stages(num_stages, self.num_stages)
     drive = x @ self.input_weights[...].T  # W x, the same in every stage.
     recurrent = self.recurrent_weights[...]
     neuron_params = self._neuron_parameters()
+    # Per-stage settings that are not parameters (support selection counts,
+    # M per stage) vary along the stages even when the weights are tied.
+    stage_settings = self._stage_settings()
+    first_settings = jax.tree.map(lambda a: a[0], stage_settings)
+    later_settings = jax.tree.map(lambda a: a[1:num_stages], stage_settings)
     if self.tied:
       first_params, later_params = neuron_params, None
     else:
       first_params = jax.tree.map(lambda a: a[0], neuron_params)
-      later_params = (recurrent, jax.tree.map(lambda a: a[1:], neuron_params))
+      later_params = (recurrent[:num_stages - 1],
+                      jax.tree.map(lambda a: a[1:num_stages], neuron_params))
 
-    def stage(codes, stage_params):
+    def stage(codes, inputs):
+      stage_params, settings = inputs
       weights, params = ((recurrent, neuron_params) if self.tied
                          else stage_params)
-      return self._neuron(drive + codes @ weights.T, params), None
+      codes = self._neuron(drive + codes @ weights.T, params, settings)
+      return codes, codes if return_all_stages else None
 
-    codes = self._neuron(drive, first_params)  # S z_0 = 0.
-    codes, _ = jax.lax.scan(stage, codes, later_params,
-                            length=self.num_stages - 1)
+    first_codes = self._neuron(drive, first_params, first_settings)
+    codes, later_codes = jax.lax.scan(stage, first_codes,
+                                      (later_params, later_settings),
+                                      length=num_stages - 1)
+    if return_all_stages:
+      return jnp.concatenate([first_codes[None], later_codes])
     return codes
+
+  def parameter_stages(self) -> dict[str, Any]:
+    """The stage (1-based) of each parameter slice, for `l0enc.stagewise`.
+
+    Returns:
+      `{parameter name: stages}`: an int for a parameter used from that
+      stage on (W and tied parameters: 1), or an int array giving the stage
+      of each slice along the parameter's leading axis.
+    """
+    if self.tied:
+      return {name: 1 for name in self._parameter_names()}
+    stages = {'input_weights': 1,
+              'recurrent_weights': np.arange(2, self.num_stages + 1)}
+    for name in self._parameter_names():
+      stages.setdefault(name, np.arange(1, self.num_stages + 1))
+    return stages
+
+  def _parameter_names(self) -> list[str]:
+    return [name for name, value in vars(self).items()
+            if isinstance(value, nnx.Param)]
 
   @classmethod
   def _from_iteration(cls, dictionary: jax.Array, step_size: float | None,
@@ -284,7 +359,9 @@ class LISTA(_UnrolledEncoder):
   def _neuron_parameters(self) -> jax.Array:
     return self.threshold[...]
 
-  def _neuron(self, u: jax.Array, threshold: jax.Array) -> jax.Array:
+  def _neuron(self, u: jax.Array, threshold: jax.Array,
+              settings: None) -> jax.Array:
+    del settings
     # A learned threshold's value is a training outcome, not an argument.
     return ops.soft_threshold(u, threshold, validate=False)
 
@@ -306,11 +383,16 @@ class DeepL0Encoder(_UnrolledEncoder):
     threshold: theta, shape `(code_dim,)` if tied, else `(num_stages,
       code_dim)`. Its sign does not matter (HELU is odd); it must not be 0.
     sigma: `HeluSigma`, a scalar in [0, 1).
+    support_counts: with support selection, the number of entries of each
+      stage that pass whatever the threshold; None without.
     deterministic: True in evaluation mode.
   """
 
   def __init__(self, signal_dim: int, code_dim: int, *, num_stages: int = 2,
                tied: bool = True, threshold: float = 0.1, sigma: float = 0.2,
+               support_selection: bool = False,
+               percent: float = SUPPORT_SELECTION_PERCENT,
+               max_percent: float = SUPPORT_SELECTION_MAX_PERCENT,
                param_dtype: Any = jnp.float32,
                input_init: nnx.Initializer = _scaled_normal(),
                recurrent_init: nnx.Initializer = _scaled_normal(),
@@ -324,6 +406,11 @@ class DeepL0Encoder(_UnrolledEncoder):
       tied: share S and theta across stages (True, the paper's setting).
       threshold: initial value of every theta_i, positive.
       sigma: initial HELU_sigma ramp width for training mode, in [0, 1).
+      support_selection: let the largest entries of each stage pass whatever
+        the threshold (`l0enc.ops.helu_ss`), `min(k * percent,
+        max_percent)` % of them in stage k (`ops.support_selection_counts`).
+      percent: growth of the selected percentage per stage.
+      max_percent: its cap.
       param_dtype: dtype of the parameters (and of sigma).
       input_init: initializer of W, shape `(code_dim, signal_dim)`.
       recurrent_init: initializer of S.
@@ -334,6 +421,9 @@ class DeepL0Encoder(_UnrolledEncoder):
                      recurrent_init=recurrent_init, rngs=rngs)
     validation.check_positive('threshold', threshold)
     _check_sigma(sigma)
+    self.support_counts = (ops.support_selection_counts(
+        self.num_stages, self.code_dim, percent=percent,
+        max_percent=max_percent) if support_selection else None)
     self.threshold = nnx.Param(jnp.full(self._stage_shape + (code_dim,),
                                         threshold, param_dtype))
     self.sigma = HeluSigma(jnp.asarray(sigma, param_dtype))
@@ -343,6 +433,9 @@ class DeepL0Encoder(_UnrolledEncoder):
   def from_dictionary(cls, dictionary: jax.Array, *, lam: float,
                       num_stages: int = 2, tied: bool = True,
                       step_size: float | None = None, sigma: float = 0.2,
+                      support_selection: bool = False,
+                      percent: float = SUPPORT_SELECTION_PERCENT,
+                      max_percent: float = SUPPORT_SELECTION_MAX_PERCENT,
                       param_dtype: Any = None) -> 'DeepL0Encoder':
     """K stages of IHT on problem (1), `1/2||x - D a||^2 + lam ||a||_0` (eq. 8).
 
@@ -359,6 +452,10 @@ class DeepL0Encoder(_UnrolledEncoder):
       tied: share S and theta across stages.
       step_size: mu; `1 / ||D||_2^2` by default.
       sigma: initial HELU_sigma ramp width for training mode, in [0, 1).
+      support_selection: as for the constructor (the untrained encoder then
+        differs from IHT wherever a selected entry is below the threshold).
+      percent: growth of the selected percentage per stage.
+      max_percent: its cap.
       param_dtype: parameter dtype; the dictionary's by default.
 
     Returns:
@@ -367,7 +464,8 @@ class DeepL0Encoder(_UnrolledEncoder):
     validation.check_positive('lam', lam)
     encoder, step_size = cls._from_iteration(
         dictionary, step_size, param_dtype, num_stages=num_stages, tied=tied,
-        sigma=sigma)
+        sigma=sigma, support_selection=support_selection, percent=percent,
+        max_percent=max_percent)
     encoder.threshold[...] = jnp.full_like(
         encoder.threshold[...], solvers.iht_threshold(lam, step_size))
     return encoder
@@ -375,9 +473,18 @@ class DeepL0Encoder(_UnrolledEncoder):
   def _neuron_parameters(self) -> jax.Array:
     return self.threshold[...]
 
-  def _neuron(self, u: jax.Array, threshold: jax.Array) -> jax.Array:
+  def _stage_settings(self) -> jax.Array | None:
+    if self.support_counts is None:
+      return None
+    return jnp.asarray(self.support_counts)
+
+  def _neuron(self, u: jax.Array, threshold: jax.Array,
+              count: jax.Array | None) -> jax.Array:
     sigma = 0.0 if self.deterministic else self.sigma[...]
-    return threshold * ops.helu(u / threshold, sigma)
+    if count is None:
+      return threshold * ops.helu(u / threshold, sigma)
+    return threshold * ops.helu_ss(u / threshold, sigma, count,
+                                   max(self.support_counts))
 
 
 class DeepMSparseEncoder(_UnrolledEncoder):
@@ -391,11 +498,12 @@ class DeepMSparseEncoder(_UnrolledEncoder):
     input_weights: W, shape `(code_dim, signal_dim)`.
     recurrent_weights: S, shape `(code_dim, code_dim)` if tied, else
       `(num_stages - 1, code_dim, code_dim)` (stages 2..K).
-    m: the number of nonzeros kept, `1 <= m <= code_dim`.
+    m: the number of nonzeros kept, `1 <= m <= code_dim`, or a tuple of
+      one per stage.
   """
 
-  def __init__(self, signal_dim: int, code_dim: int, *, m: int,
-               num_stages: int = 2, tied: bool = True,
+  def __init__(self, signal_dim: int, code_dim: int, *,
+               m: int | Sequence[int], num_stages: int = 2, tied: bool = True,
                param_dtype: Any = jnp.float32,
                input_init: nnx.Initializer = _scaled_normal(),
                recurrent_init: nnx.Initializer = _scaled_normal(),
@@ -405,7 +513,8 @@ class DeepMSparseEncoder(_UnrolledEncoder):
     Args:
       signal_dim: n, the length of the input signals.
       code_dim: p, the length of the codes.
-      m: M, the number of nonzeros per code, `1 <= m <= code_dim`.
+      m: M, the number of nonzeros per code, `1 <= m <= code_dim`; or one
+        M per stage (K ints), e.g. growing with the stage.
       num_stages: K >= 1, the number of unrolled stages.
       tied: share S across stages (True, the paper's setting).
       param_dtype: dtype of the parameters.
@@ -416,10 +525,19 @@ class DeepMSparseEncoder(_UnrolledEncoder):
     super().__init__(signal_dim, code_dim, num_stages=num_stages, tied=tied,
                      param_dtype=param_dtype, input_init=input_init,
                      recurrent_init=recurrent_init, rngs=rngs)
-    self.m = validation.check_int_in_range('m', m, 1, self.code_dim)
+    if np.ndim(m) == 0:
+      self.m = validation.check_int_in_range('m', m, 1, self.code_dim)
+    else:
+      if len(m) != self.num_stages:
+        raise ValueError(f'm must be an int or have one entry per stage '
+                         f'({self.num_stages}), got {len(m)}.')
+      self.m = tuple(validation.check_int_in_range('m', each, 1,
+                                                   self.code_dim)
+                     for each in m)
 
   @classmethod
-  def from_dictionary(cls, dictionary: jax.Array, *, m: int,
+  def from_dictionary(cls, dictionary: jax.Array, *,
+                      m: int | Sequence[int],
                       num_stages: int = 2, tied: bool = True,
                       step_size: float | None = None,
                       param_dtype: Any = None) -> 'DeepMSparseEncoder':
@@ -430,7 +548,8 @@ class DeepMSparseEncoder(_UnrolledEncoder):
 
     Args:
       dictionary: D, shape `(signal_dim, code_dim)`.
-      m: M, the number of nonzeros per code, `1 <= m <= code_dim`.
+      m: M, the number of nonzeros per code, `1 <= m <= code_dim`, or one
+        per stage.
       num_stages: K >= 1.
       tied: share S across stages.
       step_size: mu; `1 / ||D||_2^2` by default.
@@ -446,9 +565,16 @@ class DeepMSparseEncoder(_UnrolledEncoder):
   def _neuron_parameters(self) -> tuple[()]:
     return ()
 
-  def _neuron(self, u: jax.Array, neuron_params: tuple[()]) -> jax.Array:
+  def _stage_settings(self) -> jax.Array | None:
+    return None if isinstance(self.m, int) else jnp.asarray(self.m)
+
+  def _neuron(self, u: jax.Array, neuron_params: tuple[()],
+              m: jax.Array | None) -> jax.Array:
     del neuron_params
-    return ops.top_m(u, self.m)
+    if m is None:
+      return ops.top_m(u, self.m)
+    # M changes from stage to stage inside the scan: a traced M.
+    return ops.top_m_upto(u, m, max(self.m))
 
 
 class MLPEncoder(nnx.Module):

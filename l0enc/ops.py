@@ -153,6 +153,140 @@ def helu(u: jax.Array, sigma: jax.Array | float = 0.0, *,
   return result
 
 
+def top_count_mask(u: jax.Array, count: jax.Array | int,
+                   max_count: int) -> jax.Array:
+  """The `count` entries of largest magnitude per row, as a boolean mask.
+
+  `count` may be traced (one compiled function serves every stage of an
+  unrolled encoder whose stages keep different numbers of entries): the
+  `max_count` largest entries come from `lax.top_k`, and the first `count`
+  of them are marked. Ties in magnitude go to the lower index, as in
+  `top_m`. The mask carries no gradient.
+
+  Args:
+    u: array of shape `(..., p)`.
+    count: the number of entries to mark, `0 <= count <= max_count`; an int
+      or an integer scalar array (may be traced).
+    max_count: a Python int, `0 <= max_count <= p`.
+
+  Returns:
+    A boolean array shaped like `u` with `min(count, max_count)` True
+    entries per row.
+  """
+  max_count = validation.check_int_in_range('max_count', max_count, 0,
+                                            u.shape[-1])
+  if validation.is_concrete(count):
+    validation.check_int_in_range('count', int(count), 0, max_count)
+  if max_count == 0:
+    return jnp.zeros(u.shape, bool)
+  _, indices = jax.lax.top_k(jax.lax.stop_gradient(jnp.abs(u)), max_count)
+  flat = indices.reshape(-1, max_count)
+  rows = jnp.arange(flat.shape[0])[:, None]
+  kept = jnp.broadcast_to(jnp.arange(max_count) < count, flat.shape)
+  mask = jnp.zeros((flat.shape[0], u.shape[-1]), bool).at[rows, flat].set(
+      kept)
+  return mask.reshape(u.shape)
+
+
+def support_selection_counts(num_stages: int, code_dim: int, *,
+                             percent: float = 1.2,
+                             max_percent: float = 13.0) -> tuple[int, ...]:
+  """Entries that pass unshrunk in each stage (Chen et al. 2018, Sec. 3.2).
+
+  Stage k (1-based) trusts the `p_k = min(k * percent, max_percent)` percent
+  of entries of largest magnitude as support; the defaults are the
+  LISTA-CPSS and ALISTA codes' (1.2 % more per stage, at most 13 %, for
+  codes with 10 % nonzeros).
+
+  Args:
+    num_stages: K >= 1.
+    code_dim: p, the length of the codes.
+    percent: the growth of p_k per stage, in percent, >= 0.
+    max_percent: the cap of p_k, in [0, 100].
+
+  Returns:
+    `(count_1, ..., count_K)`, `count_k = round(p_k / 100 * code_dim)`.
+  """
+  num_stages = validation.check_int_in_range('num_stages', num_stages, 1,
+                                             2**31 - 1)
+  code_dim = validation.check_int_in_range('code_dim', code_dim, 1, 2**31 - 1)
+  validation.check_nonnegative('percent', percent)
+  validation.check_nonnegative('max_percent', max_percent)
+  if max_percent > 100:
+    raise ValueError(f'max_percent must be in [0, 100], got {max_percent}.')
+  return tuple(int(round(min(k * percent, max_percent) / 100 * code_dim))
+               for k in range(1, num_stages + 1))
+
+
+def soft_threshold_ss(u: jax.Array, threshold: jax.Array,
+                      count: jax.Array | int, max_count: int) -> jax.Array:
+  """Soft threshold with support selection (LISTA-CPSS, Chen et al. 2018).
+
+      [eta^ss(u)]_i = u_i                         if i in S(u) and |u_i| > theta
+                      sign(u_i)(|u_i| - theta)_+  otherwise,
+
+  where S(u) holds the `count` entries of largest magnitude
+  (`top_count_mask`): entries trusted to be in the support are not shrunk,
+  which removes the bias of the soft threshold on them.
+
+  Args:
+    u: pre-activations, shape `(..., p)`.
+    threshold: positive threshold broadcastable to `u`.
+    count: entries selected per row (may be traced), `<= max_count`.
+    max_count: a Python int, the largest `count` used.
+
+  Returns:
+    Array shaped like `u`. The gradient w.r.t. `u` is 1 on the selected
+    entries and that of the soft threshold elsewhere.
+  """
+  selected = top_count_mask(u, count, max_count) & (jnp.abs(u) > threshold)
+  return jnp.where(selected, u, soft_threshold(u, threshold))
+
+
+def helu_ss(u: jax.Array, sigma: jax.Array | float, count: jax.Array | int,
+            max_count: int) -> jax.Array:
+  """HELU_sigma (eq. 9) with support selection: the largest entries pass.
+
+  The `count` entries of largest magnitude (`top_count_mask`) are kept as
+  they are, whatever their size; the others go through HELU_sigma. For a
+  hard threshold the soft-threshold rule of `soft_threshold_ss` (select only
+  entries above the threshold) would change nothing at sigma = 0, since
+  such entries already pass unchanged; what support selection adds here is
+  that entries trusted to be in the support survive a threshold set for
+  the rest.
+
+  Args:
+    u: pre-activations divided by the thresholds, shape `(..., p)`.
+    sigma: ramp width in [0, 1) (may be traced).
+    count: entries selected per row (may be traced), `<= max_count`.
+    max_count: a Python int, the largest `count` used.
+
+  Returns:
+    Array shaped like `u`; the gradient w.r.t. `u` is 1 on the selected
+    entries and that of HELU_sigma elsewhere.
+  """
+  selected = top_count_mask(u, count, max_count)
+  return jnp.where(selected, u, helu(u, sigma))
+
+
+def top_m_upto(u: jax.Array, m: jax.Array | int, max_m: int) -> jax.Array:
+  """`h_M` with a traced M: keeps the `m` entries of largest magnitude.
+
+  Equals `top_m(u, m)` (values, ties and gradient: each kept position gets
+  its full incoming gradient), for an `m` that may change from stage to
+  stage inside one `lax.scan`.
+
+  Args:
+    u: array of shape `(..., p)`.
+    m: entries kept per row, `0 <= m <= max_m` (may be traced).
+    max_m: a Python int, the largest `m` used, `<= p`.
+
+  Returns:
+    Array shaped like `u`.
+  """
+  return jnp.where(top_count_mask(u, m, max_m), u, jnp.zeros_like(u))
+
+
 class MaxMPooled(NamedTuple):
   """Output of max-M pooling (eq. 11).
 

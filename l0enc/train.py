@@ -12,10 +12,13 @@ the model in evaluation mode (exact HELU, no dropout). A loss is any
 softmax cross entropy plug in the same way.
 
 `fit` runs SGD epochs over plain arrays with per-epoch shuffling from an
-explicit PRNG key, HELU sigma annealing (0.2, 0.02, ... by default, for
-models holding `l0enc.models.HeluSigma`), evaluation after each epoch, log
-lines and an optional callback. With several devices each step is data
-parallel: the batch is sharded along the 1-D mesh axis `'data'` and the
+explicit PRNG key (or over a stream: a pure function from the step number
+to a batch, e.g. fresh synthetic samples from `l0enc.data.synthetic_batch`),
+HELU sigma annealing (0.2, 0.02, ... by default, for models holding
+`l0enc.models.HeluSigma`), evaluation after each epoch, log lines, an
+optional callback and an optional `stop_fn` (early stopping on a function of
+the history, e.g. a validation plateau). With several devices each step is
+data parallel: the batch is sharded along the 1-D mesh axis `'data'` and the
 parameters are replicated, so XLA all-reduces the gradients.
 
 Checkpoints (`workdir`): after every epoch, `state_<epoch>.npz` holds every
@@ -412,7 +415,12 @@ def _first_nonfinite_parameter(model: nnx.Module) -> str | None:
   return None
 
 
-def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
+BatchFn = Callable[[jax.Array], tuple[jax.Array, Any]]
+StopFn = Callable[[Sequence[EpochRecord]], bool]
+
+
+def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
+        key: jax.Array,
         config: TrainConfig = TrainConfig(),
         tx: optax.GradientTransformation | None = None,
         loss_fn: LossFn = squared_error_loss,
@@ -421,7 +429,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
         callback: Callable[[EpochRecord], None] | None = None,
         mesh: jax.sharding.Mesh | None = None,
         progress: bool = True, on_nonfinite_loss: str = 'raise',
-        data_id: str | None = None) -> FitResult:
+        data_id: str | None = None, steps_per_epoch: int | None = None,
+        stop_fn: StopFn | None = None) -> FitResult:
   """Trains `model` on `(x_train, y_train)` by minibatch gradient descent.
 
   Each epoch visits `num_examples // batch_size` batches in the order of
@@ -434,11 +443,20 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
   optimizer are restored from it, so they must be built as in the first
   run.
 
+  With a stream, `x_train` is a function `batch_fn(step) -> (inputs,
+  targets)` of the SGD step number (0, 1, ...), pure and traceable (it is
+  `vmap`ped over the steps of each chunk under `jit`); epoch e runs steps
+  `e * steps_per_epoch` to `(e + 1) * steps_per_epoch - 1`, so a resumed run
+  sees the batches the first would have. `config.batch_size` is not used
+  then (the batches have the size `batch_fn` gives them).
+
   Args:
     model: the model to train, updated in place; `fit` puts it in training
       mode (`model.train()`).
-    x_train: training signals, shape `(num_examples, n)`.
-    y_train: training targets with `num_examples` rows (e.g. codes).
+    x_train: training signals, shape `(num_examples, n)`; or a stream
+      `batch_fn(step) -> (inputs, targets)` (a `BatchFn`, see above).
+    y_train: training targets with `num_examples` rows (e.g. codes); None
+      with a stream.
     key: PRNG key of the data order.
     config: the training settings.
     tx: the optax transformation; `optax.sgd(config.learning_rate,
@@ -466,7 +484,15 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
     data_id: what identifies the training data in the checkpoint record;
       `data_fingerprint(x_train, y_train)` by default. Callers that train
       on freshly augmented data every epoch pass the fingerprint of the
-      source data instead.
+      source data instead; callers that train on a stream pass what
+      defines it (e.g. the problem's key), since a function has no
+      fingerprint.
+    steps_per_epoch: the SGD steps of an epoch, with a stream only (there
+      is no data set size to derive them from).
+    stop_fn: `stop_fn(history) -> bool`, asked after each epoch (and on the
+      history of a resumed run, before training further): True ends
+      training, e.g. at a plateau of the evaluation loss. A function of the
+      history only, so a resumed run stops where an uninterrupted one did.
 
   Returns:
     `FitResult(model, history)`.
@@ -481,32 +507,53 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
   if on_nonfinite_loss not in NONFINITE_LOSS_POLICIES:
     raise ValueError(f'on_nonfinite_loss must be one of '
                      f'{NONFINITE_LOSS_POLICIES}, got {on_nonfinite_loss!r}.')
-  x_train, y_train = np.asarray(x_train), np.asarray(y_train)
-  for name, array in (('x_train', x_train), ('y_train', y_train),
-                      ('x_eval', x_eval), ('y_eval', y_eval)):
+  streaming = callable(x_train)
+  if streaming:
+    if y_train is not None:
+      raise ValueError('y_train must be None when x_train is a batch '
+                       'function (it returns the targets).')
+    if steps_per_epoch is None:
+      raise ValueError('steps_per_epoch is required when x_train is a batch '
+                       'function.')
+    steps_per_epoch = validation.check_int_in_range(
+        'steps_per_epoch', steps_per_epoch, 1, 2**31 - 1)
+    num_examples = None
+    stream_chunk = jax.jit(jax.vmap(x_train))
+  else:
+    if steps_per_epoch is not None:
+      raise ValueError('steps_per_epoch is only for a batch function; with '
+                       'arrays it is num_examples // batch_size.')
+    if y_train is None:
+      raise ValueError('y_train is required with training arrays.')
+    x_train, y_train = np.asarray(x_train), np.asarray(y_train)
+    for name, array in (('x_train', x_train), ('y_train', y_train)):
+      _check_data(name, array)
+    num_examples = len(x_train)
+    if len(y_train) != num_examples:
+      raise ValueError(f'x_train has {num_examples} examples, y_train '
+                       f'{len(y_train)}.')
+    if num_examples < config.batch_size:
+      raise ValueError(f'batch_size={config.batch_size} exceeds the '
+                       f'{num_examples} training examples.')
+    steps_per_epoch = num_examples // config.batch_size
+  for name, array in (('x_eval', x_eval), ('y_eval', y_eval)):
     if array is not None:
       _check_data(name, np.asarray(array))
-  num_examples = len(x_train)
-  if len(y_train) != num_examples:
-    raise ValueError(f'x_train has {num_examples} examples, y_train '
-                     f'{len(y_train)}.')
-  if num_examples < config.batch_size:
-    raise ValueError(f'batch_size={config.batch_size} exceeds the '
-                     f'{num_examples} training examples.')
   if (x_eval is None) != (y_eval is None):
     raise ValueError('give both x_eval and y_eval, or neither.')
   if tx is None:
     tx = _sgd(config.learning_rate, config.momentum)
   model.train()
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  run = _RunRecord(config, key, num_examples,
-                  data_id or data_fingerprint(x_train, y_train))
+  if data_id is None:
+    data_id = 'stream' if streaming else data_fingerprint(x_train, y_train)
+  run = _RunRecord(config, key, num_examples, data_id,
+                   steps_per_epoch if streaming else None)
   history = []
   if workdir is not None and _has_checkpoint(workdir):
     history = _restore(workdir, model, optimizer, run)
     logging.info('Resuming from %s after epoch %d.', workdir, len(history))
 
-  steps_per_epoch = num_examples // config.batch_size
   # At most PROGRESS_CHUNKS dispatches per epoch (two compiled chunk sizes).
   steps_per_chunk = -(-steps_per_epoch // PROGRESS_CHUNKS)
   replicated = _replicated(mesh)
@@ -515,13 +562,16 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
   graphdef, state = nnx.split((model, optimizer))
   try:
     for epoch in range(len(history), config.num_epochs):
+      if stop_fn is not None and history and stop_fn(history):
+        break
       start_time = time.perf_counter()
       sigma = sigma_at_epoch(config, epoch)
       if not models.set_helu_sigma(model, sigma):
         sigma = None
       state = jax.device_put(nnx.state((model, optimizer)), replicated)
-      order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch),
-                                                num_examples))
+      if not streaming:
+        order = np.asarray(jax.random.permutation(
+            jax.random.fold_in(key, epoch), num_examples))
       losses = []
       # Steps run in chunks of one `train_steps` scan each; the bar counts
       # steps at chunk ends (showing the loss would sync every chunk).
@@ -531,11 +581,16 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any, *, key: jax.Array,
                      desc=f'epoch {epoch + 1}/{config.num_epochs}') as bar:
         for start in range(0, steps_per_epoch, steps_per_chunk):
           stop = min(start + steps_per_chunk, steps_per_epoch)
-          indices = order[start * config.batch_size:
-                          stop * config.batch_size].reshape(stop - start, -1)
+          if streaming:
+            inputs, targets = stream_chunk(
+                jnp.arange(start, stop) + epoch * steps_per_epoch)
+          else:
+            indices = order[start * config.batch_size:
+                            stop * config.batch_size].reshape(stop - start, -1)
+            inputs, targets = x_train[indices], y_train[indices]
           state, chunk_losses = train_steps(
-              graphdef, state, jax.device_put(x_train[indices], chunk_sharded),
-              jax.device_put(y_train[indices], chunk_sharded), loss_fn)
+              graphdef, state, jax.device_put(inputs, chunk_sharded),
+              jax.device_put(targets, chunk_sharded), loss_fn)
           losses.append(chunk_losses)
           bar.update(stop - start)
       nnx.update((model, optimizer), state)
@@ -626,18 +681,23 @@ class _RunRecord(NamedTuple):
   """What a checkpoint must agree with to be resumed."""
   config: TrainConfig
   key: jax.Array
-  num_examples: int
+  num_examples: int | None
   data_id: str
+  steps_per_epoch: int | None = None  # Of a stream; None for arrays.
 
   def as_json(self) -> dict[str, Any]:
     # num_epochs may grow between runs: resuming trains further.
-    return {**{f'config.{name}': value
-               for name, value in self.config._asdict().items()
-               if name != 'num_epochs'},
-            'num_train_examples': self.num_examples,
-            'data_fingerprint': self.data_id,
-            'key': np.asarray(jax.random.key_data(self.key)).tolist(),
-            'key_impl': str(jax.random.key_impl(self.key))}
+    record = {**{f'config.{name}': value
+                 for name, value in self.config._asdict().items()
+                 if name != 'num_epochs'},
+              'num_train_examples': self.num_examples,
+              'data_fingerprint': self.data_id,
+              'key': np.asarray(jax.random.key_data(self.key)).tolist(),
+              'key_impl': str(jax.random.key_impl(self.key))}
+    if self.steps_per_epoch is not None:
+      # Only for streams, so that checkpoints of array runs stay valid.
+      record['stream_steps_per_epoch'] = self.steps_per_epoch
+    return record
 
 
 def _has_checkpoint(workdir: str | os.PathLike) -> bool:

@@ -574,3 +574,90 @@ def test_make_synthetic_rejects_bad_arguments(kwargs, message):
   arguments.update(kwargs)
   with pytest.raises(ValueError, match=message):
     data.make_synthetic(jax.random.key(0), **arguments)
+
+
+# ---------------------------------------------------------------------------
+# The fresh-sample stream of the standard problem
+
+
+def _small_problem(**kwargs):
+  arguments = dict(signal_dim=16, code_dim=32, batch_size=8,
+                   num_validation=50, num_test=60)
+  arguments.update(kwargs)
+  return data.make_synthetic_problem(jax.random.key(0), **arguments)
+
+
+def test_standard_problem_shapes_and_statistics():
+  problem = data.make_synthetic_problem(jax.random.key(0), num_validation=20,
+                                        num_test=1000)
+  chex.assert_shape(problem.dictionary, (250, 500))
+  np.testing.assert_allclose(np.linalg.norm(problem.dictionary, axis=0), 1,
+                             rtol=1e-5)
+  chex.assert_shape([problem.validation.signals, problem.test.codes],
+                    [(20, 250), (1000, 500)])
+  # 500,000 Bernoulli(0.1) draws: standard error 0.0004.
+  np.testing.assert_allclose(np.mean(problem.test.codes != 0), 0.1,
+                             atol=0.002)
+  chex.assert_trees_all_close(problem.test.signals,
+                              problem.test.codes @ problem.dictionary.T,
+                              atol=1e-5)
+  for dataset in (problem.validation, problem.test):
+    chex.assert_trees_all_equal(dataset.dictionary, problem.dictionary)
+
+
+def test_stream_is_a_pure_function_of_the_step_and_never_repeats():
+  problem = _small_problem()
+  first, again = data.synthetic_batch(problem, 3), data.synthetic_batch(
+      problem, 3)
+  chex.assert_trees_all_equal(first, again)
+  chex.assert_shape([first.signals, first.codes], [(8, 16), (8, 32)])
+  chex.assert_trees_all_equal(first.dictionary, problem.dictionary)
+  codes = np.stack([np.asarray(data.synthetic_batch(problem, step).codes)
+                    for step in range(20)]).reshape(-1, 32)
+  held_out = np.concatenate([problem.validation.codes, problem.test.codes])
+  all_codes = np.concatenate([codes, held_out])
+  all_codes = all_codes[np.any(all_codes != 0, axis=1)]  # 0.9^32: 3 % empty.
+  # No two nonzero codes are the same (continuous amplitudes): no repeats.
+  assert len(np.unique(all_codes, axis=0)) == len(all_codes) > 200
+  # A traced step (vmap under jit) gives the same batches.
+  batches = jax.jit(jax.vmap(lambda step: data.synthetic_batch(problem,
+                                                               step)))(
+      jnp.arange(20))
+  chex.assert_trees_all_close(batches.codes.reshape(-1, 32), codes)
+
+
+def test_held_out_sets_are_fixed_by_the_key():
+  problem, again = _small_problem(), _small_problem()
+  other = data.make_synthetic_problem(jax.random.key(1), signal_dim=16,
+                                      code_dim=32, num_validation=50,
+                                      num_test=60)
+  chex.assert_trees_all_equal(problem.validation, again.validation)
+  chex.assert_trees_all_equal(problem.test, again.test)
+  assert not np.array_equal(problem.test.codes, other.test.codes)
+  assert not np.array_equal(problem.validation.codes[:50],
+                            problem.test.codes[:50])
+
+
+@pytest.mark.parametrize('snr_db', [20.0, 40.0])
+def test_stream_and_held_out_sets_have_the_requested_snr(snr_db):
+  problem = _small_problem(snr_db=snr_db, batch_size=2000, num_test=2000)
+  for dataset in (data.synthetic_batch(problem, 0), problem.test):
+    clean = dataset.codes @ dataset.dictionary.T
+    noise = dataset.signals - clean
+    measured = 10 * np.log10(np.mean(clean**2) / np.mean(noise**2))
+    np.testing.assert_allclose(measured, snr_db, atol=0.1)
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(batch_size=0), 'batch_size'),
+    (dict(num_test=0), 'num_samples'),
+    (dict(nonzero_prob=0.0), 'nonzero_prob'),
+])
+def test_make_synthetic_problem_rejects_bad_arguments(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    _small_problem(**kwargs)
+
+
+def test_synthetic_batch_rejects_a_negative_step():
+  with pytest.raises(ValueError, match='step'):
+    data.synthetic_batch(_small_problem(), -1)

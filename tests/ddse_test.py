@@ -123,6 +123,38 @@ def test_features_match_eq_5_reference(shortcuts):
                              rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize('kind', ['ddse', 'lista_dropout'])
+def test_all_stages_equal_the_composition_of_single_stages(kind):
+  model = ddse.make_model(kind, N, M, sparsity=S, num_stages=K,
+                          rngs=nnx.Rngs(0))
+  if kind == 'ddse':
+    model = _perturb_and_project(model)
+  model.eval()
+  x = _signals(7, seed=5)
+  all_stages = model.features(x, return_all_stages=True)
+  chex.assert_shape(all_stages, (K + 1, 7, M))
+  # Stage i by itself: z_i = N_i(drive + recurrence_i(z_{i-1})).
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64),
+                   nnx.to_pure_dict(nnx.state(
+                       model, nnx.Any(nnx.Param, ddse.PCABuffer))))
+  drive = (np.asarray(x, np.float64) - p['pca_mean']) @ (
+      p['pca_components'] @ p['input_weights'].T)
+  expected = np_soft_threshold(drive, p['threshold'][0])
+  np.testing.assert_allclose(all_stages[0], expected, rtol=1e-4, atol=1e-5)
+  for i in range(K):
+    previous = np.asarray(all_stages[i], np.float64)
+    if kind == 'ddse':
+      recurrence = previous - previous @ (
+          p['analysis_weights'][i] @ p['synthesis_weights'][i]).T
+    else:
+      recurrence = previous @ p['recurrent_weights'][i].T
+    expected = np_soft_threshold(drive + recurrence, p['threshold'][i + 1])
+    np.testing.assert_allclose(all_stages[i + 1], expected, rtol=1e-4,
+                               atol=1e-5)
+  np.testing.assert_array_equal(all_stages[-1], model.features(x))
+  assert np.count_nonzero(all_stages[-1]) > 0
+
+
 def test_stages_are_untied_and_decoupled():
   model = _perturb_and_project(_ddse())
   x, labels = _signals(), jnp.arange(24) % CLASSES

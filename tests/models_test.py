@@ -152,6 +152,66 @@ def test_from_dictionary_reproduces_iterations(kind, num_stages, tied):
   assert 0 < np.count_nonzero(reference) < reference.size
 
 
+def np_stage_composition(model, x, num_stages):
+  """Stage by stage in NumPy: z_1 = N(W x), z_t = N(W x + S_t z_{t-1}).
+
+  The neuron is the evaluation-mode one (exact hard threshold for Deep l0).
+  Returns the list of the stages' outputs.
+  """
+  p = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  drive = np.asarray(x) @ p['input_weights'].T
+
+  def per_stage(name, t):  # t: 0-based stage index.
+    value = p[name]
+    if model.tied:
+      return value
+    return value[t - 1] if name == 'recurrent_weights' else value[t]
+
+  def neuron(u, t):
+    if isinstance(model, models.LISTA):
+      threshold = per_stage('threshold', t)
+      return np.sign(u) * np.maximum(np.abs(u) - threshold, 0)
+    if isinstance(model, models.DeepL0Encoder):
+      return np.where(np.abs(u) >= np.abs(per_stage('threshold', t)), u, 0)
+    return np_top_m(u, M)
+
+  outputs = [neuron(drive, 0)]
+  for t in range(1, num_stages):
+    outputs.append(neuron(
+        drive + outputs[-1] @ per_stage('recurrent_weights', t).T, t))
+  return outputs
+
+
+@pytest.mark.parametrize('tied', [True, False])
+@pytest.mark.parametrize('kind', ['lista', 'l0', 'msparse'])
+def test_all_stages_equal_the_composition_of_single_stages(kind, tied):
+  num_stages = 4
+  model = _random_model(kind, num_stages=num_stages, tied=tied,
+                        dtype=jnp.float64)
+  model.eval()
+  x = _signals((2, 3))
+  all_stages = model(x, return_all_stages=True)
+  chex.assert_shape(all_stages, (num_stages, 2, 3, CODE_DIM))
+  reference = np_stage_composition(model, x, num_stages)
+  for t in range(num_stages):
+    chex.assert_trees_all_close(all_stages[t], jnp.asarray(reference[t]),
+                                atol=1e-10)
+    # The first t + 1 stages alone give the same codes.
+    chex.assert_trees_all_close(model(x, num_stages=t + 1), all_stages[t],
+                                atol=1e-12)
+  chex.assert_trees_all_close(model(x), all_stages[-1], atol=1e-12)
+  # The references are not trivial: nonzero codes that change per stage.
+  assert np.count_nonzero(reference[-1]) > 0
+  assert not np.allclose(reference[0], reference[-1])
+
+
+@pytest.mark.parametrize('num_stages', [0, 5, 2.5])
+def test_bad_num_stages_raises(num_stages):
+  model = _random_model('lista', num_stages=4, tied=False)
+  with pytest.raises(ValueError, match='num_stages'):
+    model(_signals(), num_stages=num_stages)
+
+
 def test_from_dictionary_parameters_and_step_size():
   dictionary, x = _dictionary(), _signals()
   lipschitz = np.linalg.norm(np.asarray(dictionary), 2)**2

@@ -61,6 +61,107 @@ def test_soft_and_hard_threshold_values(dtype, shape):
   np.testing.assert_array_equal(hard, np_hard(np.asarray(u), threshold))
 
 
+# Support selection (LISTA-CPSS) and M per stage: a traced count of entries.
+
+
+def np_selected(u, count):
+  """The `count` largest magnitudes per row, ties to the lower index."""
+  order = np.argsort(-np.abs(u), axis=-1, kind='stable')[..., :count]
+  mask = np.zeros(u.shape, bool)
+  np.put_along_axis(mask, order, True, -1)
+  return mask
+
+
+def np_soft_ss(u, threshold, count):
+  """Chen et al. (2018), eq. (14): selected entries above theta pass."""
+  keep = np_selected(u, count) & (np.abs(u) > threshold)
+  return np.where(keep, u, np_soft(u, threshold))
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('count', [0, 1, 3, 6])
+@pytest.mark.parametrize('shape', [(9,), (4, 9), (2, 3, 9)])
+def test_support_selection_ops_match_numpy(dtype, count, shape):
+  u = _random(shape, dtype)
+  u_np = np.asarray(u)
+  threshold, max_count = 0.5, 6
+  traced = jax.jit(lambda u, c: ops.soft_threshold_ss(u, threshold, c,
+                                                      max_count))
+  for result in (ops.soft_threshold_ss(u, threshold, count, max_count),
+                 traced(u, jnp.asarray(count))):
+    chex.assert_type(result, dtype)
+    np.testing.assert_allclose(result, np_soft_ss(u_np, threshold, count),
+                               rtol=1e-6)
+  helu_ss = ops.helu_ss(u, 0.2, count, max_count)
+  np.testing.assert_allclose(
+      helu_ss, np.where(np_selected(u_np, count), u_np,
+                        np_helu(u_np.ravel(), 0.2).reshape(shape)),
+      rtol=1e-6)
+  if count:
+    np.testing.assert_array_equal(ops.top_m_upto(u, count, max_count),
+                                  np_top_m(u_np, count))
+    np.testing.assert_array_equal(ops.top_m_upto(u, count, max_count),
+                                  ops.top_m(u, count))
+
+
+def test_support_selection_differs_from_the_plain_neurons():
+  u = jnp.asarray([[3.0, -0.4, 0.9, 0.1, -2.0]])
+  # Soft: 3.0 and -2.0 selected and above the threshold 0.5: not shrunk.
+  np.testing.assert_allclose(ops.soft_threshold_ss(u, 0.5, 2, 2),
+                             [[3.0, 0.0, 0.4, 0.0, -2.0]])
+  # HELU: the selected 0.9 passes although below the unit threshold.
+  np.testing.assert_allclose(ops.helu_ss(u, 0.0, 3, 3),
+                             [[3.0, 0.0, 0.9, 0.0, -2.0]])
+
+
+def test_top_count_mask_ties_go_to_the_lower_index():
+  u = jnp.asarray([[1.0, -2.0, 2.0, 2.0, 0.5]])
+  np.testing.assert_array_equal(ops.top_count_mask(u, 2, 4),
+                                [[False, True, True, False, False]])
+
+
+@pytest.mark.parametrize('name', ['soft', 'helu', 'top_m'])
+def test_support_selection_gradients(name):
+  u = _random((3, 8), jnp.float64)
+  fn = {'soft': lambda u: ops.soft_threshold_ss(u, 0.3, 2, 4),
+        'helu': lambda u: ops.helu_ss(u, 0.2, 2, 4),
+        'top_m': lambda u: ops.top_m_upto(u, 2, 4)}[name]
+  cotangent = _random((3, 8), jnp.float64, seed=5)
+  gradient = jax.grad(lambda u: jnp.sum(fn(u) * cotangent))(u)
+  chex.assert_tree_all_finite(gradient)
+  selected = np_selected(np.asarray(u), 2)
+  if name != 'soft':
+    # Selected entries pass: gradient 1 there (times the cotangent).
+    np.testing.assert_allclose(np.asarray(gradient)[selected],
+                               np.asarray(cotangent)[selected])
+  # Away from kinks the gradient is that of the forward function.
+  step = 1e-6
+  direction = _random((3, 8), jnp.float64, seed=7)
+  numeric = (jnp.sum(fn(u + step * direction) * cotangent)
+             - jnp.sum(fn(u - step * direction) * cotangent)) / (2 * step)
+  np.testing.assert_allclose(jnp.sum(gradient * direction), numeric,
+                             rtol=1e-5)
+
+
+def test_support_selection_counts_grow_and_saturate():
+  assert ops.support_selection_counts(16, 500) == tuple(
+      round(min(1.2 * k, 13.0) * 5) for k in range(1, 17))
+  assert ops.support_selection_counts(3, 500)[:3] == (6, 12, 18)
+  assert ops.support_selection_counts(16, 500)[-1] == 65
+
+
+@pytest.mark.parametrize('call,match', [
+    (lambda: ops.top_count_mask(jnp.ones(4), 3, 2), 'count'),
+    (lambda: ops.top_count_mask(jnp.ones(4), 1, 5), 'max_count'),
+    (lambda: ops.support_selection_counts(4, 10, max_percent=101),
+     'max_percent'),
+    (lambda: ops.support_selection_counts(0, 10), 'num_stages'),
+])
+def test_support_selection_bad_input_raises(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('sigma', [0.0, 0.02, 0.2, 0.5])
 def test_helu_matches_eq9(dtype, sigma):

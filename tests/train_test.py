@@ -308,6 +308,100 @@ def test_fit_bad_arguments_raise(arguments, match):
               arguments.pop('y_train'), key=jax.random.key(0), **arguments)
 
 
+# Streams of fresh batches and early stopping.
+
+
+def _stream():
+  """A pure batch function of the step: fresh signals, IHT-initialized codes."""
+  dictionary = _dictionary()
+
+  def batch_fn(step):
+    key = jax.random.fold_in(jax.random.key(3), step)
+    codes = jax.random.normal(key, (32, CODE_DIM)) * jax.random.bernoulli(
+        jax.random.fold_in(key, 1), 0.2, (32, CODE_DIM))
+    return codes @ dictionary.T, codes
+
+  return batch_fn
+
+
+def test_fit_on_a_stream_reduces_the_loss_and_visits_each_step_once():
+  batch_fn = _stream()
+  x_eval, y_eval = jax.vmap(batch_fn)(jnp.arange(1000, 1004))
+  x_eval, y_eval = x_eval.reshape(-1, SIGNAL_DIM), y_eval.reshape(-1, CODE_DIM)
+  model = models.LISTA.from_dictionary(_dictionary(), lam=LAM, num_stages=3)
+  before = train.evaluate(model, x_eval, y_eval).loss
+  result = train.fit(model, batch_fn, key=jax.random.key(0),
+                     config=train.TrainConfig(num_epochs=3),
+                     tx=optax.adam(1e-3), steps_per_epoch=25,
+                     x_eval=x_eval, y_eval=y_eval)
+  assert [r.step for r in result.history] == [25, 50, 75]
+  assert result.history[-1].eval_loss < 0.9 * before
+  # The first epoch's mean loss is that of the steps 0..24 of the stream:
+  # the steps of train_steps see batch_fn(0), batch_fn(1), ...
+  model_again = models.LISTA.from_dictionary(_dictionary(), lam=LAM,
+                                             num_stages=3)
+  optimizer = nnx.Optimizer(model_again, optax.adam(1e-3), wrt=nnx.Param)
+  graphdef, state = nnx.split((model_again, optimizer))
+  inputs, targets = jax.vmap(batch_fn)(jnp.arange(25))
+  _, losses = train.train_steps(graphdef, state, inputs, targets)
+  np.testing.assert_allclose(result.history[0].train_loss, np.mean(losses),
+                             rtol=1e-5)
+
+
+def test_stream_kill_and_resume_gives_the_same_parameters(tmp_path):
+  config = train.TrainConfig(num_epochs=4)
+  arguments = dict(key=jax.random.key(0), config=config, steps_per_epoch=5,
+                   tx=optax.adam(1e-3))
+  reference = train.fit(_model('l0'), _stream(), **arguments)
+
+  def kill_after_epoch_2(record):
+    if record.epoch == 2:
+      raise Interrupt
+
+  with pytest.raises(Interrupt):
+    train.fit(_model('l0'), _stream(), workdir=tmp_path,
+              callback=kill_after_epoch_2, **arguments)
+  resumed = train.fit(_model('l0'), _stream(), workdir=tmp_path, **arguments)
+  chex.assert_trees_all_equal(_params(resumed.model),
+                              _params(reference.model))
+  with pytest.raises(ValueError, match='stream_steps_per_epoch'):
+    train.fit(_model('l0'), _stream(), workdir=tmp_path,
+              **dict(arguments, steps_per_epoch=6))
+
+
+def test_stop_fn_ends_training_and_a_resumed_run_stops_there_too(tmp_path):
+  arguments = dict(key=jax.random.key(0),
+                   config=train.TrainConfig(num_epochs=10),
+                   steps_per_epoch=2, workdir=tmp_path,
+                   stop_fn=lambda history: len(history) >= 3)
+  first = train.fit(_model('lista'), _stream(), **arguments)
+  assert len(first.history) == 3
+  epochs = []
+  again = train.fit(_model('lista'), _stream(), callback=epochs.append,
+                    **arguments)
+  assert epochs == [] and len(again.history) == 3
+  chex.assert_trees_all_equal(_params(again.model), _params(first.model))
+
+
+@pytest.mark.parametrize('arguments,match', [
+    (dict(y_train=np.zeros((4, CODE_DIM))), 'y_train must be None'),
+    (dict(), 'steps_per_epoch is required'),
+    (dict(steps_per_epoch=0), 'steps_per_epoch'),
+])
+def test_fit_stream_bad_arguments_raise(arguments, match):
+  arguments = dict(dict(y_train=None), **arguments)
+  with pytest.raises(ValueError, match=match):
+    train.fit(_model('lista'), _stream(), arguments.pop('y_train'),
+              key=jax.random.key(0), **arguments)
+
+
+def test_fit_arrays_reject_steps_per_epoch():
+  x, y = _problem()
+  with pytest.raises(ValueError, match='steps_per_epoch is only'):
+    train.fit(_model('lista'), x, y, key=jax.random.key(0),
+              steps_per_epoch=3)
+
+
 # Data parallelism over two (simulated) CPU devices.
 
 _DATA_PARALLEL_SCRIPT = textwrap.dedent('''

@@ -1,0 +1,203 @@
+"""Tests of l0enc.stagewise: phases, rates, plateaus, resuming after a kill."""
+
+import json
+
+import chex
+from flax import nnx
+import jax
+import numpy as np
+import pytest
+
+from l0enc import data
+from l0enc import lista
+from l0enc import models
+from l0enc import stagewise
+from l0enc import train
+
+CONFIG = stagewise.StagewiseConfig(learning_rate=3e-3, steps_per_epoch=5,
+                                   patience=1, max_epochs=3,
+                                   refine_decays=(0.2,),
+                                   phase_sigmas=(0.2, 0.05))
+
+
+def _problem():
+  return data.make_synthetic_problem(jax.random.key(0), signal_dim=10,
+                                     code_dim=20, batch_size=16,
+                                     num_validation=64, num_test=64)
+
+
+def _batch_fn(problem):
+  def batch_fn(step):
+    batch = data.synthetic_batch(problem, step)
+    return batch.signals, batch.codes
+  return batch_fn
+
+
+def _encoder(kind, problem, num_stages=3):
+  if kind == 'lista':
+    return models.LISTA.from_dictionary(problem.dictionary, lam=0.1,
+                                        num_stages=num_stages, tied=False)
+  if kind == 'l0':
+    return models.DeepL0Encoder.from_dictionary(
+        problem.dictionary, lam=0.02, num_stages=num_stages, tied=False,
+        support_selection=True)
+  return lista.ALISTA(problem.dictionary, num_stages=num_stages)
+
+
+def _params(model):
+  return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model,
+                                                             nnx.Param)))
+
+
+def test_stagewise_phases_follow_the_recipe():
+  problem = _problem()
+  encoder = _encoder('lista', problem)
+  config = stagewise.StagewiseConfig(learning_rate=1e-3, stage_decay=0.5)
+  phases = stagewise.stagewise_phases(encoder, config)
+  assert [p.name for p in phases[:3]] == [
+      'stage_01_new', 'stage_01_refine_1', 'stage_01_refine_2']
+  assert len(phases) == 9
+  assert [p.learning_rate for p in phases[3:6]] == pytest.approx(
+      [1e-3, 2e-4, 2e-5])
+  new, refine = phases[3].multipliers, phases[4].multipliers
+  # Stage 2's own parameters: S_2 (slice 0 of the K - 1 recurrent ones) and
+  # theta_2; W belongs to stage 1.
+  np.testing.assert_array_equal(new['recurrent_weights'], [1, 0])
+  np.testing.assert_array_equal(new['threshold'], [0, 1, 0])
+  assert new['input_weights'] == 0
+  # Refinement: stages 1..2, the earlier one's rate decayed once.
+  np.testing.assert_allclose(refine['threshold'], [0.5, 1, 0])
+  np.testing.assert_allclose(refine['recurrent_weights'], [1, 0])
+  assert refine['input_weights'] == 0.5
+  ends = stagewise.end_to_end_phases(encoder, config)
+  assert [p.num_stages for p in ends] == [3, 3, 3]
+  np.testing.assert_array_equal(ends[0].multipliers['threshold'], [1, 1, 1])
+
+
+def test_frozen_parameters_do_not_move_and_rates_are_in_the_state():
+  problem = _problem()
+  encoder = _encoder('lista', problem)
+  before = _params(encoder)
+  phase = stagewise.stagewise_phases(encoder, CONFIG)[0]  # Stage 1, new.
+  settings = stagewise._PhaseSettings()
+  settings.phase = phase
+  model = stagewise._StageOutput(encoder, 1)
+  optimizer = nnx.Optimizer(model, stagewise.phase_optimizer(settings),
+                            wrt=nnx.Param)
+  assert float(optimizer.opt_state.adam.hyperparams['learning_rate'][...]) \
+      == pytest.approx(CONFIG.learning_rate)
+  x, codes = _batch_fn(problem)(0)
+  grads = nnx.grad(lambda m: train.squared_error_loss(m(x), codes))(model)
+  optimizer.update(model, grads)
+  after = _params(encoder)
+  assert not np.array_equal(after['input_weights'], before['input_weights'])
+  assert not np.array_equal(after['threshold'][0], before['threshold'][0])
+  np.testing.assert_array_equal(after['threshold'][1:],
+                                before['threshold'][1:])
+  np.testing.assert_array_equal(after['recurrent_weights'],
+                                before['recurrent_weights'])
+
+
+def test_stage_output_is_the_stage_of_the_encoder():
+  problem = _problem()
+  encoder = _encoder('alista', problem)
+  model = stagewise._StageOutput(encoder, 2)
+  x = problem.test.signals
+  chex.assert_trees_all_close(model(x), encoder(x, num_stages=2), atol=1e-6)
+
+
+def test_plateau():
+  records = [train.EpochRecord(i + 1, i, None, 0.0, loss, {}, 0.0)
+             for i, loss in enumerate([3.0, 2.0, 2.5, 1.99, 2.1])]
+  assert not stagewise.plateau(records[:3], patience=2)
+  assert stagewise.plateau(records[:3], patience=1)
+  assert not stagewise.plateau(records[:4], patience=1)
+  # 1.99 is not a 1 % improvement on 2.0.
+  assert stagewise.plateau(records[:4], patience=2,
+                           min_relative_improvement=0.01)
+
+
+@pytest.mark.parametrize('kind', ['alista', 'l0'])
+def test_per_stage_losses_decrease(kind):
+  problem = _problem()
+  encoder = _encoder(kind, problem)
+  before = stagewise.stage_nmse_db(encoder, problem.test.signals,
+                                   problem.test.codes)
+  result = stagewise.train_stagewise(
+      encoder, _batch_fn(problem), x_eval=problem.validation.signals,
+      y_eval=problem.validation.codes, config=CONFIG)
+  after = stagewise.stage_nmse_db(encoder, problem.test.signals,
+                                  problem.test.codes)
+  assert len(result.phases) == 6
+  assert np.all(after < before - 0.2), (before, after)
+  # Each stage improves on the one before it.
+  assert np.all(np.diff(after) < 0), after
+  # The phases ran on successive, distinct steps of the stream.
+  starts = [p.first_step for p in result.phases]
+  assert starts == list(np.cumsum([0] + [p.steps for p in result.phases])[:-1])
+
+
+class Interrupt(Exception):
+  pass
+
+
+def test_resume_after_a_kill_gives_identical_parameters(tmp_path, monkeypatch):
+  problem = _problem()
+  arguments = dict(x_eval=problem.validation.signals,
+                   y_eval=problem.validation.codes, config=CONFIG)
+  encoder = lambda: _encoder('lista', problem, num_stages=2)
+  reference = stagewise.train_stagewise(encoder(), _batch_fn(problem),
+                                        **arguments)
+  # Kill in the middle of the fourth phase (after its first epoch).
+  fits = []
+  real_fit = train.fit
+
+  def fit_then_die(*args, **kwargs):
+    fits.append(1)
+    if len(fits) == 4:
+      def die(record):
+        raise Interrupt
+      kwargs = dict(kwargs, callback=die)
+    return real_fit(*args, **kwargs)
+
+  monkeypatch.setattr(train, 'fit', fit_then_die)
+  with pytest.raises(Interrupt):
+    stagewise.train_stagewise(encoder(), _batch_fn(problem),
+                              workdir=tmp_path, **arguments)
+  monkeypatch.setattr(train, 'fit', real_fit)
+  record = json.loads((tmp_path / stagewise.PROGRESS_RECORD).read_text())
+  assert len(record['phases']) == 3
+  resumed = stagewise.train_stagewise(encoder(), _batch_fn(problem),
+                                      workdir=tmp_path, **arguments)
+  chex.assert_trees_all_equal(_params(resumed.model),
+                              _params(reference.model))
+  strip = lambda phases: [p._replace(seconds=0) for p in phases]
+  assert strip(resumed.phases) == strip(reference.phases)
+  # Only the last finished phase's checkpoint is left.
+  assert sorted(p.name for p in tmp_path.iterdir()) == [
+      'stage_02_refine_1', stagewise.PROGRESS_RECORD]
+  with pytest.raises(ValueError, match='different stage-wise run'):
+    stagewise.train_stagewise(encoder(), _batch_fn(problem),
+                              workdir=tmp_path,
+                              **dict(arguments,
+                                     config=CONFIG._replace(patience=2)))
+
+
+@pytest.mark.parametrize('config,match', [
+    (CONFIG._replace(learning_rate=0.0), 'learning_rate'),
+    (CONFIG._replace(stage_decay=1.5), 'stage_decay'),
+    (CONFIG._replace(phase_sigmas=(0.2,)), 'phase_sigmas'),
+    (CONFIG._replace(patience=0), 'patience'),
+])
+def test_bad_config_raises(config, match):
+  problem = _problem()
+  with pytest.raises(ValueError, match=match):
+    stagewise.train_stagewise(_encoder('alista', problem), _batch_fn(problem),
+                              x_eval=problem.validation.signals,
+                              y_eval=problem.validation.codes, config=config)
+
+
+def test_models_without_stages_raise():
+  problem = _problem()
+  with pytest.raises(ValueError, match='parameter_stages'):
+    stagewise.stagewise_phases(models.MLPEncoder(10, 20, rngs=nnx.Rngs(0)))
