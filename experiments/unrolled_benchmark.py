@@ -66,6 +66,7 @@ from l0enc import models
 from l0enc import reporting
 from l0enc import solvers
 from l0enc import stagewise
+from l0enc import validation
 
 NOISELESS = 'noiseless'
 CLASSICAL = ('ista', 'fista', 'iht', 'iht_m', 'fista_converged')
@@ -109,15 +110,15 @@ flags.DEFINE_list('methods', list(CLASSICAL + LEARNED),
                   'Methods, from ' + ', '.join(CLASSICAL + LEARNED) + '.')
 flags.DEFINE_list('settings', [NOISELESS, '40'],
                   f'Noise settings: "{NOISELESS}" and/or SNRs in dB.')
-flags.DEFINE_integer('num_stages', 16, 'Stages (iterations) of every method.')
-flags.DEFINE_integer('signal_dim', data.STANDARD_SIGNAL_DIM, 'n.')
-flags.DEFINE_integer('code_dim', data.STANDARD_CODE_DIM, 'p.')
+flags.DEFINE_integer('num_stages', 16, 'Stages (iterations) of every method.', lower_bound=1)
+flags.DEFINE_integer('signal_dim', data.STANDARD_SIGNAL_DIM, 'n.', lower_bound=1)
+flags.DEFINE_integer('code_dim', data.STANDARD_CODE_DIM, 'p.', lower_bound=1)
 flags.DEFINE_float('nonzero_prob', data.STANDARD_NONZERO_PROB,
                    'Probability that a code entry is nonzero.')
-flags.DEFINE_integer('num_test', 1000, 'Fixed test codes.')
+flags.DEFINE_integer('num_test', 1000, 'Fixed test codes.', lower_bound=1)
 flags.DEFINE_integer('num_validation', None, "Fixed validation codes "
-                     "(default: the preset's).")
-flags.DEFINE_integer('batch_size', 64, 'Training batch (the papers\' 64).')
+                     "(default: the preset's).", lower_bound=1)
+flags.DEFINE_integer('batch_size', 64, 'Training batch (the papers\' 64).', lower_bound=1)
 flags.DEFINE_enum('training', 'stagewise', ['stagewise', 'end_to_end'],
                   'Stage-wise (the papers\' recipe) or end-to-end training.')
 flags.DEFINE_float('learning_rate', 5e-4, 'Base Adam rate (the papers\').')
@@ -126,20 +127,20 @@ flags.DEFINE_list('refine_decays', None, "Refinement rates as multiples of "
 flags.DEFINE_float('stage_decay', 0.3, 'Rates of earlier stages are '
                    'multiplied by this after each stage (the papers\' 0.3).')
 flags.DEFINE_integer('steps_per_epoch', None, "Steps between validations "
-                     "(default: the preset's).")
+                     "(default: the preset's).", lower_bound=1)
 flags.DEFINE_integer('patience', None, "Validations without improvement "
-                     "that end a phase (default: the preset's).")
+                     "that end a phase (default: the preset's).", lower_bound=1)
 flags.DEFINE_integer('max_epochs', None, "Most validations per phase "
-                     "(default: the preset's).")
+                     "(default: the preset's).", lower_bound=1)
 flags.DEFINE_float('l0_lam', None, 'l0 weight that initializes the Deep l0 '
                    'thresholds; default: the one IHT chose on validation '
                    '(for deep_l0), the best on validation of the untrained '
                    'encoder (for alista_l0).')
 flags.DEFINE_integer('max_m', 100, 'Largest M of the M-sparse encoders '
-                     '(M per stage grows to it).')
+                     '(M per stage grows to it).', lower_bound=1)
 flags.DEFINE_integer('m_growth', 12, 'M of stage k: min(k * m_growth, '
-                     'max_m).')
-flags.DEFINE_integer('fista_max_iterations', 3000, 'Cap of converged FISTA.')
+                     'max_m).', lower_bound=1)
+flags.DEFINE_integer('fista_max_iterations', 3000, 'Cap of converged FISTA.', lower_bound=1)
 flags.DEFINE_integer('seed', 0, 'Seed of the matrix, stream and sets.')
 flags.DEFINE_string('note', '', 'A sentence added to the report\'s note, '
                     'e.g. what this run changed from its preset.')
@@ -150,6 +151,25 @@ flags.DEFINE_string('output_dir', None, 'Results (default: '
                     'results/unrolled_benchmark_paper for paper).')
 
 FLAGS = flags.FLAGS
+validation.register_flag_checks(
+    positive=('learning_rate', 'l0_lam', 'refine_decays'),
+    fraction=('nonzero_prob', 'stage_decay'))
+flags.register_validator(
+    'methods', lambda methods: set(methods) <= set(CLASSICAL + LEARNED),
+    'must name methods from ' + ', '.join(CLASSICAL + LEARNED) + '.')
+
+
+def _is_setting(setting: str) -> bool:
+  try:
+    setting_snr(setting)
+  except app.UsageError:
+    return False
+  return True
+
+
+flags.register_validator(
+    'settings', lambda settings: all(map(_is_setting, settings)),
+    f'must each be "{NOISELESS}" or an SNR in dB.')
 
 
 def _pick(name: str) -> Any:

@@ -283,13 +283,21 @@ def register_flag_checks(*, positive: tuple[str, ...] = (),
       return all(item is None or test(item) for item in values)
     return check
 
-  finite = lambda v: math.isfinite(float(v))
+  def number(value):
+    # List flags hold strings: a value that is no number fails the rule.
+    try:
+      return float(value)
+    except (TypeError, ValueError):
+      return math.nan
+
+  finite = lambda v: math.isfinite(number(v))
   rules = [
-      (positive, lambda v: finite(v) and v > 0, 'must be positive and finite'),
-      (nonnegative, lambda v: finite(v) and v >= 0,
+      (positive, lambda v: finite(v) and number(v) > 0,
+       'must be positive and finite'),
+      (nonnegative, lambda v: finite(v) and number(v) >= 0,
        'must be non-negative and finite'),
-      (fraction, lambda v: 0 < v <= 1, 'must be in (0, 1]'),
-      (below_one, lambda v: 0 <= v < 1, 'must be in [0, 1)'),
+      (fraction, lambda v: 0 < number(v) <= 1, 'must be in (0, 1]'),
+      (below_one, lambda v: 0 <= number(v) < 1, 'must be in [0, 1)'),
       (existing_files, os.path.isfile, 'must name an existing file'),
       (existing_dirs, os.path.isdir, 'must name an existing directory'),
   ]

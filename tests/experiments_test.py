@@ -90,6 +90,13 @@ _BAD_FLAGS = [
     ('training_step_benchmark.py', ['--batch_size=0'], 'batch_size'),
     ('training_step_benchmark.py', ['--m=600'], 'm'),
     ('training_step_benchmark.py', ['--runs=0'], 'runs'),
+    ('unrolled_benchmark.py', ['--num_stages=0'], 'num_stages'),
+    ('unrolled_benchmark.py', ['--methods=lista,nope'], 'methods'),
+    ('unrolled_benchmark.py', ['--settings=noiseless,loud'], 'settings'),
+    ('unrolled_benchmark.py', ['--refine_decays=0.2,-1'], 'refine_decays'),
+    ('unrolled_benchmark.py', ['--refine_decays=0.2,x'], 'refine_decays'),
+    ('unrolled_benchmark.py', ['--nonzero_prob=0'], 'nonzero_prob'),
+    ('unrolled_benchmark.py', ['--learning_rate=nan'], 'learning_rate'),
 ]
 
 
