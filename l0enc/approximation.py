@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 import numpy as np
-import optax
 
 from l0enc import data
 from l0enc import dictionary as dictionary_lib
@@ -37,7 +36,6 @@ from l0enc import validation
 from l0enc import whitening
 
 PROBLEMS = ('l0', 'msparse')
-OPTIMIZERS = {'sgd': optax.sgd, 'adam': optax.adam}
 DATASETS = ('synthetic', 'mnist')
 SPEED_REPEATS = 20  # Timed runs of the encoding benchmark (the median is kept).
 _CACHE_REMEDY = 'Delete it and rerun: it is a cache the experiment rebuilds.'
@@ -400,8 +398,8 @@ def _fit_options(config: Config, num_epochs: int, optimizer: str,
       config=train.TrainConfig(num_epochs=num_epochs,
                                batch_size=config.batch_size,
                                min_sigma=config.min_sigma),
-      tx=optax.chain(optax.clip_by_global_norm(config.clip_norm),
-                     OPTIMIZERS[optimizer](learning_rate)))
+      tx=train.make_optimizer(optimizer, learning_rate,
+                              clip_norm=config.clip_norm))
 
 
 def candidate_name(optimizer: str, learning_rate: float) -> str:

@@ -81,7 +81,7 @@ CLASSIFICATION_DATASETS = ('synthetic', 'mnist', 'indian_pines')
 CLUSTERING_DATASETS = ('synthetic', 'coil20', 'pie')
 ENCODERS = ('lista', 'l0', 'msparse')
 CLASSIFICATION_ENCODERS = ENCODERS + ('tdsc',)
-OPTIMIZERS = {'sgd': optax.sgd, 'adam': optax.adam}
+OPTIMIZERS = train.OPTIMIZERS
 PAPER_CODE_DIMS = (128, 256, 512)
 SETTINGS_FILE = 'settings.json'
 RESULTS_FILE = 'results.json'
@@ -667,19 +667,17 @@ def build_encoder(config: TaskConfig, dictionary: np.ndarray, encoder: str,
 @functools.cache
 def _transformation(optimizer: str, learning_rate: float, clip_norm: float,
                     head_weight_decay: float) -> optax.GradientTransformation:
-  # One object per setting: the optimizer is part of the static graph
-  # definition, so units of the same shape reuse the compiled step.
-  parts = [optax.clip_by_global_norm(clip_norm)]
-  if head_weight_decay:
-    parts.append(tasks.head_weight_decay(head_weight_decay))
-  parts.append(OPTIMIZERS[optimizer](learning_rate))
-  return optax.chain(*parts)
+  # Cached: a new head_weight_decay object would make a new optimizer, and
+  # the optimizer is part of the compiled step's static graph definition.
+  decay = ((tasks.head_weight_decay(head_weight_decay),)
+           if head_weight_decay else ())
+  return train.make_optimizer(optimizer, learning_rate, clip_norm=clip_norm,
+                              before=decay)
 
 
 def _train_config(config: TaskConfig, num_epochs: int) -> train.TrainConfig:
   return train.TrainConfig(num_epochs=num_epochs,
                            batch_size=config.batch_size,
-                           learning_rate=config.learning_rate,
                            min_sigma=config.min_sigma)
 
 

@@ -82,8 +82,6 @@ class TrainConfig(NamedTuple):
     num_epochs: epochs to train in total (a resumed run trains the rest).
     batch_size: examples per SGD step; a multiple of the number of devices.
       Each epoch uses `num_examples // batch_size` full batches.
-    learning_rate: SGD step size (ignored when `fit` gets a `tx`).
-    momentum: SGD momentum, or None for none (ignored with a `tx`).
     initial_sigma: HELU_sigma ramp width in the first epoch, in [0, 1).
     sigma_decay: sigma is multiplied by this after each epoch, in [0, 1].
     min_sigma: a floor for sigma (0 in the paper). The ramps of HELU_sigma
@@ -93,8 +91,6 @@ class TrainConfig(NamedTuple):
   """
   num_epochs: int = 10
   batch_size: int = 128
-  learning_rate: float = 0.01
-  momentum: float | None = None
   initial_sigma: float = 0.2
   sigma_decay: float = 0.1
   min_sigma: float = 0.0
@@ -339,10 +335,6 @@ def _check_config(config: TrainConfig, num_devices: int) -> None:
   validation.check_int_in_range('batch_size', config.batch_size, 1, 2**31 - 1)
   validation.check_int_in_range('eval_batch_size', config.eval_batch_size, 1,
                                 2**31 - 1)
-  validation.check_positive('learning_rate', config.learning_rate)
-  if config.momentum is not None and not 0 <= config.momentum < 1:
-    raise ValueError(f'momentum must be None or in [0, 1), got '
-                     f'{config.momentum}.')
   if not 0 <= config.initial_sigma < 1:
     raise ValueError(f'initial_sigma must be in [0, 1), got '
                      f'{config.initial_sigma}.')
@@ -357,12 +349,53 @@ def _check_config(config: TrainConfig, num_devices: int) -> None:
                      f'the number of devices, {num_devices}.')
 
 
+OPTIMIZERS = ('sgd', 'adam')
+PAPER_LEARNING_RATE = 0.01  # The l0 paper's SGD (Experiment section).
+
+
 @functools.cache
-def _sgd(learning_rate: float, momentum: float | None
-         ) -> optax.GradientTransformation:
-  # The optimizer's transformation is part of the static graph definition:
-  # one object per setting lets later `fit` calls reuse the compiled step.
-  return optax.sgd(learning_rate, momentum)
+def make_optimizer(name: str, learning_rate: float | optax.Schedule, *,
+                   momentum: float | None = None,
+                   clip_norm: float | None = None,
+                   before: tuple[optax.GradientTransformation, ...] = ()
+                   ) -> optax.GradientTransformation:
+  """The optimizer of every experiment: clipping, extra terms, SGD or Adam.
+
+  The rate is an `optax.inject_hyperparams` hyperparameter, so it lives in
+  the optimizer state (checkpointed with it, readable and settable there)
+  and may be a schedule; nothing else in `fit` holds a rate. Equal arguments
+  return the same object: the transformation is part of the static graph
+  definition of `train_step`, so equal settings reuse the compiled step.
+
+  Args:
+    name: 'sgd' or 'adam'.
+    learning_rate: a positive step size, or an optax schedule of the step.
+    momentum: SGD momentum in [0, 1), or None (SGD only).
+    clip_norm: clip the gradients to this global norm first, or None.
+    before: transformations applied after clipping and before the optimizer
+      (e.g. `tasks.head_weight_decay`).
+
+  Returns:
+    The optax transformation.
+  """
+  if name not in OPTIMIZERS:
+    raise ValueError(f'optimizer must be one of {OPTIMIZERS}, got {name!r}.')
+  if not callable(learning_rate):
+    validation.check_positive('learning_rate', learning_rate)
+  if momentum is not None:
+    if name != 'sgd':
+      raise ValueError(f'momentum is for SGD only, got it with {name!r}.')
+    if not 0 <= momentum < 1:
+      raise ValueError(f'momentum must be None or in [0, 1), got {momentum}.')
+  if clip_norm is not None:
+    validation.check_positive('clip_norm', clip_norm)
+  if name == 'sgd':
+    step = optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate,
+                                               momentum=momentum)
+  else:
+    step = optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+  clip = () if clip_norm is None else (optax.clip_by_global_norm(clip_norm),)
+  return optax.chain(*clip, *before, step)
 
 
 def _as_typed_key(key: jax.Array) -> jax.Array:
@@ -459,8 +492,9 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
       with a stream.
     key: PRNG key of the data order.
     config: the training settings.
-    tx: the optax transformation; `optax.sgd(config.learning_rate,
-      config.momentum)` by default. It is applied to the `nnx.Param`s.
+    tx: the optax transformation, applied to the `nnx.Param`s; by default
+      the paper's plain SGD at `PAPER_LEARNING_RATE`. Build it with
+      `make_optimizer`: every rate then lives in the optimizer state.
     loss_fn: `loss_fn(outputs, targets) -> scalar` (hashable: one
       compilation per function object).
     metric_fn: `metric_fn(outputs, targets) -> {name: scalar}`, evaluated on
@@ -542,7 +576,7 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
   if (x_eval is None) != (y_eval is None):
     raise ValueError('give both x_eval and y_eval, or neither.')
   if tx is None:
-    tx = _sgd(config.learning_rate, config.momentum)
+    tx = make_optimizer('sgd', PAPER_LEARNING_RATE)
   model.train()
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   if data_id is None:

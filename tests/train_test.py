@@ -214,10 +214,10 @@ def test_kill_and_resume_gives_the_same_parameters(kind, tmp_path):
   x, y = _problem()
   # Momentum gives the optimizer a state; the MLP's dropout draws from an RNG
   # stream and the l0 encoder anneals sigma: all must survive the restart.
-  config = train.TrainConfig(num_epochs=4, batch_size=64, momentum=0.9,
-                             learning_rate=0.001)
+  config = train.TrainConfig(num_epochs=4, batch_size=64)
+  tx = train.make_optimizer('sgd', 0.001, momentum=0.9)
   key = jax.random.key(7)
-  reference = train.fit(_model(kind), x, y, key=key, config=config,
+  reference = train.fit(_model(kind), x, y, key=key, config=config, tx=tx,
                         workdir=tmp_path / 'uninterrupted')
 
   def kill_after_epoch_2(record):
@@ -226,11 +226,11 @@ def test_kill_and_resume_gives_the_same_parameters(kind, tmp_path):
 
   workdir = tmp_path / 'killed'
   with pytest.raises(Interrupt):
-    train.fit(_model(kind), x, y, key=key, config=config, workdir=workdir,
-              callback=kill_after_epoch_2)
+    train.fit(_model(kind), x, y, key=key, config=config, tx=tx,
+              workdir=workdir, callback=kill_after_epoch_2)
   assert json.loads((workdir / 'checkpoint.json').read_text())['epoch'] == 2
   resumed_epochs = []
-  resumed = train.fit(_model(kind), x, y, key=key, config=config,
+  resumed = train.fit(_model(kind), x, y, key=key, config=config, tx=tx,
                       workdir=workdir,
                       callback=lambda r: resumed_epochs.append(r.epoch))
   assert resumed_epochs == [3, 4]
@@ -284,6 +284,38 @@ def test_resuming_a_different_run_raises(change, match, tmp_path):
     train.fit(run.pop('model'), x, y, workdir=tmp_path, **run)
 
 
+def test_make_optimizer_matches_optax_and_keeps_the_rate_in_the_state():
+  params = {'w': jnp.arange(3.0), 'b': jnp.ones(2)}
+  grads = {'w': jnp.asarray([30.0, -40.0, 0.0]), 'b': jnp.zeros(2)}
+  for name, momentum, reference in [
+      ('sgd', None, optax.sgd(0.1)), ('sgd', 0.9, optax.sgd(0.1, 0.9)),
+      ('adam', None, optax.adam(0.1))]:
+    tx = train.make_optimizer(name, 0.1, momentum=momentum, clip_norm=5.0)
+    assert tx is train.make_optimizer(name, 0.1, momentum=momentum,
+                                      clip_norm=5.0)
+    reference = optax.chain(optax.clip_by_global_norm(5.0), reference)
+    state, reference_state = tx.init(params), reference.init(params)
+    for _ in range(3):
+      updates, state = tx.update(grads, state, params)
+      expected, reference_state = reference.update(grads, reference_state,
+                                                   params)
+      chex.assert_trees_all_close(updates, expected, rtol=1e-5)
+    assert float(state[-1].hyperparams['learning_rate']) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize('arguments, match', [
+    (dict(name='rmsprop'), 'optimizer'),
+    (dict(learning_rate=0.0), 'learning_rate'),
+    (dict(momentum=1.0), 'momentum'),
+    (dict(name='adam', momentum=0.9), 'momentum'),
+    (dict(clip_norm=-1.0), 'clip_norm'),
+])
+def test_make_optimizer_refuses_bad_settings(arguments, match):
+  arguments = dict(dict(name='sgd', learning_rate=0.1), **arguments)
+  with pytest.raises(ValueError, match=match):
+    train.make_optimizer(**arguments)
+
+
 # Bad input.
 
 
@@ -291,9 +323,7 @@ def test_resuming_a_different_run_raises(change, match, tmp_path):
     (dict(y_train=np.zeros((10, CODE_DIM))), 'examples'),
     (dict(config=train.TrainConfig(batch_size=1000)), 'exceeds'),
     (dict(x_eval=np.zeros((4, SIGNAL_DIM))), 'x_eval and y_eval'),
-    (dict(config=train.TrainConfig(learning_rate=0.0)), 'learning_rate'),
     (dict(config=train.TrainConfig(initial_sigma=1.0)), 'initial_sigma'),
-    (dict(config=train.TrainConfig(momentum=1.0)), 'momentum'),
     (dict(config=train.TrainConfig(num_epochs=-1)), 'num_epochs'),
     (dict(mesh=jax.sharding.Mesh(np.asarray(jax.devices()), ('batch',))),
      "'data'"),
@@ -418,8 +448,8 @@ _DATA_PARALLEL_SCRIPT = textwrap.dedent('''
     dictionary /= np.linalg.norm(dictionary, axis=0)
     x = rng.normal(size=(256, 12))
     y = rng.normal(size=(256, 20)) * (rng.random((256, 20)) < 0.2)
-    config = train.TrainConfig(num_epochs=2, batch_size=64, momentum=0.9,
-                               learning_rate=0.001)
+    config = train.TrainConfig(num_epochs=2, batch_size=64)
+    tx = train.make_optimizer('sgd', 0.001, momentum=0.9)
     results = {}
     for kind in ['l0', 'mlp']:
       for num_devices in [1, 2]:
@@ -429,7 +459,7 @@ _DATA_PARALLEL_SCRIPT = textwrap.dedent('''
           model = models.MLPEncoder(12, 20, param_dtype=np.float64,
                                     rngs=nnx.Rngs(0))
         mesh = train.data_parallel_mesh(jax.devices()[:num_devices])
-        train.fit(model, x, y, key=jax.random.key(0), config=config,
+        train.fit(model, x, y, key=jax.random.key(0), config=config, tx=tx,
                   mesh=mesh, x_eval=x[:37], y_eval=y[:37])
         sharding = model.input_weights[...].sharding if kind == 'l0' else (
             model.output_layer.kernel[...].sharding)
