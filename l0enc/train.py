@@ -16,8 +16,10 @@ explicit PRNG key (or over a stream: a pure function from the step number
 to a batch, e.g. fresh synthetic samples from `l0enc.data.synthetic_batch`),
 HELU sigma annealing (0.2, 0.02, ... by default, for models holding
 `l0enc.models.HeluSigma`), evaluation after each epoch, log lines, an
-optional callback and an optional `stop_fn` (early stopping on a function of
-the history, e.g. a validation plateau). With several devices each step is
+optional callback, an optional `stop_fn` (early stopping on a function of
+the history, e.g. a validation plateau) and an optional `rate_fn` (the
+learning rate of each epoch as a function of the history, set in the
+optimizer state built by `make_optimizer`). With several devices each step is
 data parallel: the batch is sharded along the 1-D mesh axis `'data'` and the
 parameters are replicated, so XLA all-reduces the gradients.
 
@@ -450,6 +452,7 @@ def _first_nonfinite_parameter(model: nnx.Module) -> str | None:
 
 BatchFn = Callable[[jax.Array], tuple[jax.Array, Any]]
 StopFn = Callable[[Sequence[EpochRecord]], bool]
+RateFn = Callable[[Sequence[EpochRecord]], float]
 
 
 def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
@@ -463,7 +466,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
         mesh: jax.sharding.Mesh | None = None,
         progress: bool = True, on_nonfinite_loss: str = 'raise',
         data_id: str | None = None, steps_per_epoch: int | None = None,
-        stop_fn: StopFn | None = None) -> FitResult:
+        stop_fn: StopFn | None = None,
+        rate_fn: RateFn | None = None) -> FitResult:
   """Trains `model` on `(x_train, y_train)` by minibatch gradient descent.
 
   Each epoch visits `num_examples // batch_size` batches in the order of
@@ -527,6 +531,13 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
       history of a resumed run, before training further): True ends
       training, e.g. at a plateau of the evaluation loss. A function of the
       history only, so a resumed run stops where an uninterrupted one did.
+    rate_fn: `rate_fn(history) -> learning rate` of the next epoch, asked
+      before each epoch (with the history so far, empty before the first):
+      e.g. a decay on a validation plateau. It sets every `learning_rate`
+      that `optax.inject_hyperparams` put in the optimizer state (build
+      `tx` with `make_optimizer`), so the rate is checkpointed with the
+      state and the compiled step is reused. A function of the history
+      only, so a resumed run follows the same rates.
 
   Returns:
     `FitResult(model, history)`.
@@ -598,6 +609,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     for epoch in range(len(history), config.num_epochs):
       if stop_fn is not None and history and stop_fn(history):
         break
+      if rate_fn is not None:
+        set_learning_rate(optimizer, rate_fn(history))
       start_time = time.perf_counter()
       sigma = sigma_at_epoch(config, epoch)
       if not models.set_helu_sigma(model, sigma):
@@ -660,6 +673,36 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     # arrays even when the loop is interrupted.
     nnx.update((model, optimizer), state)
   return FitResult(model, history)
+
+
+def set_learning_rate(optimizer: nnx.Optimizer, learning_rate: float
+                      ) -> int:
+  """Sets every injected `learning_rate` hyperparameter of the optimizer.
+
+  Args:
+    optimizer: an optimizer over a `make_optimizer` (or any
+      `optax.inject_hyperparams`) transformation.
+    learning_rate: the new rate, positive.
+
+  Returns:
+    The number of rates set.
+
+  Raises:
+    ValueError: the rate is not positive, or the state holds no injected
+      rate (the transformation was not built by `make_optimizer`).
+  """
+  validation.check_positive('learning_rate', learning_rate)
+  found = 0
+  for path, variable in nnx.to_flat_state(nnx.state(optimizer)):
+    if (len(path) >= 2 and path[-2:] == ('hyperparams', 'learning_rate')
+        and not callable(variable.get_value())):
+      variable.set_value(jnp.asarray(learning_rate,
+                                     variable.get_value().dtype))
+      found += 1
+  if not found:
+    raise ValueError('The optimizer state holds no injected learning_rate: '
+                     'build tx with train.make_optimizer.')
+  return found
 
 
 def _divergence(losses: np.ndarray, model: nnx.Module, epoch: int,

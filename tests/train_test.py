@@ -303,6 +303,46 @@ def test_make_optimizer_matches_optax_and_keeps_the_rate_in_the_state():
     assert float(state[-1].hyperparams['learning_rate']) == pytest.approx(0.1)
 
 
+def test_rate_fn_sets_the_rate_of_each_epoch_and_survives_a_resume(tmp_path):
+  x, y = _problem()
+  config = train.TrainConfig(num_epochs=3, batch_size=64)
+  tx = train.make_optimizer('sgd', 0.01, momentum=0.5)
+  # A rate of ~0 from the second epoch on freezes the parameters there.
+  frozen = lambda history: 0.01 if not history else 1e-30
+  one_epoch = train.fit(_model('mlp'), x, y, key=jax.random.key(3), tx=tx,
+                        config=config._replace(num_epochs=1)).model
+  three = train.fit(_model('mlp'), x, y, key=jax.random.key(3), tx=tx,
+                    config=config, rate_fn=frozen)
+  weights = lambda model: jax.tree.map(np.asarray,
+                                      nnx.state(model, nnx.Param))
+  chex.assert_trees_all_close(weights(three.model), weights(one_epoch),
+                              rtol=1e-6, atol=1e-7)
+  # A rate of the history: resumed after a kill, the same rates follow.
+  halving = lambda history: 0.02 * 0.5 ** len(history)
+  reference = train.fit(_model('mlp'), x, y, key=jax.random.key(3), tx=tx,
+                        config=config, rate_fn=halving).model
+
+  def kill_after_epoch_1(record):
+    if record.epoch == 1:
+      raise Interrupt
+
+  with pytest.raises(Interrupt):
+    train.fit(_model('mlp'), x, y, key=jax.random.key(3), tx=tx,
+              config=config, rate_fn=halving, workdir=tmp_path,
+              callback=kill_after_epoch_1)
+  resumed = train.fit(_model('mlp'), x, y, key=jax.random.key(3), tx=tx,
+                      config=config, rate_fn=halving, workdir=tmp_path).model
+  chex.assert_trees_all_equal(_params(resumed), _params(reference))
+
+
+def test_rate_fn_needs_an_injected_rate():
+  x, y = _problem()
+  with pytest.raises(ValueError, match='make_optimizer'):
+    train.fit(_model('mlp'), x, y, key=jax.random.key(0), tx=optax.sgd(0.1),
+              config=train.TrainConfig(num_epochs=1, batch_size=64),
+              rate_fn=lambda history: 0.1)
+
+
 @pytest.mark.parametrize('arguments, match', [
     (dict(name='rmsprop'), 'optimizer'),
     (dict(learning_rate=0.0), 'learning_rate'),
