@@ -27,12 +27,12 @@ from absl import flags
 from absl import logging
 import jax
 
-from l0enc import approximation
-from l0enc import approximation_reports
-from l0enc import calibration
 from l0enc import reporting
 from l0enc import train
 from l0enc import validation
+from l0enc.experiments import approximation
+from l0enc.experiments import approximation_reports
+from l0enc.experiments import calibration
 
 PRESETS = {
     # Built in, no download, a few minutes on two CPU cores. HELU_sigma stays

@@ -8,7 +8,7 @@ dictionary l1 weight) it learns the dictionary on the whitened MNIST
 training patches (cached in --dictionary_dir, where
 experiments/approximation.py finds it), computes the optimal codes of the
 validation share of the training split and IHT's 2 / 5 / 10-iteration
-errors, and scores the distance to the paper's rows (l0enc.calibration).
+errors, and scores the distance to the paper's rows (l0enc.experiments.calibration).
 The closest point per p, among every finished point in --workdir with the
 same fixed settings (so several invocations, e.g. one grid per p, add up),
 is written to results.json as "chosen", which
@@ -25,11 +25,11 @@ from absl import flags
 from absl import logging
 import jax
 
-from l0enc import approximation
 from l0enc import data
-from l0enc import calibration
 from l0enc import reporting
 from l0enc import validation
+from l0enc.experiments import approximation
+from l0enc.experiments import calibration
 
 flags.DEFINE_multi_integer('p', [128, 256, 512], 'Code size(s) p; repeat '
                            'the flag for several.')

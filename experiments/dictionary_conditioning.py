@@ -22,13 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from l0enc import approximation
 from l0enc import data
 from l0enc import dictionary as dictionary_lib
 from l0enc import metrics
 from l0enc import reporting
 from l0enc import solvers
 from l0enc import validation
+from l0enc.experiments import approximation
 
 flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory with '
                     'mnist.npz or the four MNIST IDX files (default: '

@@ -19,10 +19,10 @@ from absl import flags
 from absl import logging
 import jax
 
-from l0enc import approximation
 from l0enc import data
 from l0enc import reporting
 from l0enc import validation
+from l0enc.experiments import approximation
 
 flags.DEFINE_string('workdir', 'workdir/approximation_paper',
                     'An approximation experiment workdir with finished '

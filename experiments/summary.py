@@ -23,11 +23,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from l0enc import approximation
 from l0enc import ddse_experiment
 from l0enc import reporting
 from l0enc import task_experiments
 from l0enc import validation
+from l0enc.experiments import approximation
 
 ROOT = os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))

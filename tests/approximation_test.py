@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from l0enc import approximation
-from l0enc import approximation_reports
 from l0enc import train
 from l0enc import validation
+from l0enc.experiments import approximation
+from l0enc.experiments import approximation_reports
 
 TINY = dict(signal_dim=8, code_dim=16, num_train=640, num_test=64,
             nonzero_prob=0.15, num_epochs=2, baseline_epochs=1, m=3,

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from l0enc import approximation
-from l0enc import calibration
 from l0enc import data
 from l0enc import reporting
+from l0enc.experiments import approximation
+from l0enc.experiments import calibration
 
 import jax
 

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from l0enc import approximation
 from l0enc import task_experiments
+from l0enc.experiments import approximation
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 

@@ -27,10 +27,10 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from l0enc import approximation
 from l0enc import dictionary as dictionary_lib
 from l0enc import reporting
 from l0enc import solvers
+from l0enc.experiments import approximation
 
 TABLES = ('l0', 'msparse', 'support')
 ITERATIONS = (2, 5, 10)

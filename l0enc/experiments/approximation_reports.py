@@ -9,9 +9,9 @@ from typing import Any, Sequence
 
 import matplotlib.figure
 
-from l0enc import approximation
 from l0enc import reporting
 from l0enc import train
+from l0enc.experiments import approximation
 
 _TITLES = {'l0': 'Prediction error (%), problem (1)',
            'msparse': 'Prediction error (%), problem (2)',
