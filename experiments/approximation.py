@@ -32,6 +32,7 @@ from l0enc import train
 from l0enc import validation
 from l0enc.experiments import approximation
 from l0enc.experiments import approximation_reports
+from l0enc.experiments import approximation_training
 from l0enc.experiments import calibration
 
 PRESETS = {
@@ -206,7 +207,7 @@ def main(argv):
   results = []
   for config in configs:
     logging.info('Setting: %s', dataclasses.asdict(config))
-    results.append(approximation.run(
+    results.append(approximation_training.run(
         config, os.path.join(workdir, f'{config.problem}_p{config.code_dim}'),
         dictionary_dir=FLAGS.dictionary_dir))
   report = approximation_reports.report(results)

@@ -8,7 +8,8 @@ dictionary l1 weight) it learns the dictionary on the whitened MNIST
 training patches (cached in --dictionary_dir, where
 experiments/approximation.py finds it), computes the optimal codes of the
 validation share of the training split and IHT's 2 / 5 / 10-iteration
-errors, and scores the distance to the paper's rows (l0enc.experiments.calibration).
+errors, and scores the distance to the paper's rows
+(l0enc.experiments.calibration).
 The closest point per p, among every finished point in --workdir with the
 same fixed settings (so several invocations, e.g. one grid per p, add up),
 is written to results.json as "chosen", which
@@ -29,6 +30,7 @@ from l0enc import data
 from l0enc import reporting
 from l0enc import validation
 from l0enc.experiments import approximation
+from l0enc.experiments import paper
 from l0enc.experiments import calibration
 
 flags.DEFINE_multi_integer('p', [128, 256, 512], 'Code size(s) p; repeat '
@@ -72,8 +74,8 @@ flags.register_validator(
     'literal_results', lambda path: path == 'none' or os.path.isfile(path),
     message="must name an existing results.json (or be 'none')")
 flags.register_validator(
-    'p', lambda sizes: all(p in approximation.PAPER_CODE_DIMS for p in sizes),
-    message=f'must be among the paper\'s {approximation.PAPER_CODE_DIMS}')
+    'p', lambda sizes: all(p in paper.APPROXIMATION_CODE_DIMS for p in sizes),
+    message=f'must be among the paper\'s {paper.APPROXIMATION_CODE_DIMS}')
 
 
 def main(argv):

@@ -22,7 +22,7 @@ import jax
 from l0enc import data
 from l0enc import reporting
 from l0enc import validation
-from l0enc.experiments import approximation
+from l0enc.experiments import approximation_training
 
 flags.DEFINE_string('workdir', 'workdir/approximation_paper',
                     'An approximation experiment workdir with finished '
@@ -46,14 +46,15 @@ def main(argv):
   jax.config.update('jax_default_matmul_precision', 'highest')
   settings = sorted(
       name for name in os.listdir(FLAGS.workdir)
-      if os.path.exists(os.path.join(FLAGS.workdir, name, 'results.json')))
+      if os.path.exists(os.path.join(FLAGS.workdir, name,
+                                     approximation_training.RESULTS_FILE)))
   if not settings:
     raise ValueError(f'{FLAGS.workdir} holds no finished setting '
                      '(<setting>/results.json); run '
                      'experiments/approximation.py first.')
   results = {}
   for name in settings:
-    results[name] = approximation.benchmark_trained_encoder(
+    results[name] = approximation_training.benchmark_trained_encoder(
         os.path.join(FLAGS.workdir, name),
         dictionary_dir=os.path.join(FLAGS.workdir, 'dictionaries'),
         data_dir=FLAGS.data_dir)
@@ -64,9 +65,10 @@ def main(argv):
   cores = f', {os.cpu_count()} CPU cores' if platform == 'cpu' else ''
   report = (
       f'Trained 2-stage encoders coding the test set against 10 IHT '
-      f'iterations (median of {approximation.SPEED_REPEATS} runs after a '
-      'warm-up), and one training epoch of each encoder (the second of two, '
-      f'after compilation); one process alone on the machine{cores}.\n\n'
+      f'iterations (median of {approximation_training.SPEED_REPEATS} runs '
+      'after a warm-up), and one training epoch of each encoder (the second '
+      'of two, after compilation); one process alone on the '
+      f'machine{cores}.\n\n'
       + reporting.markdown_table(
           ['setting', 'test signals', 'encoder (s)', 'IHT, 10 it. (s)',
            'speed-up', 'training signals', 'deep encoder epoch (s)',

@@ -28,6 +28,7 @@ from l0enc import reporting
 from l0enc import task_experiments
 from l0enc import validation
 from l0enc.experiments import approximation
+from l0enc.experiments import paper
 
 ROOT = os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
@@ -100,12 +101,12 @@ def _approximation_table_rows(experiment: str,
     if not runs:
       continue
     code_dims = [r['config']['code_dim'] for r in runs]
-    paper = approximation.PAPER_TABLES[paper_table][method]
+    published = paper.APPROXIMATION_TABLES[paper_table][method]
     rows.append([
         f'{table}: {method}, {what}, p = '
         + ' / '.join(str(p) for p in code_dims),
         _cells([r['rows'][method][metric] for r in runs]),
-        _cells([paper[approximation.PAPER_CODE_DIMS.index(p)]
+        _cells([published[paper.APPROXIMATION_CODE_DIMS.index(p)]
                 for p in code_dims]),
         _source(experiment, _regime(runs))])
   return rows
@@ -124,7 +125,7 @@ def approximation_rows(results_dir: str) -> list[Row]:
     if results:
       regimes.append((experiment, [
           r for r in results if r['config']['dataset'] == 'mnist' and
-          r['config']['code_dim'] in approximation.PAPER_CODE_DIMS]))
+          r['config']['code_dim'] in paper.APPROXIMATION_CODE_DIMS]))
   if not regimes:
     return []
   (experiment, results), *others = regimes
@@ -181,13 +182,13 @@ def calibration_rows(results_dir: str) -> list[Row]:
       f"p = {point['config']['code_dim']}: ε = "
       f"{_epsilon(point['config'].get('whitening_epsilon'))}, dictionary ℓ1 "
       f"weight {point['config']['dictionary_lam']:g}" for point in chosen)
-  paper = approximation.PAPER_TABLES['l0']['IHT (10 iterations)']
+  published = paper.APPROXIMATION_TABLES['l0']['IHT (10 iterations)']
   return [[
       'Calibration: IHT (10 iterations), Table 1, prediction error (%) on '
       'the validation share of the training split, p = '
       + ' / '.join(str(p) for p in code_dims),
       _cells([point['rows']['l0'][-1] for point in chosen]),
-      _cells([paper[approximation.PAPER_CODE_DIMS.index(p)]
+      _cells([published[paper.APPROXIMATION_CODE_DIMS.index(p)]
               for p in code_dims]),
       _source('approximation_calibration', f'chosen {settings}')]]
 

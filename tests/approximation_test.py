@@ -11,6 +11,8 @@ from l0enc import train
 from l0enc import validation
 from l0enc.experiments import approximation
 from l0enc.experiments import approximation_reports
+from l0enc.experiments import approximation_training
+from l0enc.experiments import units
 
 TINY = dict(signal_dim=8, code_dim=16, num_train=640, num_test=64,
             nonzero_prob=0.15, num_epochs=2, baseline_epochs=1, m=3,
@@ -21,7 +23,7 @@ TINY = dict(signal_dim=8, code_dim=16, num_train=640, num_test=64,
 def finished_run(request, tmp_path_factory):
   config = approximation.Config(problem=request.param, **TINY)
   workdir = str(tmp_path_factory.mktemp(request.param))
-  return config, workdir, approximation.run(config, workdir)
+  return config, workdir, approximation_training.run(config, workdir)
 
 
 def test_rows_and_files(finished_run):
@@ -61,9 +63,9 @@ def test_iht_error_decreases_and_msparse_support_error_is_counted(
 def test_a_finished_setting_is_read_back(finished_run):
   config, workdir, results = finished_run
   os.remove(os.path.join(workdir, 'problem.npz'))  # Not needed any more.
-  assert approximation.run(config, workdir) == results
+  assert approximation_training.run(config, workdir) == results
   with pytest.raises(ValueError, match='another configuration'):
-    approximation.run(dataclasses.replace(config, seed=1), workdir)
+    approximation_training.run(dataclasses.replace(config, seed=1), workdir)
 
 
 def test_paper_tables_show_the_papers_numbers_only_for_mnist(finished_run):
@@ -71,7 +73,7 @@ def test_paper_tables_show_the_papers_numbers_only_for_mnist(finished_run):
   synthetic = approximation_reports.paper_tables([results])
   assert 'p = 16' in synthetic
   assert not re.search(r'\d \(\d+\.\d+\)', synthetic)
-  mnist = approximation.json_roundtrip(results)
+  mnist = units.as_json(results)
   mnist['config'] = dict(mnist['config'], dataset='mnist', code_dim=128)
   table = approximation_reports.paper_tables([mnist])
   assert '(17.52)' in table or '(17.23)' in table
@@ -80,13 +82,13 @@ def test_paper_tables_show_the_papers_numbers_only_for_mnist(finished_run):
 def test_optimizer_and_rate_are_chosen_on_validation(tmp_path):
   config = approximation.Config(problem='l0', sgd_learning_rates=(1e-2,),
                                 adam_learning_rates=(1e-2, 1e-7), **TINY)
-  results = approximation.run(config, str(tmp_path))
+  results = approximation_training.run(config, str(tmp_path))
   for name, row in (('deep', approximation.DEEP_NAMES['l0']),
                     ('baseline', 'Baseline encoder')):
     selection = results['learning_rate_selection'][name]
     errors = selection['validation_error']
     assert set(errors) == {'sgd_lr0.01', 'adam_lr0.01', 'adam_lr1e-07'}
-    assert approximation.candidate_name(
+    assert approximation_training.candidate_name(
         selection['optimizer'], selection['learning_rate']) == min(
             errors, key=errors.get)
     history = results['history'][name]
@@ -115,7 +117,7 @@ def test_results_of_the_older_layout_read_back(finished_run):
 
 def test_trained_encoder_is_timed_again_from_its_checkpoint(finished_run):
   _, workdir, results = finished_run
-  speed = approximation.benchmark_trained_encoder(workdir)
+  speed = approximation_training.benchmark_trained_encoder(workdir)
   assert speed['num_signals'] == results['speed']['num_signals']
   assert speed['encoder_seconds'] > 0 and speed['iht_10_seconds'] > 0
   assert speed['speedup'] == pytest.approx(
@@ -163,15 +165,16 @@ def test_bad_config_raises_before_any_work(override, match):
 def test_a_diverging_candidate_drops_out_of_the_choice(tmp_path):
   config = approximation.Config(problem='msparse', sgd_learning_rates=(1e30,),
                                 adam_learning_rates=(1e-3,), **TINY)
-  results = approximation.run(config, str(tmp_path))
+  results = approximation_training.run(config, str(tmp_path))
   for name in ('deep', 'baseline'):
     selection = results['learning_rate_selection'][name]
     assert set(selection['diverged']) == {'sgd_lr1e+30'}
     assert selection['optimizer'] == 'adam'
     assert set(selection['validation_error']) == {'adam_lr0.001'}
   with pytest.raises(train.DivergedError, match='Every candidate diverged'):
-    approximation.run(dataclasses.replace(config, adam_learning_rates=()),
-                      str(tmp_path / 'all'))
+    approximation_training.run(
+        dataclasses.replace(config, adam_learning_rates=()),
+        str(tmp_path / 'all'))
 
 
 @pytest.mark.parametrize('problem', ['l0', 'msparse'])

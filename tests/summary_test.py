@@ -9,6 +9,7 @@ import pytest
 
 from l0enc import task_experiments
 from l0enc.experiments import approximation
+from l0enc.experiments import paper
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 
@@ -67,8 +68,9 @@ def test_approximation_rows_against_the_papers_table(tmp_path):
   deep = rows[0]
   assert deep[0].startswith('Table 1: Deep l0-Regularized encoder')
   assert deep[0].endswith('p = 128 / 256')
-  paper = approximation.PAPER_TABLES['l0']['Deep l0-Regularized encoder']
-  assert deep[1:3] == ['1.00 / 2.00', f'{paper[0]:.2f} / {paper[1]:.2f}']
+  published = paper.APPROXIMATION_TABLES['l0']['Deep l0-Regularized encoder']
+  assert deep[1:3] == ['1.00 / 2.00',
+                       f'{published[0]:.2f} / {published[1]:.2f}']
   assert 'literal regime' in deep[3]
   assert rows[1][1] == '10.00 / 20.00'
   assert rows[2][1] == '1.0x to 2.0x on cpu'
@@ -102,8 +104,9 @@ def test_calibration_row_from_the_chosen_points(tmp_path):
                                   '128': point(128, 0.03, 3.0)}})
   (row,) = cells(summary.summary(str(tmp_path)))
   assert row[0].startswith('Calibration') and row[0].endswith('p = 128 / 256')
-  paper = approximation.PAPER_TABLES['l0']['IHT (10 iterations)']
-  assert row[1:3] == ['3.00 / 4.00', f'{paper[0]:.2f} / {paper[1]:.2f}']
+  published = paper.APPROXIMATION_TABLES['l0']['IHT (10 iterations)']
+  assert row[1:3] == ['3.00 / 4.00',
+                      f'{published[0]:.2f} / {published[1]:.2f}']
   assert 'p = 128: ε = 0.03' in row[3] and 'p = 256: ε = 0.1' in row[3]
 
 

@@ -1,4 +1,4 @@
-"""The l0 code-approximation experiment (Tables 1-3 of the l0 paper).
+"""The l0 code-approximation experiment (Tables 1-3 of the l0 paper): settings.
 
 Given a dictionary, the "optimal codes" of problem (1) or (2) (an l1
 solution refined by IHT to convergence, `solvers.optimal_codes`) are the
@@ -7,10 +7,12 @@ IHT truncated to a few iterations, the baseline fully connected encoder, and
 the deep encoder (Deep l0-Regularized or Deep M-Sparse) initialized from the
 dictionary (eq. 8) and trained to regress the codes.
 
-`run(config, workdir)` does one (dataset, problem, p) setting and caches every
-expensive intermediate in `workdir` (the preprocessed problem with its codes,
-the training checkpoints, the results), so a killed run resumes where it
-stopped. `paper_tables` lays several runs out like the paper's tables.
+This module holds one setting's `Config` (and its form in results files),
+and prepares its problem: the signals, the dictionary (learned on MNIST
+and cached), the optimal codes (cached in the setting's workdir), the IHT
+curve and the untrained deep encoder. `approximation_training.run` trains
+and evaluates a setting; `approximation_reports` lays runs out like the
+paper's tables.
 """
 
 import dataclasses
@@ -34,36 +36,12 @@ from l0enc import solvers
 from l0enc import train
 from l0enc import validation
 from l0enc import whitening
+from l0enc.experiments import units
 
 PROBLEMS = ('l0', 'msparse')
 DATASETS = ('synthetic', 'mnist')
-SPEED_REPEATS = 20  # Timed runs of the encoding benchmark (the median is kept).
-_CACHE_REMEDY = 'Delete it and rerun: it is a cache the experiment rebuilds.'
+CACHE_REMEDY = 'Delete it and rerun: it is a cache the experiment rebuilds.'
 
-# The paper's Tables 1-3 (Wang et al., AAAI 2016), p = 128 / 256 / 512.
-PAPER_TABLES = {
-    'l0': {
-        'IHT (2 iterations)': (17.52, 18.73, 22.40),
-        'IHT (5 iterations)': (8.14, 6.75, 9.37),
-        'IHT (10 iterations)': (3.55, 4.33, 4.08),
-        'Baseline encoder': (8.94, 8.76, 10.17),
-        'Deep l0-Regularized encoder': (0.92, 0.91, 0.81),
-    },
-    'msparse': {
-        'IHT (2 iterations)': (17.23, 19.27, 19.31),
-        'IHT (5 iterations)': (10.84, 12.52, 12.40),
-        'IHT (10 iterations)': (5.67, 5.44, 5.20),
-        'Baseline encoder': (14.04, 16.76, 12.86),
-        'Deep M-Sparse encoder': (2.94, 2.87, 3.29),
-    },
-    'support': {
-        'IHT (2 iterations)': (10.8, 13.4, 13.2),
-        'IHT (5 iterations)': (6.1, 8.0, 8.8),
-        'IHT (10 iterations)': (4.6, 5.6, 5.3),
-        'Deep M-Sparse encoder': (2.2, 2.7, 2.7),
-    },
-}
-PAPER_CODE_DIMS = (128, 256, 512)
 DEEP_NAMES = {'l0': 'Deep l0-Regularized encoder',
               'msparse': 'Deep M-Sparse encoder'}
 
@@ -270,9 +248,9 @@ def load_signals(config: Config, dictionary_dir: str | None
   path = dictionary_dir and dictionary_cache_path(config, dictionary_dir)
   if path and os.path.exists(path):
     if config.whitening_epsilon is None:
-      with validation.reading(path, _CACHE_REMEDY):
+      with validation.reading(path, CACHE_REMEDY):
         return x_train, x_test, np.load(path, allow_pickle=False)
-    return x_train, x_test, validation.load_npz(path, _CACHE_REMEDY)[
+    return x_train, x_test, validation.load_npz(path, CACHE_REMEDY)[
         'dictionary']
   dictionary = np.asarray(dictionary_lib.learn_dictionary(
       jax.random.fold_in(key, 1), jnp.asarray(x_train), config.code_dim,
@@ -329,7 +307,7 @@ def prepare_problem(config: Config, workdir: str,
   """The signals, dictionary and optimal codes, cached in `workdir`."""
   path = os.path.join(workdir, 'problem.npz')
   if os.path.exists(path):
-    cached = validation.load_npz(path, _CACHE_REMEDY)
+    cached = validation.load_npz(path, CACHE_REMEDY)
     logging.info('Loaded the problem from %s.', path)
     return Problem(**{name: cached[name] for name in Problem._fields})
   x_train, x_test, dictionary = load_signals(config, dictionary_dir)
@@ -341,15 +319,11 @@ def prepare_problem(config: Config, workdir: str,
   return problem
 
 
-def _code_metrics(predicted, target) -> dict[str, float]:
+def code_metrics(predicted, target) -> dict[str, float]:
   return {'prediction_error': float(metrics.prediction_error(predicted,
                                                              target)),
           'support_error': float(metrics.support_error(predicted, target)),
           'nmse_db': float(metrics.nmse_db(predicted, target))}
-
-
-def _metric_fn(outputs, targets):
-  return {'prediction_error': metrics.prediction_error(outputs, targets)}
 
 
 def iht_curve(x: np.ndarray, dictionary: np.ndarray, target: np.ndarray,
@@ -376,7 +350,7 @@ def iht_curve(x: np.ndarray, dictionary: np.ndarray, target: np.ndarray,
     # One step at a time from the previous codes: one compilation in all.
     codes = solver(x, dictionary, num_iterations=1, init=codes,
                    **config.problem_kwargs).codes
-    curve.append(_code_metrics(codes, target))
+    curve.append(code_metrics(codes, target))
   return curve
 
 
@@ -391,22 +365,6 @@ def build_deep_encoder(dictionary: np.ndarray, config: Config) -> nnx.Module:
       dictionary, m=config.m, num_stages=config.num_stages, tied=config.tied)
 
 
-def _fit_options(config: Config, num_epochs: int, optimizer: str,
-                 learning_rate: float) -> dict[str, Any]:
-  """`train.fit`'s `config` and `tx` for the encoders of this experiment."""
-  return dict(
-      config=train.TrainConfig(num_epochs=num_epochs,
-                               batch_size=config.batch_size,
-                               min_sigma=config.min_sigma),
-      tx=train.make_optimizer(optimizer, learning_rate,
-                              clip_norm=config.clip_norm))
-
-
-def candidate_name(optimizer: str, learning_rate: float) -> str:
-  """`'adam_lr0.001'`: the checkpoint directory and label of a candidate."""
-  return f'{optimizer}_lr{learning_rate:g}'
-
-
 def split_indices(config: Config,
                   num_train: int) -> tuple[np.ndarray, np.ndarray]:
   """(fit, validation) indices of the training signals, from the seed.
@@ -419,274 +377,9 @@ def split_indices(config: Config,
   return order[num_validation:], order[:num_validation]
 
 
-def _train(model, problem: Problem, config: Config, num_epochs: int,
-           optimizer: str, learning_rate: float,
-           workdir: str) -> list[dict[str, Any]]:
-  fit_part, validation_part = split_indices(config, len(problem.x_train))
-  result = train.fit(
-      model, problem.x_train[fit_part], problem.codes_train[fit_part],
-      key=jax.random.PRNGKey(config.seed), workdir=workdir,
-      **_fit_options(config, num_epochs, optimizer, learning_rate),
-      metric_fn=_metric_fn,
-      x_eval=problem.x_train[validation_part],
-      y_eval=problem.codes_train[validation_part])
-  return [record._asdict() for record in result.history]
-
-
-class Trained(NamedTuple):
-  """The encoders of one model trained with every candidate.
-
-  Attributes:
-    model: the candidate with the lowest final validation error.
-    history: its per-epoch training record.
-    selection: JSON-able: `{'optimizer', 'learning_rate', 'validation_error':
-      {candidate name: final validation prediction error}, 'by_optimizer':
-      {optimizer: the name of its best candidate}, 'diverged': {candidate
-      name: {'epoch', 'step'}}}`; a candidate that diverged is left out of
-      the choice.
-    best_of_optimizer: `{optimizer: model}`, each optimizer's best candidate
-      (by validation), to report both optimizers on the test set.
-  """
-  model: nnx.Module
-  history: list[dict[str, Any]]
-  selection: dict[str, Any]
-  best_of_optimizer: dict[str, nnx.Module]
-
-
-def train_with_selected_rate(
-    build: Callable[[], nnx.Module], problem: Problem, config: Config,
-    num_epochs: int, workdir: str) -> Trained:
-  """Trains `build()` once per candidate (optimizer, rate); keeps the best.
-
-  The choice uses only the validation split held out of the training
-  signals (its prediction error after the last epoch); the test set is not
-  looked at. Candidate `c` checkpoints to `workdir/candidate_name(c)`.
-  """
-  trained, diverged = {}, {}
-  for optimizer, learning_rate in config.candidates:
-    model = build()
-    name = candidate_name(optimizer, learning_rate)
-    try:
-      history = _train(model, problem, config, num_epochs, optimizer,
-                       learning_rate, os.path.join(workdir, name))
-    except train.DivergedError as error:
-      # A rate too large for this dictionary: it drops out of the choice
-      # (its checkpoints hold only finite epochs, so a rerun diverges again
-      # at the same step).
-      logging.warning('%s diverged: %s', name, error)
-      diverged[name] = {'epoch': error.epoch, 'step': error.step}
-      continue
-    trained[name] = model, history, optimizer, learning_rate
-  if not trained:
-    raise train.DivergedError(
-        f'Every candidate diverged ({diverged}); give smaller learning '
-        'rates.', *max(diverged.values(), key=lambda d: d['step']).values())
-  final_error = lambda name: (
-      trained[name][1][-1]['eval_metrics']['prediction_error']
-      if trained[name][1] else np.inf)
-  best = min(trained, key=final_error)
-  by_optimizer = {}
-  for name, (_, _, optimizer, _) in trained.items():
-    if (optimizer not in by_optimizer or
-        final_error(name) < final_error(by_optimizer[optimizer])):
-      by_optimizer[optimizer] = name
-  model, history, optimizer, learning_rate = trained[best]
-  selection = {'optimizer': optimizer, 'learning_rate': learning_rate,
-               'validation_error': {name: final_error(name)
-                                    for name in trained},
-               'by_optimizer': by_optimizer, 'diverged': diverged}
-  return Trained(model, history, selection,
-                 {optimizer: trained[name][0]
-                  for optimizer, name in by_optimizer.items()})
-
-
-def _encoding_speed(model: nnx.Module, x_test: np.ndarray,
-                    dictionary: np.ndarray, config: Config) -> dict[str, float]:
-  """Seconds to code the whole test set: the encoder against 10 IHT steps."""
-  model.eval()
-  graphdef, state = nnx.split(model)
-  # The parameters are closed over, as IHT closes over the dictionary:
-  # flattening an `nnx.State` argument on every call would cost more host
-  # time than the whole encoding on an accelerator.
-  encode = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
-  x, dictionary = jnp.asarray(x_test), jnp.asarray(dictionary)
-  step_size = 1 / solvers.lipschitz_constant(dictionary)
-  iterations = max(config.iht_iterations)
-  iht = jax.jit(lambda x: solvers.iht(
-      x, dictionary, num_iterations=iterations, step_size=step_size,
-      **config.problem_kwargs).codes)
-  # Alternate the two, so that both see the same load on a shared machine.
-  times = {'encoder': [], 'iht': []}
-  for repeat in range(SPEED_REPEATS):
-    for name, fn in (('encoder', encode), ('iht', iht)):
-      times[name].append(reporting.time_call(lambda: fn(x), repeats=1,
-                                             warmup=int(repeat == 0)))
-  encoder_seconds = statistics.median(times['encoder'])
-  iht_seconds = statistics.median(times['iht'])
-  return {'num_signals': len(x_test), 'encoder_seconds': encoder_seconds,
-          f'iht_{iterations}_seconds': iht_seconds,
-          'speedup': iht_seconds / encoder_seconds}
-
-
-def _epoch_seconds(model: nnx.Module, x_train: np.ndarray, config: Config,
-                   selection: dict[str, Any]) -> float:
-  """Wall time of one training epoch of `model` on `x_train`, compiled.
-
-  Trains two epochs and keeps the second (the first includes compilation).
-  The targets are the model's own outputs: a step costs the same whatever
-  the target values.
-  """
-  targets = train.predict(model, x_train)
-  history = train.fit(
-      model, x_train, targets, key=jax.random.PRNGKey(config.seed),
-      **_fit_options(config, 2, _selected_optimizer(selection),
-                     selection['learning_rate']), progress=False).history
-  return history[-1].seconds
-
-
-def _selected_optimizer(selection: dict[str, Any]) -> str:
-  # Results written before SGD and Adam were both candidates used Adam only.
-  return selection.get('optimizer', 'adam')
-
-
-def _selected_name(selection: dict[str, Any]) -> str:
-  """The checkpoint directory of the selected candidate."""
-  if 'optimizer' not in selection:  # Written before the optimizer's name was.
-    return f"lr{selection['learning_rate']:g}"
-  return candidate_name(selection['optimizer'], selection['learning_rate'])
-
-
-def benchmark_trained_encoder(workdir: str, dictionary_dir: str | None = None,
-                              data_dir: str | None = None) -> dict[str, Any]:
-  """Times a finished setting's encoders again, on this machine.
-
-  Rebuilds the deep encoder of the setting in `workdir` (a finished `run`),
-  loads the parameters of the chosen learning rate from its checkpoint and
-  times it against 10 IHT iterations on the test signals, as `run` does;
-  then times one training epoch of the deep and of the baseline encoder on
-  the training signals (less the validation share). The signals and
-  dictionary come from `workdir/problem.npz` if present, else as `run` made
-  them (MNIST from `data_dir`, the dictionary cached in `dictionary_dir`).
-
-  Returns:
-    The speed record of `run` (signals, seconds of each, speed-up) with the
-    epoch seconds of both encoders and the device.
-  """
-  results = reporting.read_json(os.path.join(workdir, 'results.json'))
-  config = config_from_json(results['config'], data_dir=data_dir)
-  problem_path = os.path.join(workdir, 'problem.npz')
-  if os.path.exists(problem_path):
-    cached = validation.load_npz(problem_path, _CACHE_REMEDY)
-    x_train, x_test, dictionary = (cached['x_train'], cached['x_test'],
-                                   cached['dictionary'])
-  else:
-    x_train, x_test, dictionary = load_signals(config, dictionary_dir)
-  selection = results['learning_rate_selection']
-  model = build_deep_encoder(dictionary, config)
-  train.restore_model(
-      os.path.join(workdir, 'deep', _selected_name(selection['deep'])), model)
-  speed = _encoding_speed(model, x_test, dictionary, config)
-  x_fit = x_train[int(len(x_train) * config.validation_fraction):]
-  baseline = models.MLPEncoder(x_train.shape[1], config.code_dim,
-                               rngs=nnx.Rngs(config.seed))
-  return {**speed,
-          'num_train_signals': len(x_fit),
-          'deep_epoch_seconds': _epoch_seconds(model, x_fit, config,
-                                               selection['deep']),
-          'baseline_epoch_seconds': _epoch_seconds(
-              baseline, x_fit, config, selection['baseline']),
-          'device': jax.devices()[0].device_kind}
-
-
-def run(config: Config, workdir: str,
-        dictionary_dir: str | None = None) -> dict[str, Any]:
-  """Runs one setting end to end; returns (and writes) its results.
-
-  Args:
-    config: the setting.
-    workdir: directory for the cached problem, checkpoints and results;
-      a finished setting is read back from its `results.json`.
-    dictionary_dir: where learned dictionaries are cached and shared between
-      settings; None to learn each one afresh.
-
-  Returns:
-    A JSON-able dict: the config, the table rows (test metrics of each
-    method), the IHT curve, the training histories and the encoding speed.
-  """
-  results_path = os.path.join(workdir, 'results.json')
-  if os.path.exists(results_path):
-    results = reporting.read_json(results_path)
-    # Where the data was read from does not change the results.
-    if config_from_json(results['config'], data_dir=None) == (
-        dataclasses.replace(config, data_dir=None)):
-      logging.info('Setting already done: %s', results_path)
-      return results
-    raise ValueError(f'{results_path} holds another configuration; use '
-                     'another workdir.')
-  problem = prepare_problem(config, workdir, dictionary_dir)
-  iterations = max(config.iht_iterations)
-  curve = iht_curve(problem.x_test, problem.dictionary, problem.codes_test,
-                    config, iterations)
-  normalized_curve = iht_curve(problem.x_test, problem.dictionary,
-                               problem.codes_test, config, iterations,
-                               solver=solvers.normalized_iht)
-  rows = {f'IHT ({k} iterations)': curve[k - 1] for k in config.iht_iterations}
-  rows.update({f'Normalized IHT ({k} iterations)': normalized_curve[k - 1]
-               for k in config.iht_iterations})
-
-  test_metrics = lambda model: _code_metrics(
-      train.predict(model, problem.x_test), problem.codes_test)
-  deep_name = DEEP_NAMES[config.problem]
-  baseline = train_with_selected_rate(
-      lambda: models.MLPEncoder(problem.x_train.shape[1], config.code_dim,
-                                rngs=nnx.Rngs(config.seed)),
-      problem, config, config.baseline_epochs,
-      os.path.join(workdir, 'baseline'))
-  untrained = test_metrics(build_deep_encoder(problem.dictionary, config))
-  deep = train_with_selected_rate(
-      lambda: build_deep_encoder(problem.dictionary, config), problem, config,
-      config.num_epochs, os.path.join(workdir, 'deep'))
-  rows['Baseline encoder'] = test_metrics(baseline.model)
-  rows[deep_name] = test_metrics(deep.model)
-  # Each optimizer's best candidate (by validation) on the test set, so
-  # that the paper's SGD and Adam can be compared.
-  rows_by_optimizer = {
-      name: {optimizer: test_metrics(model)
-             for optimizer, model in trained.best_of_optimizer.items()}
-      for name, trained in (('Baseline encoder', baseline),
-                            (deep_name, deep))}
-  dictionary = jnp.asarray(problem.dictionary)
-
-  results = {
-      'config': config_to_json(config),
-      'data': {'num_train': len(problem.x_train),
-               'num_test': len(problem.x_test),
-               'signal_dim': problem.x_train.shape[1],
-               'mean_nonzeros_of_optimal_codes': float(np.mean(
-                   np.count_nonzero(problem.codes_test, axis=1))),
-               'dictionary_lipschitz': float(
-                   solvers.lipschitz_constant(dictionary)),
-               'dictionary_coherence': float(
-                   dictionary_lib.mutual_coherence(dictionary))},
-      'rows': rows,
-      'rows_by_optimizer': rows_by_optimizer,
-      'untrained_deep_encoder': untrained,
-      'iht_curve': curve,
-      'normalized_iht_curve': normalized_curve,
-      'history': {'baseline': baseline.history, 'deep': deep.history},
-      'learning_rate_selection': {'baseline': baseline.selection,
-                                  'deep': deep.selection},
-      'speed': _encoding_speed(deep.model, problem.x_test, problem.dictionary,
-                               config),
-      'device': jax.devices()[0].device_kind,
-  }
-  reporting.write_json_atomic(results_path, results)
-  return results
-
-
 def config_to_json(config: Config) -> dict[str, Any]:
   """The config as a results file holds it (tuples as lists)."""
-  return json_roundtrip(dataclasses.asdict(config))
+  return units.as_json(dataclasses.asdict(config))
 
 
 def config_from_json(fields: dict[str, Any], **overrides: Any) -> Config:
@@ -706,10 +399,10 @@ def config_from_json(fields: dict[str, Any], **overrides: Any) -> Config:
   return Config(**{**fields, **overrides})
 
 
-def json_roundtrip(value: Any) -> Any:
-  """Tuples to lists, as a JSON file gives them back."""
-  if isinstance(value, dict):
-    return {key: json_roundtrip(item) for key, item in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [json_roundtrip(item) for item in value]
-  return value
+def upgrade_config(fields: dict[str, Any]) -> dict[str, Any]:
+  """A saved config in today's form (`units.run_unit`'s `upgrade`).
+
+  Older layouts are converted (`config_from_json`) and fields added since
+  take their defaults, so that results files of earlier versions read back.
+  """
+  return config_to_json(config_from_json(fields))

@@ -1,8 +1,9 @@
 """Tables and plots of the code-approximation experiment (Tables 1-3).
 
-Everything here reads the JSON-able results of `approximation.run` (also
-as read back from a results file), so a report can be rebuilt without
-recomputing anything.
+Everything here reads the JSON-able results of `approximation_training.run`
+(also
+as read back from a results file), so a report can be rebuilt
+without recomputing anything.
 """
 
 from typing import Any, Sequence
@@ -12,6 +13,9 @@ import matplotlib.figure
 from l0enc import reporting
 from l0enc import train
 from l0enc.experiments import approximation
+from l0enc.experiments import approximation_training
+from l0enc.experiments import paper
+from l0enc.experiments import units
 
 _TITLES = {'l0': 'Prediction error (%), problem (1)',
            'msparse': 'Prediction error (%), problem (2)',
@@ -35,7 +39,8 @@ def paper_tables(results: Sequence[dict[str, Any]]) -> str:
   The paper's numbers are shown only beside MNIST runs at its code sizes.
 
   Args:
-    results: outputs of `run`, any mix of problems and code sizes.
+    results: outputs of `approximation_training.run`, any mix of problems
+      and code sizes.
 
   Returns:
     Markdown: one table per problem (prediction error, %) and the support
@@ -55,17 +60,17 @@ def paper_tables(results: Sequence[dict[str, Any]]) -> str:
       cells = [name]
       for run_result, code_dim in zip(runs, code_dims):
         ours = run_result['rows'][name][metric]
-        paper = approximation.PAPER_TABLES[table].get(name)
+        published = paper.APPROXIMATION_TABLES[table].get(name)
         on_paper_setting = (run_result['config']['dataset'] == 'mnist' and
-                            code_dim in approximation.PAPER_CODE_DIMS)
+                            code_dim in paper.APPROXIMATION_CODE_DIMS)
         cells.append(
-            f'{ours:.2f}' if paper is None or not on_paper_setting else
+            f'{ours:.2f}' if published is None or not on_paper_setting else
             f'{ours:.2f} '
-            f'({paper[approximation.PAPER_CODE_DIMS.index(code_dim)]})')
+            f'({published[paper.APPROXIMATION_CODE_DIMS.index(code_dim)]})')
       body.append(cells)
-    paper = ' (paper)' if any(r['config']['dataset'] == 'mnist'
-                              for r in runs) else ''
-    sections.append(f'**{_TITLES[table]}** — ours{paper}\n\n' +
+    with_paper = ' (paper)' if any(r['config']['dataset'] == 'mnist'
+                                   for r in runs) else ''
+    sections.append(f'**{_TITLES[table]}** — ours{with_paper}\n\n' +
                     reporting.markdown_table(
                         ['method'] + [f'p = {p}' for p in code_dims], body))
   return '\n'.join(sections)
@@ -96,7 +101,7 @@ def optimizer_table(results: Sequence[dict[str, Any]]) -> str:
             _setting(result), model_name, candidate,
             f"{selection['validation_error'][candidate]:.2f}",
             f"{metrics['prediction_error']:.2f}",
-            'yes' if candidate == approximation.candidate_name(
+            'yes' if candidate == approximation_training.candidate_name(
                 selection['optimizer'], selection['learning_rate']) else ''])
   return reporting.markdown_table(
       ['setting', 'encoder', 'optimizer, rate (best on validation)',
@@ -163,16 +168,15 @@ def report(results: Sequence[dict[str, Any]]) -> str:
   """The Markdown report of one regime: tables, optimizers, speed, settings.
 
   Args:
-    results: outputs of `approximation.run` for one regime (any problems and
-      code sizes), JSON-able.
+    results: outputs of `approximation_training.run` for one regime (any
+      problems and code sizes), JSON-able.
 
   Returns:
     Markdown.
   """
-  results = [approximation.json_roundtrip(r) for r in results]
+  results = [units.as_json(r) for r in results]
   # Through Config, so that results of an older layout read the same way.
-  config = approximation.config_to_json(
-      approximation.config_from_json(results[0]['config']))
+  config = approximation.upgrade_config(results[0]['config'])
   speed = reporting.markdown_table(
       ['setting', 'test signals', 'encoder (s)', 'IHT, 10 it. (s)',
        'speed-up', 'device'],
@@ -188,7 +192,8 @@ def report(results: Sequence[dict[str, Any]]) -> str:
       f'{paper_tables(results)}\n{optimizers}'
       f"**Encoding the test set** (trained {config['num_stages']}-stage "
       'encoder against 10 IHT iterations; median of '
-      f'{approximation.SPEED_REPEATS} runs after a warm-up)\n\n{speed}\n'
+      f'{approximation_training.SPEED_REPEATS} runs after a warm-up)\n\n'
+      f'{speed}\n'
       f'{_settings_line(config)}\n\n{_problems_table(results)}')
 
 

@@ -31,6 +31,8 @@ from l0enc import dictionary as dictionary_lib
 from l0enc import reporting
 from l0enc import solvers
 from l0enc.experiments import approximation
+from l0enc.experiments import paper
+from l0enc.experiments import units
 
 TABLES = ('l0', 'msparse', 'support')
 ITERATIONS = (2, 5, 10)
@@ -38,11 +40,11 @@ ITERATIONS = (2, 5, 10)
 
 def paper_rows(code_dim: int) -> dict[str, list[float]]:
   """The paper's IHT rows at `code_dim`: `{table: [2, 5, 10 iterations]}`."""
-  if code_dim not in approximation.PAPER_CODE_DIMS:
-    raise ValueError(f'The paper reports p in {approximation.PAPER_CODE_DIMS}'
+  if code_dim not in paper.APPROXIMATION_CODE_DIMS:
+    raise ValueError(f'The paper reports p in {paper.APPROXIMATION_CODE_DIMS}'
                      f', got code_dim={code_dim}.')
-  column = approximation.PAPER_CODE_DIMS.index(code_dim)
-  return {table: [approximation.PAPER_TABLES[table][
+  column = paper.APPROXIMATION_CODE_DIMS.index(code_dim)
+  return {table: [paper.APPROXIMATION_TABLES[table][
       f'IHT ({k} iterations)'][column] for k in ITERATIONS]
           for table in TABLES}
 
@@ -140,34 +142,36 @@ def calibrate_point(config: approximation.Config, workdir: str,
 
   Returns:
     `{'config', 'distance', 'largest_relative_gap', **iht_rows(...)}`.
+
+  Raises:
+    ValueError: the point's JSON holds another configuration.
   """
-  path = point_path(workdir, config)
-  config_json = approximation.config_to_json(
-      dataclasses.replace(config, data_dir=None))
-  if os.path.exists(path):
-    point = reporting.read_json(path)
-    if approximation.config_to_json(approximation.config_from_json(
-        point['config'])) != config_json:
-      raise ValueError(f'{path} holds another configuration; use another '
-                       'workdir.')
+  def compute(_):
+    x_train, _, dictionary = approximation.load_signals(config,
+                                                        dictionary_dir)
+    _, validation_part = approximation.split_indices(config, len(x_train))
+    scored = iht_rows(x_train[validation_part[:num_signals]], dictionary,
+                      config)
+    target = paper_rows(config.code_dim)
+    point = {'config': None,  # First, as points have always held it.
+             'num_signals': min(num_signals, len(validation_part)),
+             'distance': distance(scored['rows'], target),
+             'largest_relative_gap': largest_relative_gap(scored['rows'],
+                                                          target),
+             **scored}
+    logging.info('calibration: p = %d, whitening %s, dictionary l1 weight '
+                 '%g: distance %.3f, IHT rows %s', config.code_dim,
+                 config.whitening_epsilon, config.dictionary_lam,
+                 point['distance'], point['rows'])
     return point
-  x_train, _, dictionary = approximation.load_signals(config, dictionary_dir)
-  _, validation_part = approximation.split_indices(config, len(x_train))
-  scored = iht_rows(x_train[validation_part[:num_signals]], dictionary,
-                    config)
-  target = paper_rows(config.code_dim)
-  point = {'config': config_json, 'num_signals': min(num_signals,
-                                                     len(validation_part)),
-           'distance': distance(scored['rows'], target),
-           'largest_relative_gap': largest_relative_gap(scored['rows'],
-                                                        target),
-           **scored}
-  logging.info('calibration: p = %d, whitening %s, dictionary l1 weight %g: '
-               'distance %.3f, IHT rows %s', config.code_dim,
-               config.whitening_epsilon, config.dictionary_lam,
-               point['distance'], point['rows'])
-  reporting.write_json_atomic(path, point)
-  return point
+
+  # Saved without where the data was read from, which changes nothing.
+  return units.run_unit(
+      workdir, approximation.config_to_json(
+          dataclasses.replace(config, data_dir=None)), compute,
+      results_file=os.path.basename(point_path(workdir, config)),
+      settings_key='config', ignore=('data_dir',),
+      upgrade=approximation.upgrade_config)
 
 
 # The settings a calibration grid varies; every other setting is fixed.
@@ -195,8 +199,7 @@ def finished_points(workdir: str,
       point = reporting.read_json(os.path.join(workdir, name))
       # Through Config, so that points written before a field existed get
       # its default.
-      if fixed(approximation.config_to_json(approximation.config_from_json(
-          point['config']))) == wanted:
+      if fixed(approximation.upgrade_config(point['config'])) == wanted:
         points.append(point)
   return sorted(points, key=lambda point: tuple(
       point['config'][key] for key in GRID_FIELDS))
@@ -223,7 +226,7 @@ def report(points: Sequence[dict[str, Any]],
 
   Args:
     points: every calibration point.
-    literal: optional results of `approximation.run` without whitening
+    literal: optional results of `approximation_training.run` without whitening
       (the previous regime) to show their IHT rows beside, for reference.
       They are on the test split and play no part in the choice.
   """
@@ -244,8 +247,8 @@ def report(points: Sequence[dict[str, Any]],
           f"{point['distance']:.3f}",
           f"{point['largest_relative_gap']:.0%}",
           '**chosen**' if point is chosen[code_dim] else ''])
-    paper = paper_rows(code_dim)
-    body.append(['paper', '', '', '', '', *(cell(paper[table])
+    published = paper_rows(code_dim)
+    body.append(['paper', '', '', '', '', *(cell(published[table])
                                             for table in TABLES), '', '', ''])
     for result in literal:
       if (result['config']['code_dim'] == code_dim and
