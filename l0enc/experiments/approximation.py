@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import logging
 import os
-import statistics
 from typing import Any, Callable, NamedTuple
 
 import jax
