@@ -3,6 +3,10 @@ r"""Calibrates the unstated settings of Tables 1-3 against the paper's IHT rows.
     python experiments/calibrate_regime.py --data_dir=DIR \
         --workdir=results/approximation_calibration
 
+The grid and its fixed settings come from a config file (default
+experiments/configs/calibrate_regime_paper.py; change a field with
+`--config.field=value`), the code sizes from --p.
+
 For each code size p and each grid point (ZCA whitening regularizer x
 dictionary l1 weight) it learns the dictionary on the whitened MNIST
 training patches (cached in --dictionary_dir, where
@@ -13,11 +17,10 @@ errors, and scores the distance to the paper's rows
 The closest point per p, among every finished point in --workdir with the
 same fixed settings (so several invocations, e.g. one grid per p, add up),
 is written to results.json as "chosen", which
-`experiments/approximation.py --preset=paper` reads. The test split is never
+experiments/configs/approximation_paper.py reads. The test split is never
 used. Each grid point resumes from its own JSON file after a kill.
 """
 
-import itertools
 import logging as python_logging
 import os
 
@@ -25,30 +28,23 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
+from ml_collections import config_flags
 
 from l0enc import data
 from l0enc import reporting
 from l0enc import validation
-from l0enc.experiments import approximation
-from l0enc.experiments import paper
 from l0enc.experiments import calibration
+from l0enc.experiments import configs
+from l0enc.experiments import paper
 
-flags.DEFINE_multi_integer('p', [128, 256, 512], 'Code size(s) p; repeat '
-                           'the flag for several.')
-flags.DEFINE_multi_float('whitening_epsilon', [0.03, 0.1, 0.3], 'Grid of '
-                         'ZCA regularizers (added to the eigenvalues of the '
-                         'covariance of the unit-variance patches); repeat '
-                         'the flag for several.')
-flags.DEFINE_multi_float('dictionary_lam', [0.5, 1.0], 'Grid of l1 weights '
-                         'of the dictionary-learning coding step.')
-flags.DEFINE_integer('dictionary_steps', 600, 'Minibatches of dictionary '
-                     'learning (the experiment must use the same).')
-flags.DEFINE_integer('num_signals', 5000, 'Validation signals scored per '
-                     'grid point (from the training split).')
-flags.DEFINE_float('lam', 0.25, "l0 weight of problem (1) (the paper's 0.5 "
-                   'in its scaling).')
-flags.DEFINE_integer('m', 32, 'Sparsity M of problem (2).')
-flags.DEFINE_integer('seed', 0, 'Seed of the dictionary and the split.')
+config_flags.DEFINE_config_file(
+    'config', os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           'configs', 'calibrate_regime_paper.py'),
+    'Config file of the grid (experiments/configs/calibrate_regime_'
+    '<preset>.py); change a field with --config.field=value.',
+    lock_config=True)
+flags.DEFINE_multi_integer('p', list(paper.APPROXIMATION_CODE_DIMS),
+                           'Code size(s) p; repeat the flag for several.')
 flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory with '
                     'mnist.npz or the four MNIST IDX files (default: '
                     f'${data.DATA_DIR_ENV}; without it, tensorflow-datasets '
@@ -56,26 +52,29 @@ flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory with '
 flags.DEFINE_string('dictionary_dir', os.path.join('workdir', 'dictionaries'),
                     'Dictionary cache, shared with experiments/'
                     'approximation.py.')
-flags.DEFINE_string('literal_results',
-                    'results/approximation_paper/results.json',
-                    'results.json of the unwhitened (literal) regime whose '
-                    "IHT rows are shown for reference ('none' for none).")
 flags.DEFINE_string('workdir', os.path.join('workdir',
                                             'approximation_calibration'),
                     'Output directory (one JSON per grid point, results.json, '
                     'results.md).')
 
 FLAGS = flags.FLAGS
-validation.register_flag_checks(
-    positive=('p', 'whitening_epsilon', 'dictionary_lam', 'dictionary_steps',
-              'num_signals', 'lam', 'm'),
-    nonnegative=('seed',), existing_dirs=('data_dir',))
-flags.register_validator(
-    'literal_results', lambda path: path == 'none' or os.path.isfile(path),
-    message="must name an existing results.json (or be 'none')")
+validation.register_flag_checks(existing_dirs=('data_dir',))
 flags.register_validator(
     'p', lambda sizes: all(p in paper.APPROXIMATION_CODE_DIMS for p in sizes),
-    message=f'must be among the paper\'s {paper.APPROXIMATION_CODE_DIMS}')
+    message=f"must be among the paper's {paper.APPROXIMATION_CODE_DIMS}")
+
+
+def _check_config(config) -> bool:
+  # Every grid point is built (and so checked) while parsing.
+  try:
+    configs.to_settings(calibration.Grid, config).configs(
+        [p for p in FLAGS['p'].value if p in paper.APPROXIMATION_CODE_DIMS])
+  except ValueError as error:
+    raise flags.ValidationError(str(error)) from error
+  return True
+
+
+flags.register_validator('config', _check_config)
 
 
 def main(argv):
@@ -83,29 +82,22 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   python_logging.getLogger('jax').setLevel(python_logging.WARNING)
   jax.config.update('jax_default_matmul_precision', 'highest')
-  literal_path = (None if FLAGS.literal_results == 'none'
-                  else FLAGS.literal_results)
-  # Every grid point is built (and so checked) before the first long step.
-  configs = [approximation.Config(
-      dataset='mnist', problem='l0', code_dim=code_dim, lam=FLAGS.lam,
-      m=FLAGS.m, seed=FLAGS.seed, data_dir=FLAGS.data_dir,
-      dictionary_steps=FLAGS.dictionary_steps, dictionary_lam=dictionary_lam,
-      whitening_epsilon=epsilon)
-             for code_dim, epsilon, dictionary_lam in itertools.product(
-                 FLAGS.p, FLAGS.whitening_epsilon, FLAGS.dictionary_lam)]
+  grid = configs.to_settings(calibration.Grid, FLAGS.config)
+  points_configs = grid.configs(FLAGS.p, FLAGS.data_dir)
   points = []
-  for index, config in enumerate(configs):
+  for index, config in enumerate(points_configs):
     logging.info('Grid point %d/%d: p = %d, whitening %g, dictionary l1 '
-                 'weight %g', index + 1, len(configs), config.code_dim,
+                 'weight %g', index + 1, len(points_configs), config.code_dim,
                  config.whitening_epsilon, config.dictionary_lam)
     points.append(calibration.calibrate_point(
-        config, FLAGS.workdir, FLAGS.dictionary_dir, FLAGS.num_signals))
+        config, FLAGS.workdir, FLAGS.dictionary_dir, grid.num_signals))
   # The report and the choice cover every finished point of this workdir
   # with the same fixed settings, so that a grid run one p at a time (or
   # extended later) is chosen from as a whole.
-  points = calibration.finished_points(FLAGS.workdir, configs[0])
+  points = calibration.finished_points(FLAGS.workdir, points_configs[0])
   chosen = calibration.select(points)
-  literal = reporting.read_json(literal_path) if literal_path else []
+  literal = (reporting.read_json(grid.literal_results)
+             if grid.literal_results else [])
   report = (
       '# Calibration of the unstated settings (l0 paper, Tables 1-3)\n\n'
       'Each grid point is scored on the validation share of the MNIST '

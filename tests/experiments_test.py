@@ -4,6 +4,7 @@ import glob
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -39,25 +40,10 @@ def test_help_describes_every_flag(script):
 # any computation; the error names the flag.
 
 _BAD_FLAGS = [
-    ('approximation.py', ['--num_epochs=-1'], 'num_epochs'),
-    ('approximation.py', ['--batch_size=0'], 'batch_size'),
-    ('approximation.py', ['--min_sigma=2'], 'min_sigma'),
-    ('approximation.py', ['--seed=-1'], 'seed'),
-    ('approximation.py',
-     ['--adam_learning_rate=1e-3', '--adam_learning_rate=-1'],
-     'adam_learning_rate'),
-    ('approximation.py', ['--sgd_learning_rate=0'], 'sgd_learning_rate'),
-    ('approximation.py', ['--calibration=/missing.json'], 'calibration'),
-    ('approximation.py', ['--previous_results=/missing.json'],
-     'previous_results'),
-    ('calibrate_regime.py', ['--p=100'], 'p'),
-    ('calibrate_regime.py', ['--whitening_epsilon=0'], 'whitening_epsilon'),
-    ('calibrate_regime.py', ['--dictionary_lam=-1'], 'dictionary_lam'),
-    ('calibrate_regime.py', ['--num_signals=0'], 'num_signals'),
-    ('calibrate_regime.py', ['--literal_results=/missing.json'],
-     'literal_results'),
-    ('calibrate_regime.py', ['--data_dir=/missing/dir'], 'data_dir'),
+    ('approximation.py', ['--p=0'], 'p'),
     ('approximation.py', ['--data_dir=/missing/dir'], 'data_dir'),
+    ('calibrate_regime.py', ['--p=100'], 'p'),
+    ('calibrate_regime.py', ['--data_dir=/missing/dir'], 'data_dir'),
     ('dictionary_conditioning.py', ['--num_train=-5'], 'num_train'),
     ('dictionary_conditioning.py', ['--lam=-1'], 'lam'),
     ('dictionary_conditioning.py', ['--data_dir=/missing/dir'], 'data_dir'),
@@ -100,6 +86,38 @@ _BAD_FLAGS = [
 ]
 
 
+# A config file's fields are checked while parsing too, by the settings
+# dataclass the script builds from them: the error is the --config flag's and
+# names the field.
+_BAD_CONFIG_FIELDS = [
+    ('approximation.py', ['--config.num_epochs=-1'], 'num_epochs'),
+    ('approximation.py', ['--config.batch_size=0'], 'batch_size'),
+    ('approximation.py', ['--config.min_sigma=2'], 'min_sigma'),
+    ('approximation.py', ['--config.seed=-1'], 'seed'),
+    ('approximation.py', ['--config.lam=-1'], 'lam'),
+    ('approximation.py', ['--config.m=200'], 'm'),
+    ('approximation.py', ['--config.adam_learning_rates=(1e-3, -1)'],
+     'adam_learning_rates'),
+    ('approximation.py', ['--config.sgd_learning_rates=(0.0,)'],
+     'sgd_learning_rates'),
+    ('approximation.py', ['--config.problems=("l1",)'], 'problems'),
+    ('approximation.py', ['--config.calibration=/missing.json'],
+     'calibration'),
+    ('approximation.py', ['--config.previous_results=/missing.json'],
+     'previous_results'),
+    ('approximation.py', ['--config=experiments/configs/approximation_paper.py',
+                          '--p=64'], 'p = 64'),
+    ('calibrate_regime.py', ['--config.whitening_epsilons=(0.0,)'],
+     'whitening_epsilons'),
+    ('calibrate_regime.py', ['--config.dictionary_lams=(-1.0,)'],
+     'dictionary_lams'),
+    ('calibrate_regime.py', ['--config.num_signals=0'], 'num_signals'),
+    ('calibrate_regime.py', ['--config.lam=-1'], 'lam'),
+    ('calibrate_regime.py', ['--config.literal_results=/missing.json'],
+     'literal_results'),
+]
+
+
 @pytest.fixture(name='parse_flags')
 def fixture_parse_flags(monkeypatch):
   """Imports a script's flag definitions in-process and parses argv.
@@ -122,6 +140,9 @@ def fixture_parse_flags(monkeypatch):
                  name, '').startswith('absl')}
     for name in aside:
       delattr(flags.FLAGS, name)
+    # config_flags defines a flag for each `--config.field` it finds in
+    # sys.argv when the config flag is defined.
+    monkeypatch.setattr(sys, 'argv', [script] + argv)
     try:
       spec.loader.exec_module(importlib.util.module_from_spec(spec))
       flags.FLAGS([script] + argv)
@@ -146,6 +167,19 @@ def test_bad_flags_fail_while_parsing_naming_the_flag(parse_flags, script,
   argv = [arg.replace('{data}', str(tmp_path)) for arg in argv]
   with pytest.raises(flags.IllegalFlagValueError, match=f'--{flag}'):
     parse_flags(script, argv)
+
+
+@pytest.mark.parametrize('script, argv, field', _BAD_CONFIG_FIELDS)
+def test_bad_config_fields_fail_while_parsing_naming_the_field(
+    parse_flags, script, argv, field):
+  with pytest.raises(flags.IllegalFlagValueError,
+                     match=f'--config=(?s:.*): .*{re.escape(field)}'):
+    parse_flags(script, argv)
+
+
+def test_default_configs_parse(parse_flags):
+  for script in ('approximation.py', 'calibrate_regime.py'):
+    parse_flags(script, [])
 
 
 def test_every_script_with_flags_has_bad_flag_cases():

@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import logging
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,7 @@ from l0enc import solvers
 from l0enc import train
 from l0enc import validation
 from l0enc import whitening
+from l0enc.experiments import configs
 from l0enc.experiments import units
 
 PROBLEMS = ('l0', 'msparse')
@@ -195,6 +196,93 @@ class Config:
   @property
   def problem_kwargs(self) -> dict[str, Any]:
     return {'lam': self.lam} if self.problem == 'l0' else {'m': self.m}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """Which settings an experiment runs, and the results files it reads.
+
+  An experiment's config (`experiments/configs/approximation_<preset>.py`)
+  holds these fields beside the fields of its `Config`s.
+
+  Attributes:
+    problems: the problems run at every code size.
+    code_dims: the code sizes p.
+    calibration: results.json of experiments/calibrate_regime.py, whose
+      chosen whitening regularizer and dictionary l1 weight at each p
+      replace the config's; None (or '', as a command line gives it) for
+      none.
+    previous_results: results.json of another regime, reported below this
+      one's tables for comparison; None or '' for none.
+  """
+  problems: tuple[str, ...] = PROBLEMS
+  code_dims: tuple[int, ...] = (128,)
+  calibration: str | None = None
+  previous_results: str | None = None
+
+  def __post_init__(self):
+    if not self.problems or not set(self.problems) <= set(PROBLEMS):
+      raise ValueError(f'problems must be among {PROBLEMS}, got '
+                       f'{self.problems!r}.')
+    if not self.code_dims:
+      raise ValueError('code_dims must hold at least one code size.')
+    for name in ('calibration', 'previous_results'):
+      path = getattr(self, name)
+      if path and not os.path.isfile(path):
+        raise ValueError(f'{name} must name an existing results.json, got '
+                         f'{path!r}.')
+
+
+EXPERIMENT_FIELDS = tuple(field.name for field in dataclasses.fields(
+    Experiment))
+
+
+def experiment_settings(
+    config: Mapping[str, Any], *,
+    read_regimes: Callable[[str], Mapping[int, Mapping[str, Any]]] | None = (
+        None),
+    **overrides: Any) -> tuple[Experiment, list[Config]]:
+  """The experiment and its settings (one per problem and p) of a config.
+
+  Args:
+    config: an experiment config: `Experiment`'s fields and `Config`'s
+      (but `problem` and `code_dim`, which the experiment varies).
+    read_regimes: reads the experiment's `calibration` file as `{p: Config
+      fields}` that replace the config's at each p (the calibrated regime:
+      `calibration.read_choice`); it must hold every p the experiment runs.
+      Needed only when the config names a calibration.
+    **overrides: fields of either, set after the config's (e.g. `data_dir`,
+      or `code_dims` from a command-line selection).
+
+  Returns:
+    `(experiment, settings)`, every setting built, hence checked.
+
+  Raises:
+    ValueError: a field is unknown or has a bad value (the message names
+      it), or the calibration has no regime for a p.
+  """
+  fields = dict(config.to_dict() if hasattr(config, 'to_dict') else config)
+  fields.update(overrides)
+  experiment = configs.to_settings(
+      Experiment, {name: fields.pop(name) for name in EXPERIMENT_FIELDS
+                   if name in fields})
+  regimes = None
+  if experiment.calibration:
+    if read_regimes is None:
+      raise ValueError(f'calibration={experiment.calibration!r} needs '
+                       'read_regimes to read it.')
+    regimes = read_regimes(experiment.calibration)
+  settings = []
+  for code_dim in experiment.code_dims:
+    if regimes is not None and code_dim not in regimes:
+      raise ValueError(f'calibration={experiment.calibration} holds no choice '
+                       f'for p = {code_dim} (it has {sorted(regimes)}); run '
+                       'experiments/calibrate_regime.py for it first.')
+    regime = {} if regimes is None else regimes[code_dim]
+    settings += [configs.to_settings(Config, fields, problem=problem,
+                                     code_dim=code_dim, **regime)
+                 for problem in experiment.problems]
+  return experiment, settings
 
 
 class Problem(NamedTuple):

@@ -19,6 +19,7 @@ twice too high and one half too low weigh the same.
 """
 
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -30,12 +31,78 @@ import numpy as np
 from l0enc import dictionary as dictionary_lib
 from l0enc import reporting
 from l0enc import solvers
+from l0enc import validation
 from l0enc.experiments import approximation
 from l0enc.experiments import paper
 from l0enc.experiments import units
 
 TABLES = ('l0', 'msparse', 'support')
 ITERATIONS = (2, 5, 10)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+  """The calibration's grid and the settings it keeps fixed.
+
+  Attributes:
+    whitening_epsilons: ZCA regularizers tried (added to the eigenvalues of
+      the covariance of the unit-variance patches).
+    dictionary_lams: l1 weights of the dictionary-learning coding step
+      tried.
+    dictionary_steps: minibatches of dictionary learning (the experiment
+      must use the same).
+    num_signals: validation signals scored per grid point (from the
+      training split).
+    lam: l0 weight of problem (1) (the paper's 0.5, in its scaling).
+    m: sparsity M of problem (2).
+    seed: seed of the dictionary and the split.
+    literal_results: results.json of the unwhitened (literal) regime whose
+      IHT rows are reported for reference; None (or '', as a command line
+      gives it) for none.
+  """
+  whitening_epsilons: tuple[float, ...] = (0.03, 0.1, 0.3)
+  dictionary_lams: tuple[float, ...] = (0.5, 1.0)
+  dictionary_steps: int = 600
+  num_signals: int = 5000
+  lam: float = 0.25
+  m: int = 32
+  seed: int = 0
+  literal_results: str | None = None
+
+  def __post_init__(self):
+    for name in ('whitening_epsilons', 'dictionary_lams'):
+      if not getattr(self, name):
+        raise ValueError(f'{name} must hold at least one value.')
+      validation.check_positive(name, getattr(self, name))
+    big = 2**31 - 1
+    validation.check_int_in_range('dictionary_steps', self.dictionary_steps,
+                                  1, big)
+    validation.check_int_in_range('num_signals', self.num_signals, 1, big)
+    validation.check_int_in_range('seed', self.seed, 0, big)
+    if self.literal_results and not os.path.isfile(self.literal_results):
+      raise ValueError('literal_results must name an existing results.json, '
+                       f'got {self.literal_results!r}.')
+
+  def configs(self, code_dims: Sequence[int],
+              data_dir: str | None = None) -> list[approximation.Config]:
+    """The experiment's setting at every grid point, each p in turn.
+
+    Args:
+      code_dims: the code sizes p, each one of the paper's.
+      data_dir: the MNIST directory.
+
+    Raises:
+      ValueError: a bad value (named), or a p the paper does not report.
+    """
+    for code_dim in code_dims:
+      paper_rows(code_dim)  # Checks that the paper has rows to compare.
+    return [approximation.Config(
+        dataset='mnist', problem='l0', code_dim=code_dim, lam=self.lam,
+        m=self.m, seed=self.seed, data_dir=data_dir,
+        dictionary_steps=self.dictionary_steps,
+        dictionary_lam=dictionary_lam, whitening_epsilon=epsilon)
+            for code_dim, epsilon, dictionary_lam in itertools.product(
+                code_dims, self.whitening_epsilons, self.dictionary_lams)]
 
 
 def paper_rows(code_dim: int) -> dict[str, list[float]]:
