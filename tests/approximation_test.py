@@ -200,3 +200,52 @@ def test_a_damaged_problem_cache_names_the_file(finished_run, tmp_path):
   with pytest.raises(validation.DamagedFileError,
                      match='problem.npz is damaged.*Delete it and rerun'):
     approximation.prepare_problem(config, str(damaged))
+
+
+def test_experiment_settings_cover_every_problem_and_p():
+  config = dict(TINY, problems=('msparse', 'l0'), code_dims=(16, 32))
+  del config['code_dim']
+  experiment, settings = approximation.experiment_settings(
+      config, data_dir='/data')
+  assert experiment == approximation.Experiment(problems=('msparse', 'l0'),
+                                                code_dims=(16, 32))
+  assert settings == [
+      approximation.Config(**dict(TINY, problem=problem, code_dim=code_dim,
+                                  data_dir='/data'))
+      for code_dim in (16, 32) for problem in ('msparse', 'l0')]
+  _, selected = approximation.experiment_settings(config, code_dims=(32,))
+  assert [s.code_dim for s in selected] == [32, 32]
+
+
+def test_experiment_settings_take_the_calibrated_regime(tmp_path):
+  calibration = tmp_path / 'results.json'
+  calibration.write_text('{}')
+  config = dict(dataset='mnist', problems=('l0',), code_dims=(128, 256),
+                calibration=str(calibration))
+  regimes = {128: {'whitening_epsilon': 0.1, 'dictionary_lam': 0.5},
+             256: {'whitening_epsilon': 0.03, 'dictionary_lam': 1.0}}
+  read = []
+  _, settings = approximation.experiment_settings(
+      config, read_regimes=lambda path: read.append(path) or regimes)
+  assert read == [str(calibration)]
+  assert [(s.code_dim, s.whitening_epsilon, s.dictionary_lam)
+          for s in settings] == [(128, 0.1, 0.5), (256, 0.03, 1.0)]
+  with pytest.raises(ValueError, match='no choice for p = 512'):
+    approximation.experiment_settings(config, code_dims=(512,),
+                                      read_regimes=lambda path: regimes)
+
+
+@pytest.mark.parametrize('override,match', [
+    (dict(problems=('l1',)), 'problems'),
+    (dict(problems=()), 'problems'),
+    (dict(code_dims=()), 'code_dims'),
+    (dict(calibration='/missing.json'), 'calibration'),
+    (dict(previous_results='/missing.json'), 'previous_results'),
+    (dict(lamda=0.1), 'lamda'),
+    (dict(m=200), 'm'),
+])
+def test_bad_experiment_config_raises_naming_the_field(override, match):
+  config = dict(TINY, **override)
+  del config['code_dim']
+  with pytest.raises(ValueError, match=match):
+    approximation.experiment_settings(config)

@@ -1,5 +1,6 @@
 """Tests of the calibration rule on tiny synthetic problems."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -103,3 +104,45 @@ def test_finished_points_keep_only_the_same_fixed_settings(tmp_path):
                                           whitening_epsilon=0.01))
   assert [(p['config']['code_dim'], p['config']['whitening_epsilon'])
           for p in points] == [(128, 0.1), (128, 1.0), (256, 0.3)]
+
+
+def test_grid_configs_cover_every_point():
+  grid = calibration.Grid(whitening_epsilons=(0.1, 0.3),
+                          dictionary_lams=(0.5,), lam=0.2, m=4)
+  points = grid.configs((128, 256), data_dir='/data')
+  assert [(c.code_dim, c.whitening_epsilon, c.dictionary_lam)
+          for c in points] == [(128, 0.1, 0.5), (128, 0.3, 0.5),
+                               (256, 0.1, 0.5), (256, 0.3, 0.5)]
+  assert all(c.dataset == 'mnist' and c.lam == 0.2 and c.m == 4 and
+             c.data_dir == '/data' for c in points)
+
+
+@pytest.mark.parametrize('override,match', [
+    (dict(whitening_epsilons=()), 'whitening_epsilons'),
+    (dict(whitening_epsilons=(0.1, 0.0)), 'whitening_epsilons'),
+    (dict(dictionary_lams=(-1.0,)), 'dictionary_lams'),
+    (dict(num_signals=0), 'num_signals'),
+    (dict(literal_results='/missing.json'), 'literal_results'),
+])
+def test_bad_grid_raises_naming_the_field(override, match):
+  with pytest.raises(ValueError, match=match):
+    calibration.Grid(**override)
+
+
+def test_grid_refuses_a_p_the_paper_does_not_report():
+  with pytest.raises(ValueError, match='code_dim=100'):
+    calibration.Grid().configs((100,))
+
+
+def test_a_finished_point_is_read_back(tmp_path, monkeypatch):
+  config = approximation.Config(dataset='mnist', code_dim=128,
+                                whitening_epsilon=0.1, data_dir='/data')
+  point = {'config': approximation.config_to_json(
+      dataclasses.replace(config, data_dir=None)), 'distance': 0.5}
+  reporting.write_json_atomic(calibration.point_path(str(tmp_path), config),
+                              point)
+  monkeypatch.setattr(approximation, 'load_signals', None)  # Not called.
+  assert calibration.calibrate_point(config, str(tmp_path), None, 10) == point
+  with pytest.raises(ValueError, match='another configuration.*seed'):
+    calibration.calibrate_point(dataclasses.replace(config, seed=1),
+                                str(tmp_path), None, 10)
