@@ -44,8 +44,6 @@ _BAD_FLAGS = [
     ('approximation.py', ['--data_dir=/missing/dir'], 'data_dir'),
     ('calibrate_regime.py', ['--p=100'], 'p'),
     ('calibrate_regime.py', ['--data_dir=/missing/dir'], 'data_dir'),
-    ('dictionary_conditioning.py', ['--num_train=-5'], 'num_train'),
-    ('dictionary_conditioning.py', ['--lam=-1'], 'lam'),
     ('dictionary_conditioning.py', ['--data_dir=/missing/dir'], 'data_dir'),
     ('solvers_benchmark.py', ['--m=0'], 'm'),
     ('solvers_benchmark.py', ['--m=300'], 'm'),
@@ -115,6 +113,9 @@ _BAD_CONFIG_FIELDS = [
     ('calibrate_regime.py', ['--config.lam=-1'], 'lam'),
     ('calibrate_regime.py', ['--config.literal_results=/missing.json'],
      'literal_results'),
+    ('dictionary_conditioning.py', ['--config.num_train=-5'], 'num_train'),
+    ('dictionary_conditioning.py', ['--config.lam=-1'], 'lam'),
+    ('dictionary_conditioning.py', ['--config.code_dim=0'], 'code_dim'),
 ]
 
 
@@ -178,7 +179,8 @@ def test_bad_config_fields_fail_while_parsing_naming_the_field(
 
 
 def test_default_configs_parse(parse_flags):
-  for script in ('approximation.py', 'calibrate_regime.py'):
+  for script in ('approximation.py', 'calibrate_regime.py',
+                 'dictionary_conditioning.py'):
     parse_flags(script, [])
 
 
