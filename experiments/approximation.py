@@ -60,6 +60,8 @@ flags.DEFINE_string('dictionary_dir', os.path.join('workdir', 'dictionaries'),
                     'shared with experiments/calibrate_regime.py.')
 flags.DEFINE_string('workdir', None, 'Output and checkpoint directory '
                     '(default: workdir/<name of the config file>).')
+flags.DEFINE_bool('report_only', False, 'Compute nothing: write the tables '
+                  'and the plot of the finished settings in --workdir.')
 
 FLAGS = flags.FLAGS
 validation.register_flag_checks(positive=('p',), existing_dirs=('data_dir',))
@@ -109,9 +111,13 @@ def main(argv):
   results = []
   for config in settings:
     logging.info('Setting: %s', dataclasses.asdict(config))
-    results.append(approximation_training.run(
+    result = approximation_training.run(
         config, os.path.join(workdir, f'{config.problem}_p{config.code_dim}'),
-        dictionary_dir=FLAGS.dictionary_dir))
+        dictionary_dir=FLAGS.dictionary_dir, report_only=FLAGS.report_only)
+    if result is not None:
+      results.append(result)
+  if not results:
+    raise ValueError(f'{workdir} holds no finished setting to report.')
   report = approximation_reports.report(results)
   if experiment.previous_results:
     report += (f'\n## Previous regime ({experiment.previous_results})\n\n'

@@ -239,7 +239,8 @@ def benchmark_trained_encoder(workdir: str, dictionary_dir: str | None = None,
 
 
 def run(config: approximation.Config, workdir: str,
-        dictionary_dir: str | None = None) -> dict[str, Any]:
+        dictionary_dir: str | None = None, *,
+        report_only: bool = False) -> dict[str, Any] | None:
   """Runs one setting end to end; returns (and writes) its results.
 
   Args:
@@ -249,10 +250,12 @@ def run(config: approximation.Config, workdir: str,
       data was read from, `data_dir`, does not count as a difference).
     dictionary_dir: where learned dictionaries are cached and shared between
       settings; None to learn each one afresh.
+    report_only: compute nothing: return None for an unfinished setting.
 
   Returns:
     A JSON-able dict: the config, the table rows (test metrics of each
-    method), the IHT curve, the training histories and the encoding speed.
+    method), the IHT curve, the training histories and the encoding speed;
+    None for an unfinished setting with `report_only`.
 
   Raises:
     ValueError: `workdir` holds the results of another configuration.
@@ -261,7 +264,7 @@ def run(config: approximation.Config, workdir: str,
       workdir, approximation.config_to_json(config),
       lambda unit_dir: _compute(config, unit_dir, dictionary_dir),
       results_file=RESULTS_FILE, settings_key='config', ignore=('data_dir',),
-      upgrade=approximation.upgrade_config)
+      upgrade=approximation.upgrade_config, report_only=report_only)
 
 
 def _compute(config: approximation.Config, workdir: str,
