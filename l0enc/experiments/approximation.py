@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
+import ml_collections
 import numpy as np
 
 from l0enc import data
@@ -238,7 +239,7 @@ EXPERIMENT_FIELDS = tuple(field.name for field in dataclasses.fields(
 
 
 def experiment_settings(
-    config: Mapping[str, Any], *,
+    config: ml_collections.ConfigDict | Mapping[str, Any], *,
     read_regimes: Callable[[str], Mapping[int, Mapping[str, Any]]] | None = (
         None),
     **overrides: Any) -> tuple[Experiment, list[Config]]:
@@ -261,7 +262,8 @@ def experiment_settings(
     ValueError: a field is unknown or has a bad value (the message names
       it), or the calibration has no regime for a p.
   """
-  fields = dict(config.to_dict() if hasattr(config, 'to_dict') else config)
+  fields = (config.to_dict() if isinstance(config, ml_collections.ConfigDict)
+            else dict(config))
   fields.update(overrides)
   experiment = configs.to_settings(
       Experiment, {name: fields.pop(name) for name in EXPERIMENT_FIELDS
