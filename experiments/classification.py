@@ -38,8 +38,8 @@ from absl import logging
 
 from l0enc import data
 from l0enc import reporting
-from l0enc import task_experiments
 from l0enc import validation
+from l0enc.experiments import tasks_common
 
 _COMMON = dict(num_stages=2, batch_size=128, optimizer='adam',
                learning_rate=1e-3, clip_norm=1.0, min_sigma=0.01,
@@ -77,8 +77,8 @@ flags.DEFINE_multi_integer('p', None, "Code size(s) p (default: the preset's).",
 flags.DEFINE_multi_integer('m', [10, 20, 30], 'M of the Deep M-Sparse Encoder.',
                            lower_bound=1)
 flags.DEFINE_multi_enum('encoder',
-                        list(task_experiments.CLASSIFICATION_ENCODERS),
-                        task_experiments.CLASSIFICATION_ENCODERS,
+                        list(tasks_common.CLASSIFICATION_ENCODERS),
+                        tasks_common.CLASSIFICATION_ENCODERS,
                         'Encoders to train (tdsc: task-driven sparse coding, '
                         'the reference).')
 flags.DEFINE_integer('num_epochs', None, "End-to-end epochs (default: the "
@@ -91,7 +91,7 @@ flags.DEFINE_float('lam', None, 'l1 weight of dictionary learning and LISTA '
 flags.DEFINE_float('l0_lam', None, 'l0 weight of the Deep l0 encoder\'s '
                    'initialization (default: lam^2 mu / 2, mu = 1/||D||^2, so '
                    "that its threshold starts at LISTA's).")
-flags.DEFINE_enum('optimizer', None, list(task_experiments.OPTIMIZERS),
+flags.DEFINE_enum('optimizer', None, list(tasks_common.OPTIMIZERS),
                   "Optimizer (default: the preset's).")
 flags.DEFINE_float('learning_rate', None, "Step size (default: the preset's).")
 flags.DEFINE_float('min_sigma', None, 'Floor of the Deep l0 encoder\'s '
@@ -122,7 +122,7 @@ flags.DEFINE_integer('spatial_window', 1, 'Indian Pines: use the mean '
                      lower_bound=1, upper_bound=99)
 flags.DEFINE_bool('augment', False, 'MNIST: distort the training images '
                   'afresh every epoch (rotation <= 10 degrees, scale within '
-                  '10%, blur, noise; task_experiments.AUGMENTATION). Off in '
+                  '10%, blur, noise; tasks_common.AUGMENTATION). Off in '
                   'the presets.')
 flags.DEFINE_string('indian_pines_path', None, 'Indian Pines .npz (default: '
                     '<data_dir>/indian_pines.npz).')
@@ -145,7 +145,7 @@ validation.register_data_file_check(
     data.DATA_DIR_ENV, 'load_indian_pines')
 
 
-def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
+def config_from_flags(dataset: str) -> tasks_common.ClassificationConfig:
   """The config of one data set: the preset, overridden by flags."""
   settings = dict(PRESETS[FLAGS.preset][dataset])
   for flag, field in (('p', 'code_dims'), ('num_epochs', 'num_epochs'),
@@ -170,7 +170,7 @@ def config_from_flags(dataset: str) -> task_experiments.ClassificationConfig:
     settings['spatial_window'] = FLAGS.spatial_window
   else:
     settings['augment'] = FLAGS.augment
-  return task_experiments.ClassificationConfig(
+  return tasks_common.ClassificationConfig(
       dataset=dataset, encoders=tuple(FLAGS.encoder), ms=tuple(FLAGS.m),
       seed=FLAGS.seed, data_path=data_path, **settings)
 
@@ -187,25 +187,25 @@ def main(argv):
   results, sections = [], []
   for config in configs:
     logging.info('Data set %s: %s', config.dataset, dataclasses.asdict(config))
-    result = task_experiments.run(config, os.path.join(workdir, config.dataset),
+    result = tasks_common.run(config, os.path.join(workdir, config.dataset),
                                   report_only=FLAGS.report_only)
     results.append(result)
-    best = task_experiments.plot_confusion_matrix(
+    best = tasks_common.plot_confusion_matrix(
         result, os.path.join(workdir, f'confusion_{config.dataset}.png'))
     unit = result['units'][best]
-    scale = task_experiments.scale_table(result)
+    scale = tasks_common.scale_table(result)
     sections.append(
-        task_experiments.paper_table(result) +
+        tasks_common.paper_table(result) +
         f"\nBest classifier by validation error: {unit['row']}, p = "
         f"{unit['unit']['code_dim']} (validation {unit['validation_error']:.2f}"
         f"%, test {unit['test_error']:.2f}%); its confusion matrix is "
         f'confusion_{config.dataset}.png.\n\n' +
-        task_experiments.nonzeros_table(result) + '\n' +
+        tasks_common.nonzeros_table(result) + '\n' +
         (f'{scale}\n' if scale else ''))
   report = '\n'.join(sections)
   reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)
-  task_experiments.plot_learning_curves(
+  tasks_common.plot_learning_curves(
       results, os.path.join(workdir, 'learning_curves.png'))
   print(report)
 

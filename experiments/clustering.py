@@ -30,8 +30,8 @@ from absl import logging
 
 from l0enc import data
 from l0enc import reporting
-from l0enc import task_experiments
 from l0enc import validation
+from l0enc.experiments import tasks_common
 
 _COMMON = dict(num_stages=2, batch_size=256, optimizer='adam',
                learning_rate=1e-4, clip_norm=1.0, min_sigma=0.01,
@@ -67,8 +67,8 @@ flags.DEFINE_multi_integer('p', None, "Code size(s) p (default: the preset's).",
                            lower_bound=1)
 flags.DEFINE_multi_integer('m', [10, 20, 30], 'M of the Deep M-Sparse Encoder.',
                            lower_bound=1)
-flags.DEFINE_multi_enum('encoder', list(task_experiments.ENCODERS),
-                        task_experiments.ENCODERS, 'Encoders to train.')
+flags.DEFINE_multi_enum('encoder', list(tasks_common.ENCODERS),
+                        tasks_common.ENCODERS, 'Encoders to train.')
 flags.DEFINE_integer('num_epochs', None, "End-to-end epochs (default: the "
                      "preset's).", lower_bound=1)
 flags.DEFINE_integer('lista_pretrain_epochs', None, "Epochs of LISTA's "
@@ -120,7 +120,7 @@ PIE_MISSING = (
     'include it (see l0enc.data.load_pie).')
 
 
-def config_from_flags(dataset: str) -> task_experiments.ClusteringConfig:
+def config_from_flags(dataset: str) -> tasks_common.ClusteringConfig:
   """The config of one data set: the preset, overridden by flags."""
   settings = dict(PRESETS[FLAGS.preset][dataset])
   for flag, field in (('p', 'code_dims'), ('num_epochs', 'num_epochs'),
@@ -137,7 +137,7 @@ def config_from_flags(dataset: str) -> task_experiments.ClusteringConfig:
   data_path = (FLAGS.pie_path if dataset == 'pie' else
                validation.data_file_path(FLAGS.coil20_path, FLAGS.data_dir,
                                          'coil20.npz'))
-  return task_experiments.ClusteringConfig(
+  return tasks_common.ClusteringConfig(
       dataset=dataset, encoders=tuple(FLAGS.encoder), ms=tuple(FLAGS.m),
       seed=FLAGS.seed, data_path=data_path, **settings)
 
@@ -162,14 +162,14 @@ def main(argv):
   results = []
   for config in configs:
     logging.info('Data set %s: %s', config.dataset, dataclasses.asdict(config))
-    results.append(task_experiments.run(
+    results.append(tasks_common.run(
         config, os.path.join(workdir, config.dataset),
         report_only=FLAGS.report_only))
-  report = '\n'.join([task_experiments.paper_table(result)
+  report = '\n'.join([tasks_common.paper_table(result)
                       for result in results] + notes)
   reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)
-  task_experiments.plot_learning_curves(
+  tasks_common.plot_learning_curves(
       results, os.path.join(workdir, 'learning_curves.png'))
   print(report)
 

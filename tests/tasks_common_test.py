@@ -11,7 +11,7 @@ import pytest
 
 from l0enc import solvers
 from l0enc import tasks
-from l0enc import task_experiments as te
+from l0enc.experiments import tasks_common as te
 from l0enc import validation
 from l0enc import whitening
 
