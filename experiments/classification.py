@@ -39,6 +39,8 @@ from absl import logging
 from l0enc import data
 from l0enc import reporting
 from l0enc import validation
+from l0enc.experiments import classification
+from l0enc.experiments import task_reports
 from l0enc.experiments import tasks_common
 
 _COMMON = dict(num_stages=2, batch_size=128, optimizer='adam',
@@ -77,8 +79,8 @@ flags.DEFINE_multi_integer('p', None, "Code size(s) p (default: the preset's).",
 flags.DEFINE_multi_integer('m', [10, 20, 30], 'M of the Deep M-Sparse Encoder.',
                            lower_bound=1)
 flags.DEFINE_multi_enum('encoder',
-                        list(tasks_common.CLASSIFICATION_ENCODERS),
-                        tasks_common.CLASSIFICATION_ENCODERS,
+                        list(classification.ENCODERS),
+                        classification.ENCODERS,
                         'Encoders to train (tdsc: task-driven sparse coding, '
                         'the reference).')
 flags.DEFINE_integer('num_epochs', None, "End-to-end epochs (default: the "
@@ -122,7 +124,7 @@ flags.DEFINE_integer('spatial_window', 1, 'Indian Pines: use the mean '
                      lower_bound=1, upper_bound=99)
 flags.DEFINE_bool('augment', False, 'MNIST: distort the training images '
                   'afresh every epoch (rotation <= 10 degrees, scale within '
-                  '10%, blur, noise; tasks_common.AUGMENTATION). Off in '
+                  '10%, blur, noise; classification.AUGMENTATION). Off in '
                   'the presets.')
 flags.DEFINE_string('indian_pines_path', None, 'Indian Pines .npz (default: '
                     '<data_dir>/indian_pines.npz).')
@@ -145,7 +147,7 @@ validation.register_data_file_check(
     data.DATA_DIR_ENV, 'load_indian_pines')
 
 
-def config_from_flags(dataset: str) -> tasks_common.ClassificationConfig:
+def config_from_flags(dataset: str) -> classification.ClassificationConfig:
   """The config of one data set: the preset, overridden by flags."""
   settings = dict(PRESETS[FLAGS.preset][dataset])
   for flag, field in (('p', 'code_dims'), ('num_epochs', 'num_epochs'),
@@ -170,7 +172,7 @@ def config_from_flags(dataset: str) -> tasks_common.ClassificationConfig:
     settings['spatial_window'] = FLAGS.spatial_window
   else:
     settings['augment'] = FLAGS.augment
-  return tasks_common.ClassificationConfig(
+  return classification.ClassificationConfig(
       dataset=dataset, encoders=tuple(FLAGS.encoder), ms=tuple(FLAGS.m),
       seed=FLAGS.seed, data_path=data_path, **settings)
 
@@ -187,25 +189,25 @@ def main(argv):
   results, sections = [], []
   for config in configs:
     logging.info('Data set %s: %s', config.dataset, dataclasses.asdict(config))
-    result = tasks_common.run(config, os.path.join(workdir, config.dataset),
+    result = classification.run(config, os.path.join(workdir, config.dataset),
                                   report_only=FLAGS.report_only)
     results.append(result)
-    best = tasks_common.plot_confusion_matrix(
+    best = task_reports.plot_confusion_matrix(
         result, os.path.join(workdir, f'confusion_{config.dataset}.png'))
     unit = result['units'][best]
-    scale = tasks_common.scale_table(result)
+    scale = task_reports.scale_table(result)
     sections.append(
-        tasks_common.paper_table(result) +
+        task_reports.paper_table(result) +
         f"\nBest classifier by validation error: {unit['row']}, p = "
         f"{unit['unit']['code_dim']} (validation {unit['validation_error']:.2f}"
         f"%, test {unit['test_error']:.2f}%); its confusion matrix is "
         f'confusion_{config.dataset}.png.\n\n' +
-        tasks_common.nonzeros_table(result) + '\n' +
+        task_reports.nonzeros_table(result) + '\n' +
         (f'{scale}\n' if scale else ''))
   report = '\n'.join(sections)
   reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)
-  tasks_common.plot_learning_curves(
+  task_reports.plot_learning_curves(
       results, os.path.join(workdir, 'learning_curves.png'))
   print(report)
 

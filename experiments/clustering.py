@@ -31,6 +31,8 @@ from absl import logging
 from l0enc import data
 from l0enc import reporting
 from l0enc import validation
+from l0enc.experiments import clustering
+from l0enc.experiments import task_reports
 from l0enc.experiments import tasks_common
 
 _COMMON = dict(num_stages=2, batch_size=256, optimizer='adam',
@@ -120,7 +122,7 @@ PIE_MISSING = (
     'include it (see l0enc.data.load_pie).')
 
 
-def config_from_flags(dataset: str) -> tasks_common.ClusteringConfig:
+def config_from_flags(dataset: str) -> clustering.ClusteringConfig:
   """The config of one data set: the preset, overridden by flags."""
   settings = dict(PRESETS[FLAGS.preset][dataset])
   for flag, field in (('p', 'code_dims'), ('num_epochs', 'num_epochs'),
@@ -137,7 +139,7 @@ def config_from_flags(dataset: str) -> tasks_common.ClusteringConfig:
   data_path = (FLAGS.pie_path if dataset == 'pie' else
                validation.data_file_path(FLAGS.coil20_path, FLAGS.data_dir,
                                          'coil20.npz'))
-  return tasks_common.ClusteringConfig(
+  return clustering.ClusteringConfig(
       dataset=dataset, encoders=tuple(FLAGS.encoder), ms=tuple(FLAGS.m),
       seed=FLAGS.seed, data_path=data_path, **settings)
 
@@ -162,14 +164,14 @@ def main(argv):
   results = []
   for config in configs:
     logging.info('Data set %s: %s', config.dataset, dataclasses.asdict(config))
-    results.append(tasks_common.run(
+    results.append(clustering.run(
         config, os.path.join(workdir, config.dataset),
         report_only=FLAGS.report_only))
-  report = '\n'.join([tasks_common.paper_table(result)
+  report = '\n'.join([task_reports.paper_table(result)
                       for result in results] + notes)
   reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)
-  tasks_common.plot_learning_curves(
+  task_reports.plot_learning_curves(
       results, os.path.join(workdir, 'learning_curves.png'))
   print(report)
 

@@ -12,7 +12,7 @@ calibration of that regime, the encoders' speed-up over IHT, Tables 4-6
 (classification and clustering) and the DDSE paper's headline claims. A row
 whose results file is absent is left out. Nothing is recomputed: every number
 is read from a file a script wrote, and the papers' from the tables in
-`l0enc.approximation` and `l0enc.experiments.tasks_common`.
+`l0enc.approximation` and `l0enc.experiments.paper`.
 """
 
 import glob
@@ -27,7 +27,7 @@ from l0enc import approximation
 from l0enc import ddse_experiment
 from l0enc import reporting
 from l0enc import validation
-from l0enc.experiments import tasks_common
+from l0enc.experiments import paper
 
 ROOT = os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
@@ -194,11 +194,11 @@ def calibration_rows(results_dir: str) -> list[Row]:
 
 def _paper_best(dataset: str, rows: Sequence[str]) -> tuple[float, str]:
   """The paper's lowest number among `rows` of its table for `dataset`."""
-  table = tasks_common.PAPER_TABLES[dataset]
+  table = paper.TASK_TABLES[dataset]
   return min((value, f'{row}, p = {code_dim}')
              for row in rows if row in table
              for value, code_dim in zip(table[row],
-                                        tasks_common.PAPER_CODE_DIMS))
+                                        paper.TASK_CODE_DIMS))
 
 
 def task_rows(results_dir: str) -> list[Row]:
@@ -226,7 +226,7 @@ def task_rows(results_dir: str) -> list[Row]:
     # The rows the paper has too (the deep encoders); clustering has no
     # held-out split, so both sides give the lowest of those rows.
     units = [u for u in result['units'].values()
-             if u['row'] in tasks_common.PAPER_TABLES.get(dataset, {})]
+             if u['row'] in paper.TASK_TABLES.get(dataset, {})]
     if dataset not in titles or not units:
       continue
     best = min(units, key=lambda unit: unit['error'])

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from l0enc import approximation
-from l0enc.experiments import tasks_common
+from l0enc.experiments import paper
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 
@@ -120,7 +120,7 @@ def test_classification_picks_the_best_unit_on_validation(tmp_path):
   (row,) = cells(summary.summary(str(tmp_path)))
   assert row[0].startswith('Table 4')
   assert row[1].startswith('3.00 (TDSC, p = 128')
-  best_paper = min(min(tasks_common.PAPER_TABLES['mnist'][name])
+  best_paper = min(min(paper.TASK_TABLES['mnist'][name])
                    for name in ('TDSC', 'Tuned LISTA'))
   assert row[2].startswith(f'{best_paper:.2f} ')
 

@@ -1,9 +1,9 @@
-"""Classification and clustering experiments (Tables 4-7 of the l0 paper).
+"""What the classification and clustering experiments share (Tables 4-7).
 
 Every encoder is initialized from a dictionary learned on the training
 signals (for clustering: on all of them; `dictionary.learn_dictionary`, l1
-coding with weight `lam`), then
-trained end to end with a linear head (`tasks.TaskModel`):
+coding with weight `lam`), then trained end to end with a linear head
+(`tasks.TaskModel`):
 
 * 'lista' — tuned LISTA: `LISTA.from_dictionary` (K ISTA iterations), first
   trained to regress the l1 codes of the training signals (FISTA on the same
@@ -22,50 +22,30 @@ trained end to end with a linear head (`tasks.TaskModel`):
   dictionary, which is trained through the codes by implicit
   differentiation.
 
-Classification (`ClassificationConfig`: MNIST, Indian Pines, a synthetic
-mixture) trains with the softmax cross entropy on the training split minus a
-stratified validation split; the validation error is monitored after every
-epoch and picks the "best classifier" of the confusion matrix; the test set
-is used once, after the last epoch. With `augment` (MNIST only), every epoch
-of end-to-end training sees a fresh random distortion of the training
-images (`AUGMENTATION`: small rotations and scalings, blur, noise; see
-`l0enc.augment`), standardized per image like the clean ones; LISTA's
-l1-code regression and the dictionary use the clean images.
-
-Clustering (`ClusteringConfig`: COIL-20, CMU PIE, a synthetic mixture) has no
-split: every signal is clustered, and labels only score the result. The
-head starts as the soft nearest-centroid rule of k-means on the untrained
-encoder's codes (`tasks.init_cluster_head`), then encoder and head are
-trained with regularized information maximization
-(`tasks.InformationMaximizationLoss` plus a weight decay on the head). The
-references are k-means on the inputs and k-means on the l1 codes.
-Hyperparameters are fixed in advance, not tuned on the labels; the
-per-epoch clustering error is recorded for the learning curves only.
-
-`run(config, workdir)` runs one data set: every (method, p) unit caches its
-result in `<workdir>/<unit>/result.json` and trains with resumable
-checkpoints under `<workdir>/<unit>/`; dictionaries and l1 codes are cached
-per p. A killed run resumes where it stopped. `paper_table` lays results out
-like the paper's tables, `plot_learning_curves` and `plot_confusion_matrix`
-draw them.
+This module holds the settings both share (`TaskConfig`), the (method, p)
+units, the synthetic mixture and the preprocessing, the per-p caches of
+dictionaries and l1 codes, the encoders built from a dictionary, LISTA's
+l1-code regression, and the workdir's settings check and results file.
+`classification` and `clustering` run one data set each (`run(config,
+workdir)`): every (method, p) unit is a resumable unit
+(`l0enc.experiments.units.run_unit`, `<workdir>/<unit>/result.json`) that
+trains with checkpoints under `<workdir>/<unit>/`, so a killed run resumes
+where it stopped. `task_reports` lays the results out like the paper.
 """
 
 import dataclasses
 import functools
 import logging
 import os
-import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
-import matplotlib.figure
+import ml_collections
 import numpy as np
 import optax
 
-from l0enc import augment as augment_lib
-from l0enc import data as data_lib
 from l0enc import dictionary as dictionary_lib
 from l0enc import metrics
 from l0enc import models
@@ -76,63 +56,16 @@ from l0enc import tdsc
 from l0enc import train
 from l0enc import validation
 from l0enc import whitening
+from l0enc.experiments import units as units_lib
 
-CLASSIFICATION_DATASETS = ('synthetic', 'mnist', 'indian_pines')
-CLUSTERING_DATASETS = ('synthetic', 'coil20', 'pie')
 ENCODERS = ('lista', 'l0', 'msparse')
-CLASSIFICATION_ENCODERS = ENCODERS + ('tdsc',)
 OPTIMIZERS = train.OPTIMIZERS
-PAPER_CODE_DIMS = (128, 256, 512)
 SETTINGS_FILE = 'settings.json'
 RESULTS_FILE = 'results.json'
-
-# The paper's Tables 4-7 (Wang et al., AAAI 2016), p = 128 / 256 / 512, in %.
-PAPER_TABLES = {
-    'mnist': {
-        'TDSC': (0.71, 0.55, 0.53),
-        'Tuned LISTA': (0.74, 0.62, 0.57),
-        'Deep l0-Regularized': (0.72, 0.58, 0.52),
-        'Deep M-Sparse (M = 10)': (0.72, 0.57, 0.53),
-        'Deep M-Sparse (M = 20)': (0.69, 0.54, 0.51),
-        'Deep M-Sparse (M = 30)': (0.73, 0.57, 0.52),
-    },
-    'indian_pines': {
-        'TDSC': (15.55, 15.27, 15.21),
-        'Tuned LISTA': (16.12, 16.05, 15.97),
-        'Deep l0-Regularized': (15.20, 15.07, 15.01),
-        'Deep M-Sparse (M = 10)': (13.77, 13.56, 13.52),
-        'Deep M-Sparse (M = 20)': (14.67, 14.23, 14.07),
-        'Deep M-Sparse (M = 30)': (15.14, 15.02, 15.00),
-    },
-    'coil20': {
-        '(Wang et al. 2015a)': (17.75, 17.14, 17.15),
-        '(Wang et al. 2015b), graph-regularized': (14.47, 14.17, 14.08),
-        'Deep l0-Regularized': (14.52, 14.27, 14.06),
-        'Deep M-Sparse (M = 10)': (14.59, 14.25, 14.03),
-        'Deep M-Sparse (M = 20)': (14.84, 14.33, 14.15),
-        'Deep M-Sparse (M = 30)': (14.77, 14.37, 14.12),
-    },
-    'pie': {
-        '(Wang et al. 2015a)': (17.50, 17.26, 17.20),
-        '(Wang et al. 2015b), graph-regularized': (16.14, 15.58, 15.09),
-        'Deep l0-Regularized': (16.08, 15.72, 15.41),
-        'Deep M-Sparse (M = 10)': (16.77, 16.46, 16.02),
-        'Deep M-Sparse (M = 20)': (16.44, 16.23, 16.05),
-        'Deep M-Sparse (M = 30)': (16.46, 16.17, 16.01),
-    },
-}
-DATASET_TITLES = {'synthetic': 'Synthetic Gaussian mixture',
-                  'mnist': 'MNIST', 'indian_pines': 'AVIRIS Indian Pines',
-                  'coil20': 'COIL-20', 'pie': 'CMU PIE'}
+UNIT_RESULTS_FILE = 'result.json'  # Inside <workdir>/<unit>/.
 
 
-# The augmentation of `ClassificationConfig.augment`: the mild defaults that
-# the DDSE experiment uses on the same digits (rotation <= 10 degrees, scale
-# within 10 %, blur <= 0.5 px, noise 0.03, clipped to [0, 1]).
-AUGMENTATION = augment_lib.AugmentConfig()
-
-
-# ------------------------------------------------------------------ configs
+# ----------------------------------------------------------------- settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,100 +211,6 @@ def _check_tuple(name: str, value: Any) -> None:
     raise ValueError(f'{name} has repeated entries: {value!r}.')
 
 
-@dataclasses.dataclass(frozen=True)
-class ClassificationConfig(TaskConfig):
-  """One data set of the classification experiment (Tables 4-5).
-
-  Attributes (besides `TaskConfig`'s):
-    dataset: 'synthetic', 'mnist' or 'indian_pines'.
-    validation_fraction: share of each class of the training set held out
-      for validation (monitoring, choice of the best classifier).
-    mnist_image_size: MNIST images are resized to this side (28: the
-      original pixels), flattened, and standardized per image.
-    max_train: use at most this many training examples (a random subset;
-      None: all), before the validation split.
-    max_test: use at most this many test examples (None: all).
-    train_fraction: Indian Pines' training share of each class (paper: 10%).
-    tdsc_lam2: TDSC's ridge weight lam2 (its l1 weight is `lam`).
-    tdsc_iterations: FISTA iterations of TDSC's elastic-net codes.
-    spatial_window: Indian Pines: each pixel's feature is the mean spectrum
-      of the w x w window around it (1: its own spectrum; see
-      `l0enc.data.load_indian_pines`).
-    augment: MNIST at 28 x 28 only: distort the training images afresh in
-      every epoch of end-to-end training (`AUGMENTATION`).
-  """
-  validation_fraction: float = 0.1
-  mnist_image_size: int = 28
-  max_train: int | None = None
-  max_test: int | None = None
-  train_fraction: float = 0.1
-  tdsc_lam2: float = 0.1
-  tdsc_iterations: int = 100
-  spatial_window: int = 1
-  augment: bool = False
-
-  _datasets = CLASSIFICATION_DATASETS
-  _encoders = CLASSIFICATION_ENCODERS
-
-  def __post_init__(self):
-    super().__post_init__()
-    if not 0 < self.validation_fraction < 1:
-      raise ValueError('validation_fraction must be in (0, 1), got '
-                       f'{self.validation_fraction}.')
-    validation.check_int_in_range('mnist_image_size', self.mnist_image_size,
-                                  4, 28)
-    for name in ('max_train', 'max_test'):
-      if getattr(self, name) is not None:
-        validation.check_int_in_range(name, getattr(self, name), 2, 2**31 - 1)
-    if not 0 < self.train_fraction < 1:
-      raise ValueError('train_fraction must be in (0, 1), got '
-                       f'{self.train_fraction}.')
-    validation.check_positive('tdsc_lam2', self.tdsc_lam2)
-    validation.check_int_in_range('tdsc_iterations', self.tdsc_iterations, 1,
-                                  100_000)
-    data_lib.check_spatial_window(self.spatial_window)
-    if self.augment and (self.dataset != 'mnist' or
-                         self.mnist_image_size != 28):
-      raise ValueError('augment distorts 28 x 28 digits: it needs dataset '
-                       f"'mnist' with mnist_image_size 28, got "
-                       f'{self.dataset!r} at {self.mnist_image_size}.')
-    if self.augment and self.whitening_epsilon is not None:
-      raise ValueError('augment and whitening_epsilon cannot be combined '
-                       '(the distorted images would need whitening every '
-                       'epoch); give one of them.')
-
-
-@dataclasses.dataclass(frozen=True)
-class ClusteringConfig(TaskConfig):
-  """One data set of the clustering experiment (Tables 6-7).
-
-  Attributes (besides `TaskConfig`'s):
-    dataset: 'synthetic', 'coil20' or 'pie'.
-    batch_size: larger than for classification: the loss estimates the
-      cluster marginal on each batch, which needs several samples per
-      cluster.
-    head_weight_decay: the regularizer of regularized information
-      maximization.
-    marginal_weight: gamma of `tasks.information_maximization_loss`.
-    kmeans_restarts: k-means++ restarts of every k-means.
-    kmeans_iterations: Lloyd iterations of every k-means.
-  """
-  batch_size: int = 256
-  head_weight_decay: float = 1e-4
-  marginal_weight: float = 1.0
-  kmeans_restarts: int = 10
-  kmeans_iterations: int = 100
-
-  _datasets = CLUSTERING_DATASETS
-
-  def __post_init__(self):
-    super().__post_init__()
-    validation.check_nonnegative('marginal_weight', self.marginal_weight)
-    validation.check_int_in_range('kmeans_restarts', self.kmeans_restarts, 1,
-                                  10_000)
-    validation.check_int_in_range('kmeans_iterations', self.kmeans_iterations,
-                                  1, 100_000)
-
 
 class Unit(NamedTuple):
   """One trained model: an encoder kind at one code size (and M)."""
@@ -381,6 +220,9 @@ class Unit(NamedTuple):
 
   @property
   def name(self) -> str:
+    """The unit's directory: e.g. 'msparse_m10_p128'; 'kmeans_input' (p 0)."""
+    if self.code_dim == 0:  # Independent of p: one unit for every column.
+      return self.encoder
     m = '' if self.m is None else f'_m{self.m}'
     return f'{self.encoder}{m}_p{self.code_dim}'
 
@@ -398,32 +240,8 @@ def row_name(method: str, m: int | None = None) -> str:
           'kmeans_codes': 'k-means on the l1 codes (reference)'}[method]
 
 
-# --------------------------------------------------------------------- data
 
-
-class ClassificationData(NamedTuple):
-  """Standardized signals `(N, n)` and int64 labels of the three splits.
-
-  `train_images` are the training images `(N, 28, 28)` in [0, 1] that
-  `x_train` was made from, kept for augmentation (None without it).
-  """
-  x_train: np.ndarray
-  y_train: np.ndarray
-  x_validation: np.ndarray
-  y_validation: np.ndarray
-  x_test: np.ndarray
-  y_test: np.ndarray
-  num_classes: int
-  description: str
-  train_images: np.ndarray | None = None
-
-
-class ClusteringData(NamedTuple):
-  """Standardized signals `(N, n)` and their int64 labels (for scoring)."""
-  x: np.ndarray
-  y: np.ndarray
-  num_clusters: int
-  description: str
+# ---------------------------------------------------------- preprocessing
 
 
 def make_mixture(seed: int, num_samples: int, num_classes: int,
@@ -488,68 +306,8 @@ def stratified_split(labels: np.ndarray, fraction: float,
   return kept, held_out
 
 
-def _subset(rng: np.random.Generator, size: int | None,
-            count: int) -> np.ndarray:
-  if size is None or size >= count:
-    return np.arange(count)
-  return np.sort(rng.permutation(count)[:size])
 
-
-def load_classification_data(config: ClassificationConfig
-                             ) -> ClassificationData:
-  """The configured data set, preprocessed and split (see the module doc)."""
-  rng = np.random.default_rng(config.seed)
-  train_images = None
-  if config.dataset == 'synthetic':
-    x, y = make_mixture(config.seed, config.num_synthetic, config.num_classes,
-                        config.signal_dim, config.synthetic_noise)
-    train_part, test_part = stratified_split(y, 0.25, config.seed + 1)
-    x_train, y_train = x[train_part], y[train_part]
-    x_test, y_test = x[test_part], y[test_part]
-    description = (f'Gaussian mixture, {config.num_classes} classes, n = '
-                   f'{config.signal_dim}, noise {config.synthetic_noise}')
-  elif config.dataset == 'mnist':
-    split = data_lib.load_mnist(config.data_path)
-    train_part = _subset(rng, config.max_train, len(split.x_train))
-    test_part = _subset(rng, config.max_test, len(split.x_test))
-    x_train, x_test = [
-        _mnist_pixels(images, config.mnist_image_size)
-        for images in (split.x_train[train_part], split.x_test[test_part])]
-    y_train, y_test = split.y_train[train_part], split.y_test[test_part]
-    if config.augment:
-      train_images = split.x_train[train_part]
-    size = config.mnist_image_size
-    description = (f'{size}x{size} pixels flattened (n = {size * size}), '
-                   'zero mean and unit variance per image')
-  else:
-    split = data_lib.load_indian_pines(
-        config.data_path, train_fraction=config.train_fraction,
-        seed=config.seed, spatial_window=config.spatial_window)
-    train_part = _subset(rng, config.max_train, len(split.x_train))
-    test_part = _subset(rng, config.max_test, len(split.x_test))
-    x_train, y_train = split.x_train[train_part], split.y_train[train_part]
-    x_test, y_test = split.x_test[test_part], split.y_test[test_part]
-    window = config.spatial_window
-    features = ('pixel spectra' if window == 1 else
-                f'mean spectra of the {window}x{window} window around each '
-                'pixel')
-    description = (f'{features} (n = {x_train.shape[1]} bands), each band '
-                   'standardized on the training pixels; '
-                   f'{config.train_fraction:.0%} of each class for training '
-                   f'(stratified, seed {config.seed})')
-  if config.whitening_epsilon is not None:
-    x_train, x_test, note = _whiten(config, x_train, x_test)
-    description += note
-  fit_part, validation_part = stratified_split(
-      y_train, config.validation_fraction, config.seed + 2)
-  num_classes = int(max(y_train.max(), y_test.max()) + 1)
-  return ClassificationData(
-      x_train[fit_part], y_train[fit_part], x_train[validation_part],
-      y_train[validation_part], x_test, y_test, num_classes, description,
-      None if train_images is None else train_images[fit_part])
-
-
-def _whiten(config: TaskConfig, x_fit: np.ndarray, *others: np.ndarray
+def whiten(config: TaskConfig, x_fit: np.ndarray, *others: np.ndarray
             ) -> tuple[np.ndarray, ...]:
   """ZCA fitted on `x_fit`, applied to it and `others`; then a caption note.
 
@@ -567,47 +325,29 @@ def _whiten(config: TaskConfig, x_fit: np.ndarray, *others: np.ndarray
   return (*(whiten(x).astype(np.float32) for x in (x_fit, *others)), note)
 
 
-def _mnist_pixels(images: np.ndarray, size: int) -> np.ndarray:
-  if size == images.shape[1]:
-    return standardize_rows(images)
-  patches = data_lib.preprocess_patches(images, size=size, min_std=0.0)
-  if not patches.keep.all():
-    raise ValueError('Some MNIST images are constant after resizing.')
-  return patches.patches
-
-
-def load_clustering_data(config: ClusteringConfig) -> ClusteringData:
-  """The configured data set, every sample standardized (module doc)."""
-  if config.dataset == 'synthetic':
-    x, y = make_mixture(config.seed, config.num_synthetic, config.num_classes,
-                        config.signal_dim, config.synthetic_noise)
-    description = (f'Gaussian mixture, {config.num_classes} clusters, n = '
-                   f'{config.signal_dim}, noise {config.synthetic_noise}')
-  else:
-    loader = (data_lib.load_coil20 if config.dataset == 'coil20'
-              else data_lib.load_pie)
-    images = loader(config.data_path)
-    x, y = standardize_rows(images.x), images.y
-    description = (f'{len(x)} images flattened (n = {x.shape[1]}), zero mean '
-                   'and unit variance per image')
-  if config.whitening_epsilon is not None:
-    # Clustering sees no label: all samples are its training split.
-    x, note = _whiten(config, x)
-    description += note
-  return ClusteringData(x, y, int(y.max() + 1), description)
-
 
 # ------------------------------------------------------- cached components
 
 
-def _cached_arrays(path: str, compute) -> dict[str, np.ndarray]:
+def cached_arrays(path: str, compute: Callable[[], dict[str, np.ndarray]]
+                  ) -> dict[str, np.ndarray]:
+  """The arrays of the `.npz` cache at `path`, computed if it is missing.
+
+  Args:
+    path: the cache file (written atomically: absent or complete).
+    compute: `compute() -> {name: array}`, called only without the file.
+
+  Returns:
+    The arrays.
+
+  Raises:
+    validation.DamagedFileError: the file is there but unreadable, naming it.
+  """
   if os.path.exists(path):
     return validation.load_npz(
         path, 'It is a cache: delete it and rerun to recompute it.')
   arrays = compute()
-  temporary = f'{path}.tmp.npz'
-  np.savez(temporary, **arrays)
-  os.replace(temporary, path)
+  reporting.save_npz_atomic(path, **arrays)
   return arrays
 
 
@@ -624,8 +364,8 @@ def learned_dictionary(config: TaskConfig, x: np.ndarray, code_dim: int,
         log_every=max(config.dictionary_steps // 5, 1))
     return {'dictionary': np.asarray(result.dictionary),
             'objective': result.objective}
-  return _cached_arrays(os.path.join(workdir, f'dictionary_p{code_dim}.npz'),
-                        compute)['dictionary']
+  return cached_arrays(os.path.join(workdir, f'dictionary_p{code_dim}.npz'),
+                       compute)['dictionary']
 
 
 def l1_codes(config: TaskConfig, x: np.ndarray, dictionary: np.ndarray,
@@ -641,7 +381,7 @@ def l1_codes(config: TaskConfig, x: np.ndarray, dictionary: np.ndarray,
     logging.info('l1 codes of %d signals: %.1f nonzeros on average.',
                  len(x), np.mean(np.count_nonzero(codes, axis=1)))
     return {'codes': codes}
-  return _cached_arrays(path, compute)['codes']
+  return cached_arrays(path, compute)['codes']
 
 
 def build_encoder(config: TaskConfig, dictionary: np.ndarray, encoder: str,
@@ -665,8 +405,9 @@ def build_encoder(config: TaskConfig, dictionary: np.ndarray, encoder: str,
 
 
 @functools.cache
-def _transformation(optimizer: str, learning_rate: float, clip_norm: float,
-                    head_weight_decay: float) -> optax.GradientTransformation:
+def transformation(optimizer: str, learning_rate: float, clip_norm: float,
+                   head_weight_decay: float) -> optax.GradientTransformation:
+  """Every fit's optimizer (`train.make_optimizer`), the head's decay first."""
   # Cached: a new head_weight_decay object would make a new optimizer, and
   # the optimizer is part of the compiled step's static graph definition.
   decay = ((tasks.head_weight_decay(head_weight_decay),)
@@ -675,13 +416,15 @@ def _transformation(optimizer: str, learning_rate: float, clip_norm: float,
                               before=decay)
 
 
-def _train_config(config: TaskConfig, num_epochs: int) -> train.TrainConfig:
+def train_config(config: TaskConfig, num_epochs: int) -> train.TrainConfig:
+  """`train.TrainConfig` of `num_epochs` epochs at the config's settings."""
   return train.TrainConfig(num_epochs=num_epochs,
                            batch_size=config.batch_size,
                            min_sigma=config.min_sigma)
 
 
-def _history(result: train.FitResult) -> list[dict[str, Any]]:
+def history_dicts(result: train.FitResult) -> list[dict[str, Any]]:
+  """The fit's history as JSON-able dicts."""
   return [record._asdict() for record in result.history]
 
 
@@ -698,18 +441,18 @@ def pretrain_lista(config: TaskConfig, encoder: nnx.Module, x: np.ndarray,
     return []
   result = train.fit(
       encoder, x, codes, key=jax.random.PRNGKey(config.seed),
-      config=_train_config(config, config.lista_pretrain_epochs),
-      tx=_transformation(config.optimizer, config.learning_rate,
-                         config.clip_norm, 0.0),
+      config=train_config(config, config.lista_pretrain_epochs),
+      tx=transformation(config.optimizer, config.learning_rate,
+                        config.clip_norm, 0.0),
       metric_fn=_code_metric, x_eval=x_eval, y_eval=codes_eval,
       workdir=workdir, progress=False)
-  return _history(result)
+  return history_dicts(result)
 
 
-# ------------------------------------------------------------------- units
+# -------------------------------------------------------- settings and runs
 
 
-def _check_settings(config: TaskConfig, workdir: str) -> None:
+def check_settings(config: TaskConfig, workdir: str) -> None:
   """Every cache in `workdir` belongs to one setting; refuse another.
 
   The settings are the config less the fields that only choose units
@@ -752,505 +495,60 @@ def _json_roundtrip(value: Any) -> Any:
   return value
 
 
-def _cached_unit(workdir: str, name: str, compute,
-                 report_only: bool = False) -> dict[str, Any] | None:
-  path = os.path.join(workdir, name, 'result.json')
-  if os.path.exists(path):
-    logging.info('Unit %s already done: %s', name, path)
-    return reporting.read_json(path)
-  if report_only:
-    logging.warning('Unit %s not done: left out of the report.', name)
-    return None
-  logging.info('Unit %s.', name)
-  start = time.perf_counter()
-  result = compute(os.path.join(workdir, name))
-  result['seconds'] = time.perf_counter() - start
-  result['device'] = jax.devices()[0].device_kind
-  reporting.write_json_atomic(path, result)
-  return result
 
+def run_task_unit(workdir: str, unit: Unit,
+                  compute: Callable[[str], dict[str, Any]],
+                  report_only: bool = False) -> dict[str, Any] | None:
+  """One (method, p) unit, or its results read back (`units.run_unit`).
 
-def _classification_unit(config: ClassificationConfig,
-                         task_data: ClassificationData, unit: Unit,
-                         workdir: str, unit_dir: str) -> dict[str, Any]:
-  dictionary = learned_dictionary(config, task_data.x_train, unit.code_dim,
-                                  workdir)
-  encoder = build_encoder(config, dictionary, unit.encoder, unit.m)
-  pretrain_history = []
-  if unit.encoder == 'lista':
-    x_all = np.concatenate([task_data.x_train, task_data.x_validation])
-    codes = l1_codes(config, x_all, dictionary, os.path.join(
-        workdir, f'l1_codes_p{unit.code_dim}.npz'))
-    num_fit = len(task_data.x_train)
-    pretrain_history = pretrain_lista(
-        config, encoder, task_data.x_train, codes[:num_fit],
-        task_data.x_validation, codes[num_fit:],
-        os.path.join(unit_dir, 'pretrain'))
-  model = tasks.TaskModel(encoder, task_data.num_classes)
-  # Before end-to-end training (for LISTA: after its code regression) too,
-  # to show how the task loss changes the sparsity, and why.
-  initial_nonzeros = _mean_nonzeros(train.predict(encoder, task_data.x_test))
-  initial_scale = _encoder_scale(encoder)
-  history = _fit_classifier(config, model, task_data,
-                            os.path.join(unit_dir, 'train'))
-  validation_logits = train.predict(model, task_data.x_validation)
-  test_logits = train.predict(model, task_data.x_test)
-  test_predictions = np.argmax(test_logits, axis=-1)
-  codes = train.predict(tasks.Encoded(model), task_data.x_test)
-  return {
-      'unit': unit._asdict(), 'row': unit.row,
-      'validation_error': float(metrics.classification_error(
-          validation_logits, task_data.y_validation)),
-      'test_error': float(metrics.classification_error(test_predictions,
-                                                       task_data.y_test)),
-      'confusion_matrix': tasks.confusion_matrix(
-          test_predictions, task_data.y_test,
-          task_data.num_classes).tolist(),
-      'mean_test_code_nonzeros': _mean_nonzeros(codes),
-      'initial_mean_test_code_nonzeros': initial_nonzeros,
-      'encoder_scale': _encoder_scale(model.encoder),
-      'initial_encoder_scale': initial_scale,
-      'history': history, 'pretrain_history': pretrain_history}
-
-
-def _fit_classifier(config: ClassificationConfig, model: tasks.TaskModel,
-                    task_data: ClassificationData,
-                    workdir: str) -> list[dict[str, Any]]:
-  """Trains `model` with the softmax loss, resumably; its history.
-
-  Without augmentation, one `train.fit`. With it, one `train.fit` per epoch
-  with a growing `num_epochs` (fit resumes from its checkpoint): epoch e
-  trains on `augment_in_chunks(fold_in(key, e), train_images)`, so a
-  resumed run sees the same data as an uninterrupted one.
-  """
-  # With augmentation every epoch trains on other images: the checkpoint
-  # identifies the data by the images before augmentation.
-  data_id = train.data_fingerprint(task_data.x_train, task_data.y_train)
-
-  def fit(x_train, num_epochs):
-    return _history(train.fit(
-        model, x_train, task_data.y_train,
-        key=jax.random.PRNGKey(config.seed + 1),
-        config=_train_config(config, num_epochs),
-        tx=_transformation(config.optimizer, config.learning_rate,
-                           config.clip_norm, config.head_weight_decay),
-        loss_fn=tasks.softmax_cross_entropy,
-        metric_fn=tasks.classification_metrics,
-        x_eval=task_data.x_validation, y_eval=task_data.y_validation,
-        workdir=workdir, progress=False, data_id=data_id))
-
-  if task_data.train_images is None:
-    return fit(task_data.x_train, config.num_epochs)
-  augment_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
-  history = fit(task_data.x_train, 0)  # Restores a checkpoint, if any.
-  while len(history) < config.num_epochs:
-    epoch = len(history)
-    images = augment_lib.augment_in_chunks(
-        jax.random.fold_in(augment_key, epoch), task_data.train_images,
-        AUGMENTATION)
-    history = fit(standardize_rows(images), epoch + 1)
-  return history
-
-
-def _mean_nonzeros(codes: np.ndarray) -> float:
-  return float(np.mean(np.count_nonzero(codes, axis=1)))
-
-
-def _encoder_scale(encoder: nnx.Module) -> dict[str, float] | None:
-  """RMS of W and mean of theta for a thresholding encoder, else None.
-
-  A code entry `[W x + S z]_i` survives where it exceeds theta_i, so the
-  codes densify when W grows faster than theta (or theta shrinks).
-  """
-  if not isinstance(encoder, (models.LISTA, models.DeepL0Encoder)):
-    return None
-  return {'input_weight_rms': float(np.sqrt(np.mean(np.square(
-              encoder.input_weights[...])))),
-          'mean_threshold': float(np.mean(encoder.threshold[...]))}
-
-
-def _clustering_scores(assignments: np.ndarray,
-                       labels: np.ndarray) -> dict[str, float]:
-  return {'error': float(metrics.clustering_error(assignments, labels)),
-          'nmi': float(metrics.normalized_mutual_information(assignments,
-                                                             labels)),
-          'clusters_used': int(len(np.unique(assignments)))}
-
-
-def _kmeans_scores(config: ClusteringConfig, x: np.ndarray,
-                   task_data: ClusteringData, seed_offset: int
-                   ) -> tuple[dict[str, float], tasks.KMeansResult]:
-  result = tasks.kmeans(
-      jax.random.fold_in(jax.random.PRNGKey(config.seed), seed_offset), x,
-      task_data.num_clusters, num_iterations=config.kmeans_iterations,
-      num_restarts=config.kmeans_restarts)
-  return (_clustering_scores(np.asarray(result.assignments), task_data.y),
-          result)
-
-
-def _clustering_unit(config: ClusteringConfig, task_data: ClusteringData,
-                     unit: Unit, workdir: str,
-                     unit_dir: str) -> dict[str, Any]:
-  dictionary = learned_dictionary(config, task_data.x, unit.code_dim, workdir)
-  codes_path = os.path.join(workdir, f'l1_codes_p{unit.code_dim}.npz')
-  if unit.encoder == 'kmeans_codes':
-    codes = l1_codes(config, task_data.x, dictionary, codes_path)
-    scores, _ = _kmeans_scores(config, codes, task_data, unit.code_dim)
-    return {'unit': unit._asdict(), 'row': row_name('kmeans_codes'),
-            **scores}
-  encoder = build_encoder(config, dictionary, unit.encoder, unit.m)
-  pretrain_history = []
-  if unit.encoder == 'lista':
-    codes = l1_codes(config, task_data.x, dictionary, codes_path)
-    pretrain_history = pretrain_lista(config, encoder, task_data.x, codes,
-                                      task_data.x, codes,
-                                      os.path.join(unit_dir, 'pretrain'))
-  model = tasks.TaskModel(encoder, task_data.num_clusters)
-  initial_codes = train.predict(encoder, task_data.x)
-  initial, start = _kmeans_scores(config, initial_codes, task_data,
-                                  unit.code_dim + 1)
-  temperature = max(float(start.inertia) / len(task_data.x), 1e-6)
-  tasks.init_cluster_head(model, start.centroids, temperature)
-  fit = train.fit(
-      model, task_data.x, np.zeros(len(task_data.x), np.int32),
-      key=jax.random.PRNGKey(config.seed + 1),
-      config=_train_config(config, config.num_epochs),
-      tx=_transformation(config.optimizer, config.learning_rate,
-                         config.clip_norm, config.head_weight_decay),
-      loss_fn=tasks.InformationMaximizationLoss(config.marginal_weight),
-      # The labels score the clustering after each epoch (learning curves);
-      # the loss ignores them.
-      metric_fn=tasks.clustering_metrics, x_eval=task_data.x,
-      y_eval=task_data.y, workdir=os.path.join(unit_dir, 'train'),
-      progress=False)
-  logits = train.predict(model, task_data.x)
-  scores = _clustering_scores(np.argmax(logits, axis=-1), task_data.y)
-  return {'unit': unit._asdict(), 'row': unit.row, **scores,
-          'initial_kmeans': initial, 'temperature': temperature,
-          'history': _history(fit), 'pretrain_history': pretrain_history}
-
-
-def run(config: TaskConfig, workdir: str,
-        report_only: bool = False) -> dict[str, Any]:
-  """Runs one data set of either experiment; returns and writes its results.
+  The results file `<workdir>/<unit.name>/result.json` holds the unit
+  (`Unit._asdict()`) under 'unit', and its wall time and device.
 
   Args:
-    config: a `ClassificationConfig` or a `ClusteringConfig`.
-    workdir: directory of the caches, checkpoints and results of this data
-      set; it must not hold another setting (other units are welcome).
-    report_only: compute nothing: report the units already finished in
-      `workdir` (by this machine or another) and leave out the rest, which
-      the tables show as a dash.
+    workdir: the data set's directory.
+    unit: the unit.
+    compute: `compute(unit_dir) -> results`.
+    report_only: return None instead of computing an unfinished unit.
 
   Returns:
-    A JSON-able dict: the config, the data, and per unit name its result
-    (classification: validation and test error, test confusion matrix,
-    training history; clustering: error, NMI, clusters used, the initial
-    k-means, training history).
+    The unit's results, or None (`report_only`, unfinished).
   """
-  if not isinstance(config, (ClassificationConfig, ClusteringConfig)):
-    raise TypeError('config must be a ClassificationConfig or a '
-                    f'ClusteringConfig, got {type(config).__name__}.')
-  os.makedirs(workdir, exist_ok=True)
-  _check_settings(config, workdir)
-  classification = isinstance(config, ClassificationConfig)
-  units = {}
-  if classification:
-    task_data = load_classification_data(config)
-    data_summary = {'num_train': len(task_data.x_train),
-                    'num_validation': len(task_data.x_validation),
-                    'num_test': len(task_data.x_test)}
-    for unit in config.units():
-      units[unit.name] = _cached_unit(
-          workdir, unit.name, functools.partial(
-              _classification_unit, config, task_data, unit, workdir),
-          report_only)
-  else:
-    task_data = load_clustering_data(config)
-    data_summary = {'num_samples': len(task_data.x)}
-    units['kmeans_input'] = _cached_unit(
-        workdir, 'kmeans_input', lambda _: {
-            'unit': Unit('kmeans_input', 0)._asdict(),
-            'row': row_name('kmeans_input'),
-            **_kmeans_scores(config, task_data.x, task_data, 0)[0]},
-        report_only)
-    reference = [Unit('kmeans_codes', code_dim)
-                 for code_dim in config.code_dims]
-    for unit in reference + config.units():
-      units[unit.name] = _cached_unit(
-          workdir, unit.name, functools.partial(
-              _clustering_unit, config, task_data, unit, workdir),
-          report_only)
-  x = task_data.x_train if classification else task_data.x
+  return units_lib.run_unit(
+      os.path.join(workdir, unit.name), unit._asdict(), compute,
+      results_file=UNIT_RESULTS_FILE, settings_key='unit',
+      report_only=report_only, timed=True)
+
+
+def write_results(config: TaskConfig, workdir: str, experiment: str,
+                  data_summary: dict[str, Any],
+                  units: dict[str, dict[str, Any] | None],
+                  report_only: bool = False) -> dict[str, Any]:
+  """The data set's results, also written to `<workdir>/results.json`.
+
+  Args:
+    config: the data set's settings.
+    workdir: the data set's directory.
+    experiment: 'classification' or 'clustering'.
+    data_summary: what the data is (description, sizes).
+    units: per unit name its results; None (not finished) is left out.
+    report_only: the units were read back, not computed here: the device
+      is the one the last full run recorded.
+
+  Returns:
+    `{'experiment', 'config', 'data', 'units', 'device'}`, JSON-able.
+  """
   results_path = os.path.join(workdir, RESULTS_FILE)
   device = jax.devices()[0].device_kind
   if report_only and os.path.exists(results_path):
     # The units were computed where the last full run was.
     device = reporting.read_json(results_path)['device']
   results = {
-      'experiment': 'classification' if classification else 'clustering',
+      'experiment': experiment,
       'config': jsonable(config),
-      'data': {'description': task_data.description,
-               'signal_dim': int(x.shape[1]),
-               'num_classes': (task_data.num_classes if classification
-                               else task_data.num_clusters),
-               **data_summary},
+      'data': data_summary,
       'units': {name: unit for name, unit in units.items()
                 if unit is not None},
       'device': device,
   }
   reporting.write_json_atomic(results_path, results)
   return results
-
-
-# ------------------------------------------------------------------ reports
-
-
-def _metric(result: dict[str, Any], experiment: str) -> float:
-  return result['test_error' if experiment == 'classification' else 'error']
-
-
-_AUGMENTATION_CAPTION = (
-    'augmented afresh each epoch: rotation <= '
-    f'{AUGMENTATION.max_rotation_degrees:g} degrees, scale within '
-    f'{AUGMENTATION.max_scale_change:.0%}, blur <= '
-    f'{AUGMENTATION.max_blur_sigma:g} px, noise '
-    f'{AUGMENTATION.noise_stddev:g} (pixels in [0, 1])')
-
-
-def _caption(results: dict[str, Any]) -> str:
-  config, data = results['config'], results['data']
-  dataset = config['dataset']
-  learned_on = ('the training' if results['experiment'] == 'classification'
-                else 'all the')
-  train_setting = (
-      f"{config['num_epochs']} epochs end to end (tuned LISTA first "
-      f"{config['lista_pretrain_epochs']} epochs of l1-code regression), "
-      f"batch {config['batch_size']}, {config['optimizer']} at "
-      f"{config['learning_rate']:g} after clipping to norm "
-      f"{config['clip_norm']:g}, HELU_sigma from 0.2 (/10 per epoch, floor "
-      f"{config['min_sigma']:g}), K = {config['num_stages']} stages, "
-      f'dictionary learned on {learned_on} signals (lam = {config["lam"]:g}, '
-      f"{config['dictionary_steps']} steps); "
-      + (_AUGMENTATION_CAPTION if config.get('augment') else 'no augmentation'))
-  if config['l0_lam'] is not None:
-    train_setting += (f"; Deep l0 initialized with l0 weight "
-                      f"{config['l0_lam']:g}")
-  if results['experiment'] == 'classification':
-    if 'tdsc' in config['encoders']:
-      train_setting += (f"; TDSC: elastic net with lam2 = "
-                        f"{config['tdsc_lam2']:g}, {config['tdsc_iterations']}"
-                        ' FISTA iterations, atoms in the unit ball')
-    return (f"**{DATASET_TITLES[dataset]}: classification error (%)** on the "
-            f"test set ({data['num_test']} samples) after the last epoch; "
-            f"trained on {data['num_train']} samples, {data['num_validation']}"
-            f" more held out for validation; {data['description']}; "
-            f"{train_setting}. Ours (paper).")
-  return (f"**{DATASET_TITLES[dataset]}: clustering error (%)** over all "
-          f"{data['num_samples']} samples after the best matching of clusters "
-          f"to classes; {data['description']}; {train_setting}; trained "
-          "without labels by regularized information maximization (gamma = "
-          f"{config['marginal_weight']:g}, head weight decay "
-          f"{config['head_weight_decay']:g}), head initialized by k-means on "
-          "the untrained codes. Ours (paper).")
-
-
-def _units_by_row(results: dict[str, Any]
-                  ) -> dict[str, dict[int, dict[str, Any]]]:
-  """`{table row: {code size: unit result}}`, rows in the order run."""
-  by_row = {}
-  for result in results['units'].values():
-    by_row.setdefault(result['row'], {})[result['unit']['code_dim']] = result
-  return by_row
-
-
-def _table_header(code_dims: Sequence[int]) -> list[str]:
-  return ['method'] + [f'p = {code_dim}' for code_dim in code_dims]
-
-
-def paper_table(results: dict[str, Any]) -> str:
-  """One data set's table in the paper's layout: ours (paper's), in %.
-
-  Rows: the references (paper-only rows show a dash for ours), tuned LISTA,
-  Deep l0-Regularized, Deep M-Sparse per M; columns: the code sizes run.
-  The paper's numbers appear beside ours at its code sizes.
-
-  Args:
-    results: the output of `run` for one data set.
-
-  Returns:
-    Markdown: a caption with the settings, then the table.
-  """
-  experiment = results['experiment']
-  dataset = results['config']['dataset']
-  code_dims = results['config']['code_dims']
-  paper = PAPER_TABLES.get(dataset, {})
-  by_row = _units_by_row(results)
-  rows = []
-  if any(code_dim in PAPER_CODE_DIMS for code_dim in code_dims):
-    rows = [name for name in paper if name not in by_row]  # Paper-only rows.
-  rows += list(by_row)
-
-  def cell(row, code_dim):
-    found = by_row.get(row, {})
-    result = found.get(code_dim, found.get(0))  # 0: independent of p.
-    ours = '—' if result is None else f'{_metric(result, experiment):.2f}'
-    if row in paper and code_dim in PAPER_CODE_DIMS:
-      return f'{ours} ({paper[row][PAPER_CODE_DIMS.index(code_dim)]:.2f})'
-    return ours
-
-  body = [[row] + [cell(row, code_dim) for code_dim in code_dims]
-          for row in rows]
-  return (_caption(results) + '\n\n' + reporting.markdown_table(
-      _table_header(code_dims), body))
-
-
-def _before_after_table(results: dict[str, Any], caption: str,
-                        cell: Callable[[dict[str, Any]], str | None]) -> str:
-  """A table of `cell(unit result)` per method and code size.
-
-  Rows whose cells are all None (the quantity does not apply) are left out,
-  and so is the whole table ('') if no row is left; a unit not run shows a
-  dash.
-  """
-  code_dims = results['config']['code_dims']
-  body = []
-  for row, found in _units_by_row(results).items():
-    cells = [None if found.get(code_dim) is None else cell(found[code_dim])
-             for code_dim in code_dims]
-    if any(value is not None for value in cells):
-      body.append([row] + ['—' if value is None else value
-                           for value in cells])
-  if not body:
-    return ''
-  return caption + '\n\n' + reporting.markdown_table(
-      _table_header(code_dims), body)
-
-
-def nonzeros_table(results: dict[str, Any]) -> str:
-  """Mean nonzeros of the test codes, before -> after end-to-end training.
-
-  Shows whether the task loss kept the codes sparse. "Before" is the encoder
-  as initialized (tuned LISTA: after its code regression); units written
-  before it was recorded show the "after" value only.
-
-  Args:
-    results: the output of `run` for one classification data set.
-
-  Returns:
-    Markdown: a one-line caption, then a table with the methods as rows and
-    the code sizes as columns.
-  """
-  def cell(result):
-    after = f"{result['mean_test_code_nonzeros']:.1f}"
-    before = result.get('initial_mean_test_code_nonzeros')
-    return after if before is None else f'{before:.1f} → {after}'
-
-  return _before_after_table(
-      results, 'Mean nonzeros of the test codes (of p), before → after '
-      'end-to-end training (one number: after only, for units run before the '
-      '"before" was recorded):', cell)
-
-
-def scale_table(results: dict[str, Any]) -> str:
-  """How far W and theta moved in end-to-end training (thresholding rows).
-
-  The RMS of the input weights W and the mean threshold theta, before ->
-  after, for the units that recorded them (tuned LISTA and Deep l0; units
-  run before they were recorded show a dash).
-
-  Args:
-    results: the output of `run` for one classification data set.
-
-  Returns:
-    Markdown: a caption, then the table; '' if no unit recorded them.
-  """
-  def cell(result):
-    before, after = (result.get('initial_encoder_scale'),
-                     result.get('encoder_scale'))
-    if not before or not after:
-      return None
-    return ', '.join(
-        f'{name} {before[key]:.2g} → {after[key]:.2g}' for name, key in
-        (('W', 'input_weight_rms'), ('θ', 'mean_threshold')))
-
-  return _before_after_table(
-      results, 'Scale of the thresholding encoders, before → after end-to-end '
-      'training: RMS of the input weights W, mean of the thresholds θ (a code '
-      'entry survives where |W x + S z| exceeds θ):', cell)
-
-
-def best_classifier(results: dict[str, Any]) -> str:
-  """The unit with the lowest validation error (ties: table order)."""
-  trained = {name: result for name, result in results['units'].items()
-             if 'validation_error' in result}
-  if not trained:
-    raise ValueError(f"No unit of {results['config']['dataset']} has "
-                     'finished: nothing to report yet.')
-  return min(trained, key=lambda name: trained[name]['validation_error'])
-
-
-def plot_learning_curves(results: Sequence[dict[str, Any]],
-                         path: str) -> None:
-  """Per data set and p: the monitored error and the train loss per epoch.
-
-  Classification: validation error; clustering: clustering error of all
-  samples (monitoring only). One column per (data set, p), two rows.
-  """
-  panels = [(result, code_dim) for result in results
-            for code_dim in result['config']['code_dims']]
-  figure = matplotlib.figure.Figure(figsize=(4.2 * len(panels), 6.5))
-  axes = figure.subplots(2, len(panels), squeeze=False)
-  for column, (result, code_dim) in enumerate(panels):
-    classification = result['experiment'] == 'classification'
-    top, bottom = axes[0, column], axes[1, column]
-    for unit in result['units'].values():
-      if unit['unit']['code_dim'] != code_dim or 'history' not in unit:
-        continue
-      epochs = [record['epoch'] for record in unit['history']]
-      top.plot(epochs, [record['eval_metrics']['error']
-                        for record in unit['history']], label=unit['row'])
-      bottom.plot(epochs, [record['train_loss'] for record in unit['history']],
-                  label=unit['row'])
-    title = f"{DATASET_TITLES[result['config']['dataset']]}, p = {code_dim}"
-    top.set(title=title, xlabel='epoch',
-            ylabel=('validation error (%)' if classification else
-                    'clustering error (%), monitoring'))
-    bottom.set(xlabel='epoch',
-               ylabel=('train cross entropy' if classification else
-                       'train loss (RIM)'))
-    top.legend(fontsize=7)
-  figure.tight_layout()
-  reporting.save_figure_atomic(figure, path, dpi=110)
-
-
-def plot_confusion_matrix(results: dict[str, Any], path: str) -> str:
-  """The test confusion matrix of the best classifier (by validation).
-
-  Returns:
-    The unit name drawn.
-  """
-  name = best_classifier(results)
-  unit = results['units'][name]
-  counts = np.asarray(unit['confusion_matrix'])
-  # Rows normalized: the share of each true class given each prediction.
-  shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-  figure = matplotlib.figure.Figure(figsize=(6, 5.2))
-  axes = figure.subplots()
-  image = axes.imshow(shares, cmap='Blues', vmin=0, vmax=1)
-  figure.colorbar(image, ax=axes, label='share of the true class')
-  if len(counts) <= 20:
-    axes.set_xticks(range(len(counts)))
-    axes.set_yticks(range(len(counts)))
-    for (i, j), count in np.ndenumerate(counts):
-      if count:
-        axes.text(j, i, str(count), ha='center', va='center', fontsize=6,
-                  color='white' if shares[i, j] > 0.5 else 'black')
-  axes.set(xlabel='predicted class', ylabel='true class',
-           title=(f"{DATASET_TITLES[results['config']['dataset']]}: "
-                  f"{unit['row']}, p = {unit['unit']['code_dim']}\n"
-                  f"test error {unit['test_error']:.2f}% (chosen by "
-                  f"validation, {unit['validation_error']:.2f}%)"))
-  figure.tight_layout()
-  reporting.save_figure_atomic(figure, path, dpi=110)
-  return name
