@@ -27,7 +27,7 @@ from l0enc import approximation
 from l0enc import ddse_experiment
 from l0enc import reporting
 from l0enc import validation
-from l0enc.experiments import paper
+from l0enc.experiments import paper as paper_numbers
 
 ROOT = os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
@@ -194,11 +194,11 @@ def calibration_rows(results_dir: str) -> list[Row]:
 
 def _paper_best(dataset: str, rows: Sequence[str]) -> tuple[float, str]:
   """The paper's lowest number among `rows` of its table for `dataset`."""
-  table = paper.TASK_TABLES[dataset]
+  table = paper_numbers.TASK_TABLES[dataset]
   return min((value, f'{row}, p = {code_dim}')
              for row in rows if row in table
              for value, code_dim in zip(table[row],
-                                        paper.TASK_CODE_DIMS))
+                                        paper_numbers.TASK_CODE_DIMS))
 
 
 def task_rows(results_dir: str) -> list[Row]:
@@ -226,7 +226,7 @@ def task_rows(results_dir: str) -> list[Row]:
     # The rows the paper has too (the deep encoders); clustering has no
     # held-out split, so both sides give the lowest of those rows.
     units = [u for u in result['units'].values()
-             if u['row'] in paper.TASK_TABLES.get(dataset, {})]
+             if u['row'] in paper_numbers.TASK_TABLES.get(dataset, {})]
     if dataset not in titles or not units:
       continue
     best = min(units, key=lambda unit: unit['error'])
