@@ -6,11 +6,14 @@ import os
 
 import chex
 from flax import nnx
+import jax
 import numpy as np
 import pytest
 
+from l0enc import augment
 from l0enc import solvers
 from l0enc import tasks
+from l0enc import train
 from l0enc import whitening
 from l0enc.experiments import classification
 from l0enc.experiments import clustering
@@ -161,19 +164,74 @@ def _train_tiny(config, workdir):
   return history, nnx.state(model, nnx.Param)
 
 
-def test_augmented_training_resumes_to_the_uninterrupted_run(mnist_dir,
-                                                            tmp_path):
+def test_augmented_training_resumes_to_the_uninterrupted_run(
+    mnist_dir, tmp_path, monkeypatch):
   config = _augmented_config(mnist_dir, num_epochs=3)
   history, params = _train_tiny(config, str(tmp_path / 'straight'))
-  # Stopped after epoch 2, then restarted from scratch in a new process.
-  _train_tiny(dataclasses.replace(config, num_epochs=2),
-              str(tmp_path / 'resumed'))
+  # Killed in epoch 3 (after epoch 2's checkpoint), then run again.
+  evaluate = train.evaluate
+  calls = []
+
+  def killed_in_epoch_3(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+      raise KeyboardInterrupt
+    return evaluate(*args, **kwargs)
+
+  monkeypatch.setattr(train, 'evaluate', killed_in_epoch_3)
+  with pytest.raises(KeyboardInterrupt):
+    _train_tiny(config, str(tmp_path / 'resumed'))
+  monkeypatch.setattr(train, 'evaluate', evaluate)
   resumed_history, resumed_params = _train_tiny(config,
                                                 str(tmp_path / 'resumed'))
   assert len(history) == 3
   assert ([record['train_loss'] for record in history] ==
           [record['train_loss'] for record in resumed_history])
   chex.assert_trees_all_close(params, resumed_params)
+
+
+# With NO_AUGMENTATION the batches are the standardized source images.
+@pytest.mark.parametrize('augmentation', [augment.AugmentConfig(),
+                                          augment.NO_AUGMENTATION])
+def test_the_augmented_stream_distorts_the_images_of_each_step(augmentation):
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(20, 28, 28)).astype(np.float32)
+  labels = np.arange(20) % 3
+  key = jax.random.PRNGKey(4)
+  stream = classification.augmented_stream(key, images, labels, 6,
+                                           augmentation)
+  assert stream.steps_per_epoch == 3
+  assert stream.data_id == train.data_fingerprint(images, labels)
+  order_key, augment_key = jax.random.split(key)
+  for epoch in range(2):
+    order = np.asarray(jax.random.permutation(
+        jax.random.fold_in(order_key, epoch), 20))
+    seen = []
+    for position in range(3):
+      step = epoch * 3 + position
+      inputs, targets = jax.jit(stream.batch_fn)(step)
+      indices = order[position * 6:(position + 1) * 6]
+      expected = augment.augment(jax.random.fold_in(augment_key, step),
+                                 images[indices], augmentation)
+      chex.assert_shape(inputs, (6, 784))
+      np.testing.assert_allclose(
+          inputs, tasks_common.standardize_rows(np.asarray(expected)),
+          atol=2e-4)
+      np.testing.assert_array_equal(targets, labels[indices])
+      seen.extend(indices)
+    assert len(set(seen)) == len(seen)  # Each image at most once an epoch.
+
+
+@pytest.mark.parametrize('images, labels, batch_size, message', [
+    (np.zeros((4, 784)), np.zeros(4), 2, 'images must have shape'),
+    (np.zeros((4, 28, 28)), np.zeros(3), 2, 'images must have shape'),
+    (np.zeros((4, 28, 28)), np.zeros(4), 5, 'batch_size'),
+])
+def test_the_augmented_stream_rejects_bad_input(images, labels, batch_size,
+                                                message):
+  with pytest.raises(ValueError, match=message):
+    classification.augmented_stream(jax.random.PRNGKey(0), images, labels,
+                                    batch_size)
 
 
 def test_augmentation_changes_the_training_data(mnist_dir, tmp_path):

@@ -14,10 +14,11 @@ l1-code regression and the dictionary use the clean images.
 import dataclasses
 import functools
 import os
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from l0enc import augment as augment_lib
@@ -57,8 +58,8 @@ class ClassificationConfig(tasks_common.TaskConfig):
     spatial_window: Indian Pines: each pixel's feature is the mean spectrum
       of the w x w window around it (1: its own spectrum; see
       `l0enc.data.load_indian_pines`).
-    augment: MNIST at 28 x 28 only: distort the training images afresh in
-      every epoch of end-to-end training (`AUGMENTATION`).
+    augment: MNIST at 28 x 28 only: distort every batch of end-to-end
+      training afresh (`AUGMENTATION`, `augmented_stream`).
   """
   validation_fraction: float = 0.1
   mnist_image_size: int = 28
@@ -233,44 +234,114 @@ def _classification_unit(config: ClassificationConfig,
       'history': history, 'pretrain_history': pretrain_history}
 
 
+class AugmentedStream(NamedTuple):
+  """Freshly augmented training batches, as `train.fit` takes a stream.
+
+  Attributes:
+    batch_fn: `batch_fn(step) -> (images (batch, 784), labels (batch,))`,
+      pure and jittable.
+    steps_per_epoch: `num_images // batch_size`.
+    data_id: the fingerprint of the source images and labels (what the
+      checkpoint records the data by).
+  """
+  batch_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+  steps_per_epoch: int
+  data_id: str
+
+
+def standardize_images(images: jax.Array) -> jax.Array:
+  """`tasks_common.standardize_rows` in JAX: `(B, h, w)` to `(B, h * w)`.
+
+  A constant image (which augmentation's noise makes improbable) maps to
+  zeros instead of NaN.
+  """
+  flat = images.reshape(images.shape[0], -1)
+  centred = flat - flat.mean(axis=1, keepdims=True)
+  std = centred.std(axis=1, keepdims=True)
+  return centred / jnp.where(std > 0, std, 1)
+
+
+def augmented_stream(key: jax.Array, images: np.ndarray, labels: np.ndarray,
+                     batch_size: int,
+                     augmentation: augment_lib.AugmentConfig = AUGMENTATION
+                     ) -> AugmentedStream:
+  """The training stream of `augment`: every batch distorted afresh.
+
+  Step `s` of epoch `e = s // steps_per_epoch` takes the images at positions
+  `(s % steps_per_epoch) * batch_size ...` of the permutation
+  `jax.random.permutation(fold_in(order_key, e), num_images)` (so an epoch
+  visits each image at most once, as `train.fit` does with arrays), augments
+  them with `augment_lib.augment(fold_in(augment_key, s), ...)` and
+  standardizes each per image. A function of the step only: a resumed fit
+  sees the batches an uninterrupted one would have.
+
+  Args:
+    key: PRNG key, split into the order key and the augmentation key.
+    images: the source images `(num_images, 28, 28)` in [0, 1].
+    labels: their labels `(num_images,)`.
+    batch_size: images per step, at most `num_images`.
+    augmentation: the distortions.
+
+  Returns:
+    The `AugmentedStream`.
+
+  Raises:
+    ValueError: images not `(N, h, w)`, labels of another length, or a
+      batch size outside `[1, num_images]`.
+  """
+  images, labels = np.asarray(images), np.asarray(labels)
+  if images.ndim != 3 or len(labels) != len(images):
+    raise ValueError('images must have shape (num_images, height, width) '
+                     f'and labels (num_images,), got {images.shape} and '
+                     f'{labels.shape}.')
+  num_images = len(images)
+  validation.check_int_in_range('batch_size', batch_size, 1, num_images)
+  steps_per_epoch = num_images // batch_size
+  data_id = train.data_fingerprint(images, labels)
+  order_key, augment_key = jax.random.split(key)
+  device_images = jnp.asarray(images, jnp.float32)
+  device_labels = jnp.asarray(labels)
+
+  def batch_fn(step):
+    order = jax.random.permutation(
+        jax.random.fold_in(order_key, step // steps_per_epoch), num_images)
+    indices = jax.lax.dynamic_slice_in_dim(
+        order, (step % steps_per_epoch) * batch_size, batch_size)
+    batch = augment_lib.augment(jax.random.fold_in(augment_key, step),
+                                device_images[indices], augmentation)
+    return standardize_images(batch), device_labels[indices]
+
+  return AugmentedStream(batch_fn, steps_per_epoch, data_id)
+
+
 def _fit_classifier(config: ClassificationConfig, model: tasks.TaskModel,
                     task_data: ClassificationData,
                     workdir: str) -> list[dict[str, Any]]:
   """Trains `model` with the softmax loss, resumably; its history.
 
-  Without augmentation, one `train.fit`. With it, one `train.fit` per epoch
-  with a growing `num_epochs` (fit resumes from its checkpoint): epoch e
-  trains on `augment_in_chunks(fold_in(key, e), train_images)`, so a
-  resumed run sees the same data as an uninterrupted one.
+  One `train.fit`: on the training arrays, or with augmentation on
+  `augmented_stream(fold_in(PRNGKey(seed), 3), train_images, ...)`.
   """
-  # With augmentation every epoch trains on other images: the checkpoint
-  # identifies the data by the images before augmentation.
-  data_id = train.data_fingerprint(task_data.x_train, task_data.y_train)
-
-  def fit(x_train, num_epochs):
-    return tasks_common.history_dicts(train.fit(
-        model, x_train, task_data.y_train,
-        key=jax.random.PRNGKey(config.seed + 1),
-        config=tasks_common.train_config(config, num_epochs),
-        tx=tasks_common.transformation(
-            config.optimizer, config.learning_rate, config.clip_norm,
-            config.head_weight_decay),
-        loss_fn=tasks.softmax_cross_entropy,
-        metric_fn=tasks.classification_metrics,
-        x_eval=task_data.x_validation, y_eval=task_data.y_validation,
-        workdir=workdir, progress=False, data_id=data_id))
-
+  key = jax.random.PRNGKey(config.seed + 1)
   if task_data.train_images is None:
-    return fit(task_data.x_train, config.num_epochs)
-  augment_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
-  history = fit(task_data.x_train, 0)  # Restores a checkpoint, if any.
-  while len(history) < config.num_epochs:
-    epoch = len(history)
-    images = augment_lib.augment_in_chunks(
-        jax.random.fold_in(augment_key, epoch), task_data.train_images,
-        AUGMENTATION)
-    history = fit(tasks_common.standardize_rows(images), epoch + 1)
-  return history
+    x_train, y_train, stream = task_data.x_train, task_data.y_train, {}
+  else:
+    augmented = augmented_stream(
+        jax.random.fold_in(jax.random.PRNGKey(config.seed), 3),
+        task_data.train_images, task_data.y_train, config.batch_size)
+    x_train, y_train = augmented.batch_fn, None
+    stream = dict(steps_per_epoch=augmented.steps_per_epoch,
+                  data_id=augmented.data_id)
+  return tasks_common.history_dicts(train.fit(
+      model, x_train, y_train, key=key,
+      config=tasks_common.train_config(config, config.num_epochs),
+      tx=tasks_common.transformation(
+          config.optimizer, config.learning_rate, config.clip_norm,
+          config.head_weight_decay),
+      loss_fn=tasks.softmax_cross_entropy,
+      metric_fn=tasks.classification_metrics,
+      x_eval=task_data.x_validation, y_eval=task_data.y_validation,
+      workdir=workdir, progress=False, **stream))
 
 
 def _mean_nonzeros(codes: np.ndarray) -> float:
