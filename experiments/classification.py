@@ -49,8 +49,8 @@ from l0enc import data
 from l0enc import reporting
 from l0enc import validation
 from l0enc.experiments import classification
+from l0enc.experiments import task_configs
 from l0enc.experiments import task_reports
-from l0enc.experiments import tasks_common
 
 DATASETS = ('mnist', 'indian_pines')
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
@@ -83,7 +83,7 @@ validation.register_flag_checks(existing_dirs=('data_dir',),
 validation.register_data_file_check(
     'indian_pines', 'indian_pines_path', 'indian_pines.npz',
     data.DATA_DIR_ENV, 'load_indian_pines')
-tasks_common.register_config_check(classification.ClassificationConfig,
+task_configs.register_config_check(classification.ClassificationConfig,
                                    DATASETS)
 
 
@@ -94,7 +94,7 @@ def settings_of(dataset: str) -> classification.ClassificationConfig:
   else:
     data_path = validation.data_file_path(
         FLAGS.indian_pines_path, FLAGS.data_dir, 'indian_pines.npz')
-  return tasks_common.dataset_settings(classification.ClassificationConfig,
+  return task_configs.dataset_settings(classification.ClassificationConfig,
                                        _CONFIG.value, dataset, data_path)
 
 
@@ -105,7 +105,7 @@ def main(argv):
   # Every configuration is checked before the first long computation.
   settings = [settings_of(dataset) for dataset in dict.fromkeys(
       FLAGS.dataset)]
-  workdir = FLAGS.workdir or tasks_common.default_workdir(
+  workdir = FLAGS.workdir or task_configs.default_workdir(
       config_flags.get_config_filename(FLAGS['config']))
   results, sections = [], []
   for config in settings:

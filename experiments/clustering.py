@@ -38,8 +38,8 @@ from l0enc import data
 from l0enc import reporting
 from l0enc import validation
 from l0enc.experiments import clustering
+from l0enc.experiments import task_configs
 from l0enc.experiments import task_reports
-from l0enc.experiments import tasks_common
 
 DATASETS = ('coil20', 'pie')
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
@@ -71,7 +71,7 @@ validation.register_flag_checks(existing_dirs=('data_dir',),
                                 existing_files=('coil20_path', 'pie_path'))
 validation.register_data_file_check('coil20', 'coil20_path', 'coil20.npz',
                                     data.DATA_DIR_ENV, 'load_coil20')
-tasks_common.register_config_check(clustering.ClusteringConfig, DATASETS)
+task_configs.register_config_check(clustering.ClusteringConfig, DATASETS)
 
 PIE_MISSING = (
     'Skipping CMU PIE: no --pie_path was given. Save PIE_32x32.mat (fea as x, '
@@ -84,7 +84,7 @@ def settings_of(dataset: str) -> clustering.ClusteringConfig:
   data_path = (FLAGS.pie_path if dataset == 'pie' else
                validation.data_file_path(FLAGS.coil20_path, FLAGS.data_dir,
                                          'coil20.npz'))
-  return tasks_common.dataset_settings(clustering.ClusteringConfig,
+  return task_configs.dataset_settings(clustering.ClusteringConfig,
                                        _CONFIG.value, dataset, data_path)
 
 
@@ -103,7 +103,7 @@ def main(argv):
     return
   # Every configuration is checked before the first long computation.
   settings = [settings_of(dataset) for dataset in datasets]
-  workdir = FLAGS.workdir or tasks_common.default_workdir(
+  workdir = FLAGS.workdir or task_configs.default_workdir(
       config_flags.get_config_filename(FLAGS['config']))
   results = []
   for config in settings:

@@ -9,11 +9,11 @@ import ml_collections
 
 from l0enc.experiments import classification
 from l0enc.experiments import paper
-from l0enc.experiments import tasks_common
+from l0enc.experiments import task_configs
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return tasks_common.datasets_config(
+  return task_configs.datasets_config(
       classification.ClassificationConfig, {
           'mnist': dict(lam=1.0, num_epochs=50, lista_pretrain_epochs=20,
                         dictionary_steps=2_000),

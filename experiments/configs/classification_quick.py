@@ -8,11 +8,11 @@ dictionary steps. One section per data set; override a field with e.g.
 import ml_collections
 
 from l0enc.experiments import classification
-from l0enc.experiments import tasks_common
+from l0enc.experiments import task_configs
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return tasks_common.datasets_config(
+  return task_configs.datasets_config(
       classification.ClassificationConfig, {
           'mnist': dict(code_dims=(128,), lam=1.0, num_epochs=8,
                         lista_pretrain_epochs=4, dictionary_steps=100,

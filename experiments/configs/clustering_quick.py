@@ -7,11 +7,11 @@ override a field with e.g. `--config.coil20.num_epochs=3`.
 import ml_collections
 
 from l0enc.experiments import clustering
-from l0enc.experiments import tasks_common
+from l0enc.experiments import task_configs
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return tasks_common.datasets_config(
+  return task_configs.datasets_config(
       clustering.ClusteringConfig, {
           'coil20': dict(num_epochs=30, lista_pretrain_epochs=20),
           'pie': dict(num_epochs=10, lista_pretrain_epochs=5),

@@ -160,11 +160,9 @@ def run(config: ClusteringConfig, workdir: str,
 
   Args:
     config: the data set's settings.
-    workdir: directory of the caches, checkpoints and results of this data
-      set; it must not hold another setting (other units are welcome).
-    report_only: compute nothing: report the units already finished in
-      `workdir` (by this machine or another) and leave out the rest, which
-      the tables show as a dash.
+    workdir: the data set's directory (as for `classification.run`).
+    report_only: compute nothing, report the units already finished (as for
+      `classification.run`).
 
   Returns:
     A JSON-able dict: the config, the data, and per unit name its result

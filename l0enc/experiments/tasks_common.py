@@ -37,13 +37,11 @@ import dataclasses
 import functools
 import logging
 import os
-import typing
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
@@ -57,7 +55,6 @@ from l0enc import tdsc
 from l0enc import train
 from l0enc import validation
 from l0enc import whitening
-from l0enc.experiments import configs
 from l0enc.experiments import units as units_lib
 
 ENCODERS = ('lista', 'l0', 'msparse')
@@ -241,123 +238,6 @@ def row_name(method: str, m: int | None = None) -> str:
           'kmeans_input': 'k-means on the inputs (reference)',
           'kmeans_codes': 'k-means on the l1 codes (reference)'}[method]
 
-
-
-# ------------------------------------------------------------------ configs
-
-# Set per data set by the main (the section's name, the file its flags name).
-DERIVED_FIELDS = ('dataset', 'data_path')
-
-
-def _placeholder_type(annotation: Any) -> type:
-  """`float` of `float | None`: the type an override of None parses as."""
-  types = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-  if len(types) != 1:
-    raise TypeError(f'no single type in {annotation!r}.')
-  return types[0]
-
-
-def datasets_config(cls: type[TaskConfig],
-                    sections: dict[str, dict[str, Any]],
-                    **shared: Any) -> ml_collections.ConfigDict:
-  """A config of one section per data set, each every field of `cls`.
-
-  A section holds all of `cls`'s fields except `DERIVED_FIELDS`, at the
-  dataclass's defaults changed by `shared` and then by the section's own
-  values, so that any of them can be overridden as
-  `--config.<dataset>.<field>=value` (a field that defaults to None takes
-  a value of its annotated type).
-
-  Args:
-    cls: `ClassificationConfig` or `ClusteringConfig`.
-    sections: per data set the fields that differ from the defaults.
-    **shared: fields that differ from the defaults in every section.
-
-  Returns:
-    The `ConfigDict` `{dataset: {field: value}}`.
-
-  Raises:
-    ValueError: a section or `shared` names a field `cls` does not have (or
-      a derived one).
-  """
-  fields = {field.name: field for field in dataclasses.fields(cls)
-            if field.name not in DERIVED_FIELDS}
-  config = ml_collections.ConfigDict()
-  for dataset, changes in sections.items():
-    values = {**shared, **changes}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-      raise ValueError(f'section {dataset!r} has field(s) {unknown} that '
-                       f'{cls.__name__} does not set from a config; known: '
-                       f'{sorted(fields)}.')
-    section = {}
-    for name, field in fields.items():
-      value = values.get(name, field.default)
-      section[name] = (ml_collections.config_dict.placeholder(
-          _placeholder_type(field.type)) if value is None else value)
-    config[dataset] = ml_collections.ConfigDict(section)
-  return config
-
-
-def dataset_settings(cls: type[TaskConfig],
-                     config: ml_collections.ConfigDict, dataset: str,
-                     data_path: str | None) -> TaskConfig:
-  """The settings of one data set from its section of `config`.
-
-  Args:
-    cls: `ClassificationConfig` or `ClusteringConfig`.
-    config: a `datasets_config`.
-    dataset: the section.
-    data_path: the data set's file (from the main's flags).
-
-  Returns:
-    `cls(dataset=dataset, data_path=data_path, **config[dataset])`.
-
-  Raises:
-    ValueError: no such section, or a bad value; the message starts with
-      `config.<dataset>` and names the field.
-  """
-  if dataset not in config:
-    raise ValueError(f'config has no section {dataset!r}; it has '
-                     f'{sorted(config)}.')
-  try:
-    return configs.to_settings(cls, config[dataset], dataset=dataset,
-                               data_path=data_path)
-  except ValueError as error:
-    raise ValueError(f'config.{dataset}: {error}') from None
-
-
-def register_config_check(cls: type[TaskConfig], datasets: Sequence[str],
-                          flag_name: str = 'config') -> None:
-  """Registers that every section of the config flag builds `cls`.
-
-  A bad `--config.<dataset>.<field>=...` then fails while the flags are
-  parsed (`flags.IllegalFlagValueError`, naming `config.<dataset>` and the
-  field), before any computation. The data files are checked by their own
-  flags, so the sections are built with a stand-in `data_path`.
-
-  Args:
-    cls: `ClassificationConfig` or `ClusteringConfig`.
-    datasets: the sections to check.
-    flag_name: the `config_flags.DEFINE_config_file` flag.
-  """
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
-  def check(config) -> bool:
-    for dataset in datasets:
-      try:
-        dataset_settings(cls, config, dataset, data_path='')
-      except ValueError as error:
-        raise flags.ValidationError(str(error)) from None
-    return True
-
-  flags.register_validator(flag_name, check)
-
-
-def default_workdir(config_file: str) -> str:
-  """`workdir/<the config file's name>`, e.g. workdir/clustering_quick."""
-  return os.path.join('workdir',
-                      os.path.splitext(os.path.basename(config_file))[0])
 
 
 # ---------------------------------------------------------- preprocessing
