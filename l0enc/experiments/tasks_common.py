@@ -30,7 +30,8 @@ l1-code regression, and the workdir's settings check and results file.
 workdir)`): every (method, p) unit is a resumable unit
 (`l0enc.experiments.units.run_unit`, `<workdir>/<unit>/result.json`) that
 trains with checkpoints under `<workdir>/<unit>/`, so a killed run resumes
-where it stopped. `task_reports` lays the results out like the paper.
+where it stopped. `task_configs` builds their settings from the config
+files, `task_reports` lays the results out like the paper.
 """
 
 import dataclasses
