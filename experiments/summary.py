@@ -12,7 +12,7 @@ calibration of that regime, the encoders' speed-up over IHT, Tables 4-6
 (classification and clustering) and the DDSE paper's headline claims. A row
 whose results file is absent is left out. Nothing is recomputed: every number
 is read from a file a script wrote, and the papers' from the tables in
-`l0enc.approximation` and `l0enc.task_experiments`.
+`l0enc.experiments.paper`.
 """
 
 import glob
@@ -25,7 +25,6 @@ from absl import logging
 
 from l0enc import ddse_experiment
 from l0enc import reporting
-from l0enc import task_experiments
 from l0enc import validation
 from l0enc.experiments import approximation
 from l0enc.experiments import paper
@@ -195,11 +194,11 @@ def calibration_rows(results_dir: str) -> list[Row]:
 
 def _paper_best(dataset: str, rows: Sequence[str]) -> tuple[float, str]:
   """The paper's lowest number among `rows` of its table for `dataset`."""
-  table = task_experiments.PAPER_TABLES[dataset]
+  table = paper.TASK_TABLES[dataset]
   return min((value, f'{row}, p = {code_dim}')
              for row in rows if row in table
              for value, code_dim in zip(table[row],
-                                        task_experiments.PAPER_CODE_DIMS))
+                                        paper.TASK_CODE_DIMS))
 
 
 def task_rows(results_dir: str) -> list[Row]:
@@ -213,12 +212,12 @@ def task_rows(results_dir: str) -> list[Row]:
     if dataset not in titles or not units:
       continue
     best = min(units, key=lambda unit: unit['validation_error'])
-    paper, paper_where = _paper_best(dataset, [u['row'] for u in units])
+    published, paper_where = _paper_best(dataset, [u['row'] for u in units])
     rows.append([
         titles[dataset],
         f"{best['test_error']:.2f} ({best['row']}, p = "
         f"{best['unit']['code_dim']}: lowest validation error)",
-        f'{paper:.2f} ({paper_where}: lowest in its table)',
+        f'{published:.2f} ({paper_where}: lowest in its table)',
         _source('classification_paper')])
   titles = {'coil20': 'Table 6: COIL-20 clustering error (%)',
             'pie': 'Table 7: CMU PIE clustering error (%)'}
@@ -227,16 +226,16 @@ def task_rows(results_dir: str) -> list[Row]:
     # The rows the paper has too (the deep encoders); clustering has no
     # held-out split, so both sides give the lowest of those rows.
     units = [u for u in result['units'].values()
-             if u['row'] in task_experiments.PAPER_TABLES.get(dataset, {})]
+             if u['row'] in paper.TASK_TABLES.get(dataset, {})]
     if dataset not in titles or not units:
       continue
     best = min(units, key=lambda unit: unit['error'])
-    paper, paper_where = _paper_best(dataset, [u['row'] for u in units])
+    published, paper_where = _paper_best(dataset, [u['row'] for u in units])
     rows.append([
         titles[dataset],
         f"{best['error']:.2f} ({best['row']}, p = "
         f"{best['unit']['code_dim']}: lowest of the deep encoders)",
-        f'{paper:.2f} ({paper_where}: lowest of the same rows)',
+        f'{published:.2f} ({paper_where}: lowest of the same rows)',
         _source('clustering_paper')])
   return rows
 

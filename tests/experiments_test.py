@@ -55,17 +55,29 @@ _BAD_FLAGS = [
     ('clustering.py', ['--dataset=coil20', '--coil20_path=/missing.npz'],
      'coil20_path'),
     ('clustering.py', ['--dataset=coil20'], 'coil20_path'),
-    ('clustering.py', ['--data_dir={data}', '--lam=0'], 'lam'),
+    ('clustering.py', ['--data_dir={data}', '--config.coil20.lam=0'],
+     r'config=(?s:.*): config\.coil20: lam must be positive'),
+    ('clustering.py', ['--data_dir={data}', '--config.pie.kmeans_restarts=0'],
+     r'config=(?s:.*): config\.pie: kmeans_restarts'),
+    ('clustering.py', ['--data_dir={data}', '--config.coil20.num_epochs=x'],
+     r'config\.coil20\.num_epochs'),
     ('classification.py', ['--dataset=indian_pines'], 'indian_pines_path'),
     ('classification.py', ['--data_dir={data}',
                            '--indian_pines_path=/missing.npz'],
      'indian_pines_path'),
     ('classification.py', ['--dataset=mnist', '--data_dir=/missing/dir'],
      'data_dir'),
-    ('classification.py', ['--dataset=mnist', '--spatial_window=2'],
-     'spatial_window'),
-    ('classification.py', ['--dataset=mnist', '--whitening_epsilon=-1'],
-     'whitening_epsilon'),
+    ('classification.py',
+     ['--dataset=mnist', '--config.indian_pines.spatial_window=2'],
+     r'config=(?s:.*): config\.indian_pines: spatial_window'),
+    ('classification.py',
+     ['--dataset=mnist', '--config.mnist.whitening_epsilon=-1'],
+     r'config=(?s:.*): config\.mnist: whitening_epsilon must be positive'),
+    ('classification.py', ['--dataset=mnist', '--config.mnist.augment=True',
+                           '--config.mnist.mnist_image_size=14'],
+     r'config=(?s:.*): config\.mnist: augment distorts 28 x 28 digits'),
+    ('classification.py', ['--dataset=mnist', '--config.mnist.max_train=x'],
+     r'config\.mnist\.max_train'),
     ('ddse.py', ['--num_shards=4', '--shard_index=4'], 'shard_index'),
     ('ddse.py', ['--momentum=1.5'], 'momentum'),
     ('ddse.py', ['--batch_size=0'], 'batch_size'),
@@ -145,6 +157,9 @@ def fixture_parse_flags(monkeypatch):
     # sys.argv when the config flag is defined.
     monkeypatch.setattr(sys, 'argv', [script] + argv)
     try:
+      # config_flags defines the --config.<field> overrides it finds in
+      # sys.argv when the script defines --config.
+      monkeypatch.setattr(sys, 'argv', [script] + argv)
       spec.loader.exec_module(importlib.util.module_from_spec(spec))
       flags.FLAGS([script] + argv)
     finally:

@@ -7,7 +7,6 @@ import os
 
 import pytest
 
-from l0enc import task_experiments
 from l0enc.experiments import approximation
 from l0enc.experiments import paper
 
@@ -123,7 +122,7 @@ def test_classification_picks_the_best_unit_on_validation(tmp_path):
   (row,) = cells(summary.summary(str(tmp_path)))
   assert row[0].startswith('Table 4')
   assert row[1].startswith('3.00 (TDSC, p = 128')
-  best_paper = min(min(task_experiments.PAPER_TABLES['mnist'][name])
+  best_paper = min(min(paper.TASK_TABLES['mnist'][name])
                    for name in ('TDSC', 'Tuned LISTA'))
   assert row[2].startswith(f'{best_paper:.2f} ')
 
