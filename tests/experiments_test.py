@@ -153,9 +153,6 @@ def fixture_parse_flags(monkeypatch):
                  name, '').startswith('absl')}
     for name in aside:
       delattr(flags.FLAGS, name)
-    # config_flags defines a flag for each `--config.field` it finds in
-    # sys.argv when the config flag is defined.
-    monkeypatch.setattr(sys, 'argv', [script] + argv)
     try:
       # config_flags defines the --config.<field> overrides it finds in
       # sys.argv when the script defines --config.
