@@ -41,7 +41,7 @@ from absl import logging
 
 from l0enc import data
 from l0enc import ddse
-from l0enc import ddse_experiment
+from l0enc.experiments import ddse as ddse_experiment
 from l0enc import reporting
 from l0enc import validation
 
@@ -103,7 +103,7 @@ flags.DEFINE_integer('batch_size', 128, 'Minibatch size (paper: 128).',
 flags.DEFINE_float('learning_rate', None,
                    'Initial SGD learning rate of every method (paper: 0.01, '
                    'which learns slowly); default: per method, tuned on the '
-                   'validation split (l0enc.ddse_experiment.'
+                   'validation split (l0enc.experiments.ddse.'
                    'DEFAULT_LEARNING_RATES).')
 flags.DEFINE_float('momentum', 0.9, 'SGD momentum (paper: 0.9).')
 flags.DEFINE_float('lr_decay_factor', 0.1, 'The learning rate is multiplied '

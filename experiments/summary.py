@@ -24,7 +24,7 @@ from absl import flags
 from absl import logging
 
 from l0enc import approximation
-from l0enc import ddse_experiment
+from l0enc.experiments import ddse as ddse_experiment
 from l0enc import reporting
 from l0enc import task_experiments
 from l0enc import validation

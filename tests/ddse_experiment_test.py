@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from l0enc import ddse
-from l0enc import ddse_experiment as experiment
+from l0enc.experiments import ddse as experiment
 
 # 8 x 8 images (n = 64, s = 16), m = 16, 1000 training images in batches of
 # 100 (10 steps per epoch): seconds per unit once compiled.

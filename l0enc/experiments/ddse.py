@@ -1365,7 +1365,7 @@ def report(combined: Mapping[str, Any], caption: str) -> str:
   if claims:
     sections.append("**The paper's claims (Sec. 4.2), checked on the units "
                     'above** (test errors; "holds" is computed by '
-                    '`l0enc.ddse_experiment.paper_claims`).\n\n'
+                    '`l0enc.experiments.ddse.paper_claims`).\n\n'
                     + claims_table(claims))
   retried = {name: unit['diverged_epochs']
              for name, unit in combined['units'].items()
