@@ -41,12 +41,14 @@ from absl import logging
 
 from l0enc import data
 from l0enc import ddse
-from l0enc.experiments import ddse as ddse_experiment
+from l0enc.experiments import ddse as ddse_unit
+from l0enc.experiments import ddse_reports
+from l0enc.experiments import ddse_sweeps
 from l0enc import reporting
 from l0enc import validation
 
 _PAPER_SWEEPS = {name: sweep.paper_values
-                 for name, sweep in ddse_experiment.SWEEPS.items()}
+                 for name, sweep in ddse_sweeps.SWEEPS.items()}
 PRESETS = {
     'quick': dict(
         code_dim=256, num_epochs=3,
@@ -76,15 +78,15 @@ flags.DEFINE_list('methods', list(ddse.MODEL_KINDS),
                   'Methods to train, from ' + ', '.join(ddse.MODEL_KINDS) +
                   ' (baselines I-V, then DDSE).')
 flags.DEFINE_list('sweeps', None,
-                  'Sweeps to run, from ' + ', '.join(ddse_experiment.SWEEPS) +
+                  'Sweeps to run, from ' + ', '.join(ddse_sweeps.SWEEPS) +
                   ' (Figs. 3-6); empty (--sweeps=) for the default setting '
                   "only (default: all, with the preset's values).")
 for _name, _flag in _SWEEP_FLAGS.items():
   flags.DEFINE_list(_flag, None,
-                    f'Values of the {ddse_experiment.SWEEPS[_name].label} sweep '
-                    f'({ddse_experiment.SWEEPS[_name].figure}), comma '
+                    f'Values of the {ddse_sweeps.SWEEPS[_name].label} sweep '
+                    f'({ddse_sweeps.SWEEPS[_name].figure}), comma '
                     "separated (default: the preset's).")
-flags.DEFINE_enum('dataset', 'mnist', ddse_experiment.DATASETS,
+flags.DEFINE_enum('dataset', 'mnist', ddse_unit.DATASETS,
                   'mnist, or synthetic (tiny built-in images, for a smoke '
                   'test of the pipeline).')
 flags.DEFINE_float('sparsity_ratio', 0.25, 'Default s/n (paper: 1/4); s is '
@@ -164,7 +166,7 @@ flags.register_multi_flags_validator(
     message='--shard_index must be in [0, --num_shards)')
 
 
-def base_config_from_flags() -> ddse_experiment.Config:
+def base_config_from_flags() -> ddse_unit.Config:
   """The default setting, from the preset and the flags (validated)."""
   preset = PRESETS[FLAGS.preset]
   pick = lambda name: (getattr(FLAGS, name) if getattr(FLAGS, name)
@@ -175,7 +177,7 @@ def base_config_from_flags() -> ddse_experiment.Config:
                       noise_stddev=FLAGS.noise_stddev)
   if not FLAGS.augment:
     augmentation = {name: 0.0 for name in augmentation}
-  return ddse_experiment.Config(
+  return ddse_unit.Config(
       dataset=FLAGS.dataset, sparsity_ratio=FLAGS.sparsity_ratio,
       code_dim=pick('code_dim'), num_stages=FLAGS.num_stages,
       train_fraction=FLAGS.train_fraction, num_epochs=pick('num_epochs'),
@@ -191,12 +193,12 @@ def base_config_from_flags() -> ddse_experiment.Config:
 
 def sweeps_from_flags() -> dict[str, tuple[float, ...]]:
   """`{sweep: values}` from --sweeps, the per-sweep flags and the preset."""
-  names = (list(ddse_experiment.SWEEPS) if FLAGS.sweeps is None
+  names = (list(ddse_sweeps.SWEEPS) if FLAGS.sweeps is None
            else [name for name in FLAGS.sweeps if name])
-  unknown = [name for name in names if name not in ddse_experiment.SWEEPS]
+  unknown = [name for name in names if name not in ddse_sweeps.SWEEPS]
   if unknown:
     raise app.UsageError(f'Unknown sweep(s) {unknown}; choose from '
-                         f'{list(ddse_experiment.SWEEPS)}.')
+                         f'{list(ddse_sweeps.SWEEPS)}.')
   sweeps = {}
   for name in names:
     values = getattr(FLAGS, _SWEEP_FLAGS[name])
@@ -216,10 +218,10 @@ def main(argv):
   base = base_config_from_flags()
   sweeps = sweeps_from_flags()
   # Every unit's configuration is checked before the first one trains.
-  units = ddse_experiment.plan(base, sweeps, FLAGS.methods).units
+  units = ddse_sweeps.plan(base, sweeps, FLAGS.methods).units
   logging.info('%d units: %s', len(units), ', '.join(units))
   workdir = FLAGS.workdir or os.path.join('workdir', f'ddse_{FLAGS.preset}')
-  combined = ddse_experiment.run_experiment(
+  combined = ddse_sweeps.run_experiment(
       base, sweeps, workdir, FLAGS.methods,
       measure_compactness=FLAGS.compactness,
       shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards)
@@ -229,15 +231,15 @@ def main(argv):
                  len(combined['units']))
     return
   combined['preset'] = FLAGS.preset
-  caption = ddse_experiment.budget_caption(combined, FLAGS.preset,
+  caption = ddse_reports.budget_caption(combined, FLAGS.preset,
                                            PRESETS[FLAGS.preset]['note'])
   combined['caption'] = caption
   reporting.write_json_atomic(os.path.join(workdir, 'results.json'), combined)
-  text = ddse_experiment.report(combined, caption)
+  text = ddse_reports.report(combined, caption)
   reporting.write_text_atomic(os.path.join(workdir, 'results.md'), text)
   for sweep in sweeps:
-    figure = ddse_experiment.sweep_figure(combined, sweep, caption)
-    number = ddse_experiment.SWEEPS[sweep].figure.split()[-1].rstrip('.')
+    figure = ddse_reports.sweep_figure(combined, sweep, caption)
+    number = ddse_sweeps.SWEEPS[sweep].figure.split()[-1].rstrip('.')
     reporting.save_figure_atomic(
         figure, os.path.join(workdir, f'fig{number}_{sweep}.png'), dpi=120)
   print(text)

@@ -24,10 +24,10 @@ from absl import flags
 from absl import logging
 
 from l0enc import approximation
-from l0enc.experiments import ddse as ddse_experiment
 from l0enc import reporting
 from l0enc import task_experiments
 from l0enc import validation
+from l0enc.experiments import ddse_reports
 
 ROOT = os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
@@ -268,7 +268,7 @@ def ddse_rows(results_dir: str) -> list[Row]:
         f" to {sweep['values'][low]:g}, points",
         f'{errors[low] - errors[full]:+.2f}',
         f'+{PAPER_DDSE_LOSS_AT_5_PERCENT:.2f}', _source('ddse_paper')])
-  claims = ddse_experiment.paper_claims(combined)
+  claims = ddse_reports.paper_claims(combined)
   if claims:
     rows.append([
         "DDSE paper's claims (Sec. 4.2, Figs. 3–6) that hold in our runs",
