@@ -1,9 +1,14 @@
 """Tests of the DDSE experiment's reports (`l0enc.experiments.ddse_reports`)."""
 
+import json
+import os
+
 import pytest
 
 from l0enc import ddse
 from l0enc.experiments import ddse_reports
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 
 def _combined_with_errors(errors_by_sweep):
   """A `run_experiment`-shaped dict holding only test errors."""
@@ -42,3 +47,19 @@ def test_paper_claims_follow_the_errors(ddse_wins):
   table = ddse_reports.claims_table(list(claims.values()))
   assert table.count('| yes |' if ddse_wins else '| no |') >= 3
 
+
+
+@pytest.mark.parametrize('preset', ['quick', 'paper'])
+def test_committed_results_give_the_committed_tables(preset):
+  directory = os.path.join(ROOT, 'results', f'ddse_{preset}')
+  with open(os.path.join(directory, 'results.json')) as handle:
+    combined = json.load(handle)
+  with open(os.path.join(directory, 'results.md')) as handle:
+    committed = handle.read()
+  tables = [ddse_reports.default_table(combined),
+            ddse_reports.claims_table(ddse_reports.paper_claims(combined)),
+            ddse_reports.compactness_table(combined['compactness'])]
+  tables += [ddse_reports.sweep_table(combined, sweep)
+             for sweep in combined['sweeps']]
+  for table in tables:
+    assert table in committed

@@ -122,6 +122,12 @@ def test_second_call_returns_cached_results(finished, monkeypatch):
   again = ddse_sweeps.run_experiment(BASE, SWEEPS, workdir, METHODS)
   assert again['units'] == combined['units']
   assert again['compactness'] == combined['compactness']
+  # --report_only: the finished units, read back without the data.
+  monkeypatch.setattr(ddse_unit, 'load_images', no_training)
+  reported = ddse_sweeps.run_experiment(BASE, SWEEPS, workdir, METHODS,
+                                        report_only=True)
+  assert reported['units'] == combined['units']
+  assert reported['compactness'] == combined['compactness']
   with pytest.raises(ValueError, match='another configuration'):
     config = dataclasses.replace(BASE, method=ddse.DDSE_MODEL)
     ddse_training.run(dataclasses.replace(config, seed=1),

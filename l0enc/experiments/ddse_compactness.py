@@ -21,6 +21,7 @@ from l0enc import ddse
 from l0enc import reporting
 from l0enc.experiments import ddse as ddse_unit
 from l0enc.experiments import ddse_training
+from l0enc.experiments import units
 
 SPARSE_EXPORT_FILE = 'sparse_weights.npz'
 COMPACTNESS_FILE = 'compactness.json'
@@ -89,11 +90,9 @@ def compactness(model: ddse.DDSE, x_test: np.ndarray, workdir: str, *,
   sparse_arrays = sparse_export_arrays(sparse_weights)
   dense_arrays = {name: np.asarray(getattr(model, name)[...]) for name in
                   ('input_weights', 'synthesis_weights', 'analysis_weights')}
-  os.makedirs(workdir, exist_ok=True)
   export_path = os.path.join(workdir, SPARSE_EXPORT_FILE)
-  temporary = os.path.join(workdir, 'sparse_weights.tmp.npz')
-  np.savez_compressed(temporary, **sparse_arrays)
-  os.replace(temporary, export_path)
+  reporting.write_binary_atomic(
+      export_path, lambda handle: np.savez_compressed(handle, **sparse_arrays))
   sparse_bytes = os.path.getsize(export_path)
   dense_bytes = len(_npz_bytes(dense_arrays, compressed=False))
   dense_compressed_bytes = len(_npz_bytes(dense_arrays, compressed=True))
@@ -137,32 +136,47 @@ def compactness(model: ddse.DDSE, x_test: np.ndarray, workdir: str, *,
 
 def unit_compactness(config: ddse_unit.Config, workdir: str, *,
                      split: data.Split | None = None,
-                     timing_repeats: int = 3) -> dict[str, Any]:
-  """`compactness` of a finished DDSE unit, cached in `compactness.json`.
+                     timing_repeats: int = 3,
+                     report_only: bool = False) -> dict[str, Any] | None:
+  """`compactness` of a finished DDSE unit, kept in `compactness.json`.
+
+  Measured once (`units.run_unit`, like the unit itself) and read back
+  after.
 
   Args:
     config: a DDSE (or baseline V) unit that `run` has finished.
     workdir: its directory; the sparse export is written there too.
     split: the loaded dataset (for the test images); loaded if None.
     timing_repeats: timed calls per measurement.
+    report_only: do not measure: None if it was not measured before.
 
   Returns:
-    The `compactness` dict, with the unit's test error.
+    The `compactness` dict, with the unit's test error (and its config);
+    None with `report_only` if it was not measured.
+
+  Raises:
+    ValueError: `config` is not a sparse method, the unit has not
+      finished, or `compactness.json` holds another configuration.
   """
-  path = os.path.join(workdir, COMPACTNESS_FILE)
-  if os.path.exists(path):
-    return reporting.read_json(path)
   if not config.is_sparse:
     raise ValueError(f'compactness needs DDSE or baseline V, got '
                      f'{config.method!r}.')
   results_path = os.path.join(workdir, ddse_unit.RESULTS_FILE)
-  if not os.path.exists(results_path):
-    raise ValueError(f'{workdir} holds no finished unit; run it first.')
-  model = ddse_training.restore_final_model(config, workdir)
-  x_test = ddse_unit.prepare_data(config, split).x_test
-  measured = compactness(model, x_test, workdir, repeats=timing_repeats)
-  measured['test_error'] = reporting.read_json(results_path)['test_error']
-  measured['device'] = ddse_training.device_name()
-  reporting.write_json_atomic(path, measured)
-  return measured
 
+  def measure(unit_dir):
+    if not os.path.exists(results_path):
+      raise ValueError(f'{unit_dir} holds no finished unit; run it first.')
+    model = ddse_training.restore_final_model(config, unit_dir)
+    x_test = ddse_unit.prepare_data(config, split).x_test
+    measured = compactness(model, x_test, unit_dir, repeats=timing_repeats)
+    measured['test_error'] = reporting.read_json(results_path)['test_error']
+    measured['device'] = ddse_training.device_name()
+    return measured
+
+  settings = ddse_unit.config_json(config)
+  return units.run_unit(
+      workdir, settings, measure, results_file=COMPACTNESS_FILE,
+      settings_key='config', ignore=ddse_training.UNIT_IGNORED_SETTINGS,
+      # Files of older versions hold no config; they are the measurement
+      # of the unit in the same directory, whose config `run` checked.
+      upgrade=lambda saved: saved or settings, report_only=report_only)

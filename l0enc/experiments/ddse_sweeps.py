@@ -134,7 +134,8 @@ def run_experiment(base: ddse_unit.Config,
                    on_unit: Callable[[str, dict[str, Any]], None] | None
                    = None,
                    shard_index: int = 0,
-                   num_shards: int = 1) -> dict[str, Any]:
+                   num_shards: int = 1,
+                   report_only: bool = False) -> dict[str, Any]:
   """Runs every unit of `plan(base, sweeps, methods)` and gathers them.
 
   Units live in `workdir/units/<unit name>/`; finished ones are read back,
@@ -155,10 +156,13 @@ def run_experiment(base: ddse_unit.Config,
     shard_index: which shard of the units to run, in [0, num_shards).
     num_shards: how many shards the units are dealt into (round robin in
       plan order).
+    report_only: train nothing: gather the finished units only (and the
+      compactness if it was measured); the data is not loaded.
 
   Returns:
     A JSON-able dict: the base config, the plan (unit names), the results of
-    every unit run (all of them unless sharded), the compactness of the
+    every unit run or read back (all of them unless sharded or
+    `report_only`), the compactness of the
     default DDSE (if DDSE is among the methods and this shard ran it) and
     the devices the units ran on.
   """
@@ -166,23 +170,26 @@ def run_experiment(base: ddse_unit.Config,
     raise ValueError(f'Need 0 <= shard_index < num_shards, got shard '
                      f'{shard_index} of {num_shards}.')
   experiment = plan(base, sweeps, methods)
-  split = ddse_unit.load_images(base)
+  split = None if report_only else ddse_unit.load_images(base)
   results = {}
   for number, (name, config) in enumerate(experiment.units.items(), 1):
     if (number - 1) % num_shards != shard_index:
       continue
     logging.info('Unit %d/%d: %s', number, len(experiment.units), name)
-    results[name] = ddse_training.run(
-        config, os.path.join(workdir, 'units', name), split=split)
+    unit = ddse_training.run(config, os.path.join(workdir, 'units', name),
+                             split=split, report_only=report_only)
+    if unit is None:
+      continue
+    results[name] = unit
     if on_unit is not None:
-      on_unit(name, results[name])
+      on_unit(name, unit)
   default_ddse = experiment.default.get(ddse.DDSE_MODEL)
   measured = None
   if default_ddse in results and measure_compactness:
     measured = ddse_compactness.unit_compactness(
         experiment.units[default_ddse],
         os.path.join(workdir, 'units', default_ddse), split=split,
-        timing_repeats=timing_repeats)
+        timing_repeats=timing_repeats, report_only=report_only)
   return {
       'base_config': ddse_unit.config_json(base),
       'methods': list(methods),

@@ -30,6 +30,7 @@ from l0enc import reporting
 from l0enc import train
 from l0enc import transforms
 from l0enc.experiments import ddse as ddse_unit
+from l0enc.experiments import units
 
 # An epoch whose training loss is not finite is undone and retried at the
 # learning rate times `lr_decay_factor`, at most this many times per unit;
@@ -37,6 +38,8 @@ from l0enc.experiments import ddse as ddse_unit
 # uses the same rates) and its results.
 MAX_DIVERGENCES = 3
 DIVERGENCES_FILE = 'divergences.json'
+# Settings that do not change a unit's results: where the data was read from.
+UNIT_IGNORED_SETTINGS = ('data_dir',)
 
 
 def softmax_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -262,29 +265,40 @@ def device_name() -> str:
 
 
 def run(config: ddse_unit.Config, workdir: str, *,
-        split: data.Split | None = None) -> dict[str, Any]:
+        split: data.Split | None = None,
+        report_only: bool = False) -> dict[str, Any] | None:
   """Trains and evaluates one unit; returns (and writes) its results.
+
+  A finished unit is read back from its `results.json` (`units.run_unit`:
+  it must hold the same config, where the data was read from aside).
 
   Args:
     config: the unit.
     workdir: the unit's directory: `train/` holds the checkpoints,
-      `results.json` the results (a finished unit is read back from it).
+      `results.json` the results.
     split: the loaded dataset, to share one load between units; loaded
       from `config` if None.
+    report_only: do not train an unfinished unit: return None.
 
   Returns:
     A JSON-able dict: the config, the data sizes, the per-epoch history,
     the final validation and test errors, the sparsity check (DDSE and V)
-    and the parameter counts.
+    and the parameter counts; None for an unfinished unit with
+    `report_only`.
+
+  Raises:
+    ValueError: `workdir` holds the results of another configuration.
   """
-  results_path = os.path.join(workdir, ddse_unit.RESULTS_FILE)
-  if os.path.exists(results_path):
-    results = reporting.read_json(results_path)
-    if results['config'] == ddse_unit.config_json(config):
-      logging.info('Unit already done: %s', results_path)
-      return results
-    raise ValueError(f'{results_path} holds another configuration; use '
-                     'another workdir.')
+  return units.run_unit(
+      workdir, ddse_unit.config_json(config),
+      lambda unit_dir: _train_and_evaluate(config, unit_dir, split),
+      results_file=ddse_unit.RESULTS_FILE, settings_key='config',
+      ignore=UNIT_IGNORED_SETTINGS, report_only=report_only)
+
+
+def _train_and_evaluate(config: ddse_unit.Config, workdir: str,
+                        split: data.Split | None) -> dict[str, Any]:
+  """`run`'s computation: the unit's results, without its config."""
   start = time.perf_counter()
   unit_data = ddse_unit.prepare_data(config, split)
   pca = jax.tree.map(np.asarray, dictionary.pca_basis(jnp.asarray(
@@ -307,7 +321,6 @@ def run(config: ddse_unit.Config, workdir: str, *,
                            ('test', (unit_data.x_test, unit_data.y_test)))}
   params = nnx.state(model, nnx.Param)
   results = {
-      'config': ddse_unit.config_json(config),
       'method_label': ddse_unit.METHOD_LABELS[config.method],
       'signal_dim': config.signal_dim,
       'sparsity': config.sparsity,
@@ -330,7 +343,6 @@ def run(config: ddse_unit.Config, workdir: str, *,
   if config.is_sparse:
     results['parameter_counts'] = ddse.count_parameters(model)._asdict()
   results['unit_seconds'] = time.perf_counter() - start
-  reporting.write_json_atomic(results_path, results)
   logging.info('Unit %s done: validation error %.2f%%, test error %.2f%%.',
                config.method, results['validation_error'],
                results['test_error'])
