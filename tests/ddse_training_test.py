@@ -2,9 +2,13 @@
 synthetic images."""
 
 import dataclasses
+import json
 import os
 import shutil
 
+import chex
+from flax import nnx
+import jax
 import numpy as np
 import pytest
 
@@ -65,12 +69,13 @@ def test_diverged_later_epoch_is_undone_and_retried(tmp_path, monkeypatch):
   poisoned = []
 
   def fit_that_diverges_once_in_epoch_2(*args, config, **kwargs):
-    result = fit(*args, config=config, **kwargs)
-    if config.num_epochs == 2 and not poisoned:
-      poisoned.append(True)
-      last = result.history[-1]._replace(train_loss=float('nan'))
-      result = result._replace(history=result.history[:-1] + [last])
-    return result
+    if poisoned:
+      return fit(*args, config=config, **kwargs)
+    # The first fit stops after epoch 2 and reports a NaN loss for it.
+    poisoned.append(True)
+    result = fit(*args, config=config._replace(num_epochs=2), **kwargs)
+    last = result.history[-1]._replace(train_loss=float('nan'))
+    return result._replace(history=result.history[:-1] + [last])
 
   monkeypatch.setattr(train, 'fit',
                       fit_that_diverges_once_in_epoch_2)
@@ -111,3 +116,75 @@ def test_interrupted_unit_resumes_to_the_same_model(tmp_path):
   os.remove(tmp_path / 'copy' / ddse_unit.RESULTS_FILE)
   restored = ddse_training.run(config, str(tmp_path / 'copy'))
   assert restored['test_error'] == expected['test_error']
+
+
+def test_training_stream_visits_the_epochs_as_fit_orders_arrays():
+  config = dataclasses.replace(BASE, train_fraction=0.5, max_rotation_degrees=0,
+                               max_scale_change=0, max_blur_sigma=0,
+                               noise_stddev=0)
+  unit = ddse_unit.prepare_data(config)
+  order_key = jax.random.key(3)
+  stream = ddse_training.training_stream(config, unit, order_key,
+                                         jax.random.key(4))
+  num_examples = len(unit.epoch_indices)
+  assert stream.steps_per_epoch == num_examples // config.batch_size
+  images = unit.train_images[unit.epoch_indices].reshape(num_examples, -1)
+  labels = unit.train_labels[unit.epoch_indices]
+  for epoch, step in ((0, 0), (0, 3), (1, 1)):
+    # Independent reference: the batches train.fit cuts from arrays.
+    order = np.asarray(jax.random.permutation(
+        jax.random.fold_in(order_key, epoch), num_examples))
+    expected = order[step * config.batch_size:
+                     (step + 1) * config.batch_size]
+    inputs, targets = stream.batch_fn(epoch * stream.steps_per_epoch + step)
+    np.testing.assert_array_equal(inputs, images[expected])
+    np.testing.assert_array_equal(targets, labels[expected])
+  # Augmented, a step's batch is fresh but the same each time it is drawn.
+  augmented = ddse_training.training_stream(BASE, ddse_unit.prepare_data(BASE),
+                                            order_key, jax.random.key(4))
+  first, _ = augmented.batch_fn(0)
+  chex.assert_trees_all_equal(first, augmented.batch_fn(0)[0])
+  assert not np.allclose(first, augmented.batch_fn(augmented.steps_per_epoch)[0])
+
+
+class _Killed(Exception):
+  pass
+
+
+def test_killed_training_resumes_to_the_same_parameters_and_rates(
+    tmp_path, monkeypatch):
+  # No epoch but the first counts as an improvement: the rate decays after
+  # epoch 2, so the killed run must recompute the decay when it resumes.
+  config = dataclasses.replace(BASE, method=ddse.DDSE_MODEL, num_epochs=3,
+                               lr_patience=1, lr_min_improvement=100.0)
+  rate = config.learning_rate
+  fit = train.fit
+
+  def fit_killed_after_epoch_2(*args, **kwargs):
+    def callback(record):
+      if record.epoch == 2:
+        raise _Killed
+    return fit(*args, callback=callback, **kwargs)
+
+  monkeypatch.setattr(train, 'fit', fit_killed_after_epoch_2)
+  with pytest.raises(_Killed):
+    ddse_training.run(config, str(tmp_path / 'killed'))
+  monkeypatch.setattr(train, 'fit', fit)
+  resumed = ddse_training.run(config, str(tmp_path / 'killed'))
+  whole = ddse_training.run(config, str(tmp_path / 'whole'))
+  np.testing.assert_allclose(
+      [r['learning_rate'] for r in resumed['history']],
+      [rate, rate, rate / 10])
+  assert resumed['history'] == [
+      record | {'seconds': r['seconds']}
+      for record, r in zip(whole['history'], resumed['history'])]
+  parameters = [nnx.state(ddse_training.restore_final_model(
+      config, str(tmp_path / name)), nnx.Param) for name in ('killed', 'whole')]
+  chex.assert_trees_all_equal(*parameters)
+  # The rate of the last epoch is the one in the optimizer state.
+  record = json.loads((tmp_path / 'killed' / 'train' /
+                       train.CHECKPOINT_RECORD).read_text())
+  with np.load(tmp_path / 'killed' / 'train' / record['arrays']) as arrays:
+    rates = [arrays[name] for name in arrays.files
+             if name.endswith('hyperparams/learning_rate')]
+  np.testing.assert_allclose(rates, [rate / 10])

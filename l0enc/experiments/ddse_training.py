@@ -8,11 +8,10 @@ back from it (`l0enc.experiments.units.run_unit`), a killed one resumes from
 its checkpoints in `<workdir>/train/`.
 """
 
-import functools
 import os
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from absl import logging
 from flax import nnx
@@ -90,20 +89,6 @@ def plateau_learning_rates(validation_errors: Sequence[float], *,
   return rates
 
 
-@functools.cache
-def _transformation(learning_rate: float, momentum: float,
-                    constraints: tuple[tuple[str, Any], ...] | None,
-                    project_every: int) -> optax.GradientTransformation:
-  # One object per setting: the transformation is part of the static graph
-  # definition of `train.train_step`, so equal settings reuse its compiled
-  # step across the per-epoch `fit` calls.
-  sgd = optax.sgd(learning_rate, momentum)
-  if constraints is None:
-    return sgd
-  return optax.chain(sgd, transforms.sparse_projection(
-      dict(constraints), every_n_steps=project_every))
-
-
 def build_model(config: ddse_unit.Config,
                 pca: dictionary.PCABasis | None) -> nnx.Module:
   """The unit's model with its softmax head and PCA input set.
@@ -126,10 +111,89 @@ def build_model(config: ddse_unit.Config,
   return model
 
 
-def _sorted_constraints(model: nnx.Module):
+def make_optimizer(config: ddse_unit.Config, model: nnx.Module
+                   ) -> optax.GradientTransformation:
+  """SGD with momentum (`train.make_optimizer`), then PGD for DDSE and V.
+
+  The projection comes last in the chain: it turns the final update `u` of
+  a constrained weight `w` into `P(w + u) - w`. The rate starts at
+  `config.initial_learning_rate`; `train.fit`'s `rate_fn` sets it before
+  each epoch (`train.set_learning_rate` finds it inside the chain).
+
+  Args:
+    config: the unit.
+    model: the model from `build_model`.
+
+  Returns:
+    The optax transformation.
+  """
+  sgd = train.make_optimizer('sgd', config.initial_learning_rate,
+                             momentum=config.momentum)
   if not isinstance(model, ddse.DDSE):
-    return None
-  return tuple(sorted(model.sparsity_constraints().items()))
+    return sgd
+  return optax.chain(sgd, transforms.sparse_projection(
+      model.sparsity_constraints(), every_n_steps=config.project_every))
+
+
+class Stream(NamedTuple):
+  """The training data of a unit as `train.fit` streams it.
+
+  Attributes:
+    batch_fn: `batch_fn(step) -> (inputs (batch_size, n), labels
+      (batch_size,))`, pure and jittable.
+    steps_per_epoch: SGD steps of an epoch.
+  """
+  batch_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+  steps_per_epoch: int
+
+
+def training_stream(config: ddse_unit.Config, unit_data: ddse_unit.UnitData,
+                    order_key: jax.Array, augment_key: jax.Array) -> Stream:
+  """The epochs of a unit: shuffled, augmented afresh every epoch.
+
+  Epoch e visits `unit_data.epoch_indices` (the training subset, repeated
+  about t/ts times with `repeat_subset`) in the order `train.fit` gives
+  arrays, `jax.random.permutation(fold_in(order_key, e), num_examples)`, in
+  `num_examples // batch_size` batches; step s augments its batch with the
+  key `fold_in(augment_key, s)` (each copy of a repeated image on its own).
+  A function of the step alone, so a resumed run sees the data it would
+  have seen.
+
+  Args:
+    config: the unit.
+    unit_data: from `ddse_unit.prepare_data`.
+    order_key: key of the example order.
+    augment_key: key of the augmentations.
+
+  Returns:
+    The `Stream`.
+  """
+  num_examples = len(unit_data.epoch_indices)
+  batch_size = config.batch_size
+  steps_per_epoch = num_examples // batch_size
+  # Every epoch's order, drawn once (the orders of a longer run extend
+  # these): a permutation per step would cost far more than the step.
+  orders = jnp.stack([
+      jax.random.permutation(jax.random.fold_in(order_key, epoch),
+                             num_examples)
+      for epoch in range(config.num_epochs)])
+  epoch_indices = jnp.asarray(unit_data.epoch_indices)
+  images = jnp.asarray(unit_data.train_images)
+  labels = jnp.asarray(unit_data.train_labels)
+  augment_config = config.augment_config
+
+  def batch_fn(step):
+    epoch, within = jnp.divmod(step, steps_per_epoch)
+    positions = jax.lax.dynamic_slice(orders[epoch],
+                                      (within * batch_size,), (batch_size,))
+    indices = epoch_indices[positions]
+    batch = images[indices]
+    if not augment_config.is_identity:
+      batch = augment_lib.augment(jax.random.fold_in(augment_key, step),
+                                  batch, augment_config)
+    return batch.reshape(batch_size, -1), labels[indices]
+
+  return Stream(batch_fn, steps_per_epoch)
 
 
 def train_model(config: ddse_unit.Config, model: nnx.Module,
@@ -137,20 +201,20 @@ def train_model(config: ddse_unit.Config, model: nnx.Module,
                 ) -> tuple[list[dict[str, Any]], list[int]]:
   """Trains `model` for `config.num_epochs` epochs, resumably.
 
-  Calls `train.fit` one epoch at a time with the same `workdir` and a
-  growing `num_epochs`: fit resumes from its checkpoint, so a killed run
-  continues after its last finished epoch. Epoch e trains on
-  `augment_in_chunks(fold_in(key, e), ...)` of the training subset (the
-  same data after a resume) at the plateau learning rate recomputed from
-  the validation history. An epoch that diverges (non-finite training
-  loss) is discarded (`train.discard_last_epoch`) and retried with the
-  rate decayed from then on (`MAX_DIVERGENCES`); without divergence the
-  rates are the plateau schedule's.
+  One `train.fit` over the unit's `training_stream`, checkpointed in
+  `workdir` (a killed run continues after its last finished epoch), with
+  the learning rate of each epoch set by `rate_fn` from the validation
+  history: the plateau schedule (`plateau_learning_rates`). An epoch that
+  diverges (non-finite training loss) ends that fit; it is discarded
+  (`train.discard_last_epoch`) and training goes on from the epoch before,
+  the rate decayed by `lr_decay_factor` from the diverged epoch on (at most
+  `MAX_DIVERGENCES` times; the epochs are kept in `divergences.json`, so a
+  resumed run uses the same rates).
 
   Args:
     config: the unit.
     model: the model from `build_model`, trained in place.
-    unit_data: from `prepare_data`.
+    unit_data: from `ddse_unit.prepare_data`.
     workdir: fit's checkpoint directory.
 
   Returns:
@@ -160,32 +224,18 @@ def train_model(config: ddse_unit.Config, model: nnx.Module,
   """
   key = jax.random.key(config.seed)
   order_key = jax.random.fold_in(key, 0)
-  augment_key = jax.random.fold_in(key, 1)
-  constraints = _sorted_constraints(model)
-  images = unit_data.train_images[unit_data.epoch_indices]
-  labels = unit_data.train_labels[unit_data.epoch_indices]
-  augment_config = config.augment_config
+  stream = training_stream(config, unit_data, order_key,
+                           jax.random.fold_in(key, 1))
   divergences_path = os.path.join(workdir, DIVERGENCES_FILE)
   divergences = (reporting.read_json(divergences_path)
                  if os.path.exists(divergences_path) else [])
   # Copies, here and when restored: fit donates the model's buffers.
   initial_state = jax.tree.map(jnp.copy, nnx.state(model))
-  # Every epoch trains on fresh augmentations of the same images: the
-  # checkpoint identifies the data by the images before augmentation.
-  data_id = train.data_fingerprint(images, labels)
-
-  def fit(num_epochs, x_train, learning_rate):
-    return train.fit(
-        model, x_train.reshape(len(x_train), -1), labels, key=order_key,
-        config=train.TrainConfig(num_epochs=num_epochs,
-                                 batch_size=config.batch_size),
-        tx=_transformation(learning_rate, config.momentum, constraints,
-                           config.project_every),
-        loss_fn=softmax_loss, metric_fn=error_metric,
-        x_eval=unit_data.x_validation, y_eval=unit_data.y_validation,
-        workdir=workdir, data_id=data_id,
-        # A diverged epoch is recorded, not raised, to be undone below.
-        on_nonfinite_loss='record').history
+  tx = make_optimizer(config, model)
+  # The checkpoint identifies the data by the images before augmentation.
+  data_id = train.data_fingerprint(
+      unit_data.train_images[unit_data.epoch_indices],
+      unit_data.train_labels[unit_data.epoch_indices])
 
   def schedule(history):
     rates = plateau_learning_rates(
@@ -200,26 +250,29 @@ def train_model(config: ddse_unit.Config, model: nnx.Module,
         diverged <= epoch for diverged in divergences)
             for epoch, rate in enumerate(rates)]
 
-  # num_epochs = 0 only restores the checkpoint, if any.
-  history = fit(0, images, config.initial_learning_rate)
-  while len(history) < config.num_epochs:
-    epoch = len(history)
-    x_epoch = images
-    if not augment_config.is_identity:
-      x_epoch = augment_lib.augment_in_chunks(
-          jax.random.fold_in(augment_key, epoch), images, augment_config)
-    trained = fit(epoch + 1, x_epoch, schedule(history)[epoch])
-    if np.isfinite(trained[-1].train_loss):
-      history = trained
-      continue
+  while True:
+    history = train.fit(
+        model, stream.batch_fn, None, key=order_key,
+        config=train.TrainConfig(num_epochs=config.num_epochs,
+                                 batch_size=config.batch_size),
+        tx=tx, loss_fn=softmax_loss, metric_fn=error_metric,
+        x_eval=unit_data.x_validation, y_eval=unit_data.y_validation,
+        workdir=workdir, data_id=data_id,
+        steps_per_epoch=stream.steps_per_epoch,
+        rate_fn=lambda history: schedule(history)[len(history)],
+        # A diverged epoch is recorded, not raised, to be undone below.
+        on_nonfinite_loss='record').history
+    if np.isfinite(history[-1].train_loss):
+      break
     # Diverged: undo the epoch and retry it at a smaller rate.
+    epoch = len(history) - 1
     if len(divergences) >= MAX_DIVERGENCES:
       raise FloatingPointError(
           f'{workdir}: training diverged {len(divergences) + 1} times '
           f'(epochs {divergences + [epoch]}); lower the learning rate.')
     logging.warning('Epoch %d diverged (train loss %s); back to epoch %d '
                     'with the learning rate x%g.', epoch + 1,
-                    trained[-1].train_loss, epoch, config.lr_decay_factor)
+                    history[-1].train_loss, epoch, config.lr_decay_factor)
     if train.discard_last_epoch(workdir) == 0:
       nnx.update(model, jax.tree.map(jnp.copy, initial_state))
     divergences.append(epoch)
