@@ -3,8 +3,8 @@
 experiment, its compactness and its reports."""
 
 import dataclasses
+import importlib.util
 import os
-import shutil
 
 import matplotlib.figure
 import numpy as np
@@ -12,11 +12,15 @@ import pytest
 
 from l0enc import ddse
 from l0enc import train
+from l0enc.experiments import configs
 from l0enc.experiments import ddse as ddse_unit
 from l0enc.experiments import ddse_compactness
 from l0enc.experiments import ddse_reports
 from l0enc.experiments import ddse_sweeps
 from l0enc.experiments import ddse_training
+from l0enc.experiments import paper
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 
 # 8 x 8 images (n = 64, s = 16), m = 16, 1000 training images in batches of
 # 100 (10 steps per epoch): seconds per unit once compiled.
@@ -180,3 +184,48 @@ def test_reports_tables_and_figures(finished):
   figure = ddse_reports.sweep_figure(combined, 'train_fraction', caption)
   assert isinstance(figure, matplotlib.figure.Figure)
   assert len(figure.axes[0].lines) == len(METHODS)
+
+
+def _config_file(preset):
+  path = os.path.join(ROOT, 'experiments', 'configs', f'ddse_{preset}.py')
+  spec = importlib.util.spec_from_file_location(f'ddse_{preset}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.mark.parametrize('preset, num_units, code_dim, num_epochs', [
+    ('quick', 40, 256, 3), ('paper', 120, 1024, 40), ('synthetic', 4, 32, 2)])
+def test_config_files_give_the_presets(preset, num_units, code_dim,
+                                       num_epochs):
+  settings = configs.to_settings(ddse_sweeps.Settings, _config_file(preset),
+                                 data_dir='data')
+  assert settings.preset == preset
+  base = settings.base
+  assert (base.code_dim, base.num_epochs, base.data_dir) == (
+      code_dim, num_epochs, 'data')
+  planned = ddse_sweeps.plan(base, settings.sweeps_to_run, settings.methods)
+  assert len(planned.units) == num_units
+  if preset == 'paper':
+    assert settings.sweeps_to_run == paper.DDSE_SWEEP_VALUES
+
+
+def test_settings_check_every_unit_and_the_sweeps():
+  config = _config_file('quick')
+  settings = configs.to_settings(ddse_sweeps.Settings, config)
+  assert settings.base.max_rotation_degrees == 10
+  config.augment = False
+  assert configs.to_settings(ddse_sweeps.Settings,
+                             config).base.augment_config.is_identity
+  for field, value, match in [
+      ('momentum', 1.0, 'momentum'),
+      ('sweeps', ('batch_size',), 'sweeps'),
+      ('methods', ('ddse', 'resnet'), 'methods'),
+      ('sweep_values.code_dim', (128, 0), 'code_dim')]:
+    bad = _config_file('quick')
+    if '.' in field:
+      bad.sweep_values[field.split('.')[1]] = value
+    else:
+      bad[field] = value
+    with pytest.raises(ValueError, match=match):
+      configs.to_settings(ddse_sweeps.Settings, bad)

@@ -83,8 +83,14 @@ _BAD_FLAGS = [
     ('classification.py', ['--dataset=mnist', '--whitening_epsilon=-1'],
      'whitening_epsilon'),
     ('ddse.py', ['--num_shards=4', '--shard_index=4'], 'shard_index'),
-    ('ddse.py', ['--momentum=1.5'], 'momentum'),
-    ('ddse.py', ['--batch_size=0'], 'batch_size'),
+    ('ddse.py', ['--data_dir=/missing/dir'], 'data_dir'),
+    ('ddse.py', ['--config.momentum=1.5'], 'config: momentum'),
+    ('ddse.py', ['--config.batch_size=0'], 'config: batch_size'),
+    ('ddse.py', ['--config.sweep_values.train_fraction=(0.5,2.0)'],
+     'config: train_fraction'),
+    ('ddse.py', ['--config.methods=(\'ddse\',\'resnet\')'],
+     'config: methods'),
+    ('ddse.py', ['--config.sweeps=(\'batch_size\',)'], 'config: sweeps'),
     ('encoding_benchmark.py', ['--workdir=/missing/dir'], 'workdir'),
     ('summary.py', ['--results_dir=/missing/dir'], 'results_dir'),
     ('training_step_benchmark.py', ['--batch_size=0'], 'batch_size'),
@@ -112,6 +118,9 @@ def fixture_parse_flags(monkeypatch):
   known = set(flags.FLAGS)
 
   def parse(script, argv):
+    # ml_collections' config flags find their --config.<field> overrides in
+    # sys.argv.
+    monkeypatch.setattr(sys, 'argv', [script] + argv)
     path = os.path.join(ROOT, 'experiments', script)
     spec = importlib.util.spec_from_file_location(
         f'_flags_of_{script[:-3]}', path)

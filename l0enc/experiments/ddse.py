@@ -47,13 +47,12 @@ Protocol, and where it departs from or fills in the paper:
     evaluates anything.
   * Augmentation. `l0enc.augment`: small rotations and scalings, blur and
     noise; no flips (a mirrored digit is not a digit of its class).
-    `train.fit` trains on plain arrays, so `run` calls it one epoch at a
-    time with a growing `num_epochs` and the same workdir (fit resumes from
-    its checkpoint), each time on a fresh augmented copy of the training
-    split drawn from `(seed, epoch)`. A killed run therefore redraws exactly
-    the data it would have seen, and the learning rate of every epoch is
-    recomputed from the validation history in the checkpoint: resuming
-    gives the same model as an uninterrupted run.
+    `train.fit` trains on a stream (`ddse_training.training_stream`): step
+    s takes its batch of the epoch's shuffled training split and augments
+    it afresh with a key drawn from `(seed, s)`, and the learning rate of
+    every epoch is a function of the validation history (`rate_fn`). A
+    killed run therefore redraws exactly the data it would have seen at
+    the same rates: resuming gives the same model as an uninterrupted run.
   * Training fraction. With `repeat_subset`, a subset of ts < t images is
     repeated `round(t / ts)` times per epoch (each copy augmented
     independently), so that every point of Fig. 5 gets about the same

@@ -10,15 +10,18 @@ results.
 
 import dataclasses
 import os
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from absl import logging
+import ml_collections
 
 from l0enc import ddse
 from l0enc.experiments import ddse as ddse_unit
 from l0enc.experiments import ddse_compactness
 from l0enc.experiments import ddse_training
+from l0enc.experiments import paper
 
 
 class Sweep(NamedTuple):
@@ -28,23 +31,17 @@ class Sweep(NamedTuple):
     field: the `Config` field it varies.
     label: the variable's name in the paper.
     figure: the paper's figure.
-    paper_values: the values the paper's figure spans (the ticks between
-      its stated end points are our choice).
   """
   field: str
   label: str
   figure: str
-  paper_values: tuple[float, ...]
 
 
 SWEEPS = {
-    'sparsity_ratio': Sweep('sparsity_ratio', 's/n', 'Fig. 3',
-                            (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)),
-    'code_dim': Sweep('code_dim', 'm', 'Fig. 4',
-                      (800, 1024, 1200, 1400, 1600, 1800, 2000)),
-    'train_fraction': Sweep('train_fraction', 'ts/t', 'Fig. 5',
-                            (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)),
-    'num_stages': Sweep('num_stages', 'k', 'Fig. 6', (1, 2, 3, 4, 5, 6)),
+    'sparsity_ratio': Sweep('sparsity_ratio', 's/n', 'Fig. 3'),
+    'code_dim': Sweep('code_dim', 'm', 'Fig. 4'),
+    'train_fraction': Sweep('train_fraction', 'ts/t', 'Fig. 5'),
+    'num_stages': Sweep('num_stages', 'k', 'Fig. 6'),
 }
 _INT_FIELDS = ('code_dim', 'num_stages')
 
@@ -124,6 +121,87 @@ def plan(base: ddse_unit.Config, sweeps: Mapping[str, Sequence[float]],
                            for value in values]
                   for method in methods}}
   return Plan(units, default, planned)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(ddse_unit.Config):
+  """The whole experiment: the default setting (every `Config` field but
+  `method`), the methods and the sweeps; what `experiments/configs/
+  ddse_<preset>.py` configure.
+
+  Attributes:
+    methods: the methods, from `l0enc.ddse.MODEL_KINDS`.
+    sweeps: the sweeps that run, from `SWEEPS`; () for the default setting
+      only.
+    sweep_values: `{sweep: values}` of every sweep of `SWEEPS` (those not in
+      `sweeps` are not run).
+    compactness: measure the size and speed of the default DDSE.
+    augment: False trains on the plain images (every augmentation strength
+      taken as 0).
+    preset: the config's name, for the report and the default workdir.
+    note: a remark on the budget, printed under every table and figure.
+  """
+  methods: tuple[str, ...] = ddse.MODEL_KINDS
+  sweeps: tuple[str, ...] = tuple(SWEEPS)
+  sweep_values: Mapping[str, tuple[float, ...]] = dataclasses.field(
+      default_factory=lambda: dict(paper.DDSE_SWEEP_VALUES))
+  compactness: bool = True
+  augment: bool = True
+  preset: str = 'paper'
+  note: str = ''
+
+  def __post_init__(self):
+    super().__post_init__()
+    # The values as tuples: a config gives lists.
+    object.__setattr__(self, 'sweep_values', {
+        name: tuple(values) for name, values in self.sweep_values.items()})
+    unknown = sorted(set(self.sweep_values) - set(SWEEPS))
+    if unknown or set(self.sweeps) - set(self.sweep_values):
+      raise ValueError(f'sweeps and sweep_values must name sweeps of '
+                       f'{tuple(SWEEPS)} (with values for each sweep that '
+                       f'runs), got sweeps={self.sweeps}, sweep_values for '
+                       f'{tuple(self.sweep_values)}.')
+    # Every unit's config is checked here, before anything trains.
+    plan(self.base, self.sweeps_to_run, self.methods)
+
+  @property
+  def base(self) -> ddse_unit.Config:
+    """The default setting."""
+    fields = {field.name: getattr(self, field.name)
+              for field in dataclasses.fields(ddse_unit.Config)}
+    if not self.augment:
+      fields.update(max_rotation_degrees=0.0, max_scale_change=0.0,
+                    max_blur_sigma=0.0, noise_stddev=0.0)
+    return ddse_unit.Config(**fields)
+
+  @property
+  def sweeps_to_run(self) -> dict[str, tuple[float, ...]]:
+    """`{sweep: values}` of the sweeps that run, as `plan` takes them."""
+    return {name: self.sweep_values[name] for name in self.sweeps}
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every `Settings` field at its default, the base of each config file.
+
+  Left out: `method` (a unit's, not the experiment's) and `data_dir`
+  (where the data is, an ordinary flag). A `None` default is a typed
+  placeholder, so that `--config.learning_rate=0.05` parses.
+
+  Returns:
+    The `ConfigDict` (the paper's setting, `Settings()`).
+  """
+  types = typing.get_type_hints(Settings)
+  config = ml_collections.ConfigDict()
+  for field in dataclasses.fields(Settings):
+    if field.name in ('method', 'data_dir'):
+      continue
+    value = getattr(Settings(), field.name)
+    if value is None:
+      value = ml_collections.config_dict.placeholder(
+          next(kind for kind in typing.get_args(types[field.name])
+               if kind is not type(None)))
+    config[field.name] = dict(value) if isinstance(value, Mapping) else value
+  return config
 
 
 def run_experiment(base: ddse_unit.Config,

@@ -8,6 +8,7 @@ back from it (`l0enc.experiments.units.run_unit`), a killed one resumes from
 its checkpoints in `<workdir>/train/`.
 """
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -125,14 +126,27 @@ def make_optimizer(config: ddse_unit.Config, model: nnx.Module
     model: the model from `build_model`.
 
   Returns:
-    The optax transformation.
+    The optax transformation; the same object for equal settings.
   """
-  sgd = train.make_optimizer('sgd', config.initial_learning_rate,
-                             momentum=config.momentum)
-  if not isinstance(model, ddse.DDSE):
+  constraints = None
+  if isinstance(model, ddse.DDSE):
+    constraints = tuple(sorted(model.sparsity_constraints().items()))
+  return _sgd_then_projection(config.initial_learning_rate, config.momentum,
+                              constraints, config.project_every)
+
+
+@functools.cache
+def _sgd_then_projection(learning_rate: float, momentum: float,
+                         constraints: tuple[tuple[str, Any], ...] | None,
+                         project_every: int) -> optax.GradientTransformation:
+  # One object per setting, like `train.make_optimizer`'s: the
+  # transformation is part of the static graph definition of the train
+  # step, so units with equal settings reuse its compilation.
+  sgd = train.make_optimizer('sgd', learning_rate, momentum=momentum)
+  if constraints is None:
     return sgd
   return optax.chain(sgd, transforms.sparse_projection(
-      model.sparsity_constraints(), every_n_steps=config.project_every))
+      dict(constraints), every_n_steps=project_every))
 
 
 class Stream(NamedTuple):
