@@ -125,9 +125,10 @@ def plan(base: ddse_unit.Config, sweeps: Mapping[str, Sequence[float]],
 
 @dataclasses.dataclass(frozen=True)
 class Settings(ddse_unit.Config):
-  """The whole experiment: the default setting (every `Config` field but
-  `method`), the methods and the sweeps; what `experiments/configs/
-  ddse_<preset>.py` configure.
+  """The whole experiment: the default setting, the methods and the sweeps.
+
+  What `experiments/configs/ddse_<preset>.py` configure: every `Config`
+  field but `method` sets the default setting (`base`), and these more:
 
   Attributes:
     methods: the methods, from `l0enc.ddse.MODEL_KINDS`.
