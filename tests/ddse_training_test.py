@@ -119,13 +119,14 @@ def test_interrupted_unit_resumes_to_the_same_model(tmp_path):
 
 
 def test_training_stream_visits_the_epochs_as_fit_orders_arrays():
-  config = dataclasses.replace(BASE, train_fraction=0.5, max_rotation_degrees=0,
+  augmented = dataclasses.replace(BASE, train_fraction=0.5)
+  config = dataclasses.replace(augmented, max_rotation_degrees=0,
                                max_scale_change=0, max_blur_sigma=0,
                                noise_stddev=0)
   unit = ddse_unit.prepare_data(config)
-  order_key = jax.random.key(3)
+  order_key, augment_key = jax.random.key(3), jax.random.key(4)
   stream = ddse_training.training_stream(config, unit, order_key,
-                                         jax.random.key(4))
+                                         augment_key)
   num_examples = len(unit.epoch_indices)
   assert stream.steps_per_epoch == num_examples // config.batch_size
   images = unit.train_images[unit.epoch_indices].reshape(num_examples, -1)
@@ -139,12 +140,14 @@ def test_training_stream_visits_the_epochs_as_fit_orders_arrays():
     inputs, targets = stream.batch_fn(epoch * stream.steps_per_epoch + step)
     np.testing.assert_array_equal(inputs, images[expected])
     np.testing.assert_array_equal(targets, labels[expected])
-  # Augmented, a step's batch is fresh but the same each time it is drawn.
-  augmented = ddse_training.training_stream(BASE, ddse_unit.prepare_data(BASE),
-                                            order_key, jax.random.key(4))
-  first, _ = augmented.batch_fn(0)
-  chex.assert_trees_all_equal(first, augmented.batch_fn(0)[0])
-  assert not np.allclose(first, augmented.batch_fn(augmented.steps_per_epoch)[0])
+  # Augmented: the same examples, changed, and the same each time drawn.
+  augmented_stream = ddse_training.training_stream(augmented, unit, order_key,
+                                                   augment_key)
+  inputs, targets = augmented_stream.batch_fn(3)
+  plain_inputs, plain_targets = stream.batch_fn(3)
+  np.testing.assert_array_equal(targets, plain_targets)
+  assert not np.allclose(inputs, plain_inputs, atol=1e-2)
+  chex.assert_trees_all_equal(augmented_stream.batch_fn(3), (inputs, targets))
 
 
 class _Killed(Exception):

@@ -5,7 +5,9 @@ training fraction ts/t (Fig. 5) and k (Fig. 6) with the others at their
 defaults. `plan` lists the units of a set of sweeps (a unit shared by
 several sweeps, such as the default setting, is trained once) and
 `run_experiment` runs them all (or one shard of them) and gathers their
-results.
+results. `Settings` is the whole experiment as the config files
+`experiments/configs/ddse_<preset>.py` give it (they start from
+`default_config()`, the paper's setting).
 """
 
 import dataclasses
