@@ -23,10 +23,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from l0enc import ddse_experiment
 from l0enc import reporting
 from l0enc import validation
 from l0enc.experiments import approximation
+from l0enc.experiments import ddse_reports
 from l0enc.experiments import paper
 
 ROOT = os.path.normpath(
@@ -34,9 +34,6 @@ ROOT = os.path.normpath(
 
 # Tables 1-3 come from the first of these that has a results file.
 APPROXIMATION_REGIMES = ('approximation_whitened', 'approximation_paper')
-# DDSE paper, Sec. 4.2.3: "Even when ts/t is as low as 0.05, DDSE only bears
-# a slight performance loss of 2.46%" (its other numbers are in figures).
-PAPER_DDSE_LOSS_AT_5_PERCENT = 2.46
 
 flags.DEFINE_string('results_dir', os.path.join(ROOT, 'results'),
                     'Directory holding one subdirectory per experiment, each '
@@ -267,8 +264,8 @@ def ddse_rows(results_dir: str) -> list[Row]:
         f"DDSE (Fig. 5): error increase from ts/t = {sweep['values'][full]:g}"
         f" to {sweep['values'][low]:g}, points",
         f'{errors[low] - errors[full]:+.2f}',
-        f'+{PAPER_DDSE_LOSS_AT_5_PERCENT:.2f}', _source('ddse_paper')])
-  claims = ddse_experiment.paper_claims(combined)
+        f'+{paper.DDSE_LOSS_AT_5_PERCENT:.2f}', _source('ddse_paper')])
+  claims = ddse_reports.paper_claims(combined)
   if claims:
     rows.append([
         "DDSE paper's claims (Sec. 4.2, Figs. 3–6) that hold in our runs",
