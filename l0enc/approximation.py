@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 import numpy as np
 
+from l0enc import checkpoint
 from l0enc import data
 from l0enc import dictionary as dictionary_lib
 from l0enc import metrics
@@ -583,7 +584,7 @@ def benchmark_trained_encoder(workdir: str, dictionary_dir: str | None = None,
     x_train, x_test, dictionary = load_signals(config, dictionary_dir)
   selection = results['learning_rate_selection']
   model = build_deep_encoder(dictionary, config)
-  train.restore_model(
+  checkpoint.restore_model(
       os.path.join(workdir, 'deep', _selected_name(selection['deep'])), model)
   speed = _encoding_speed(model, x_test, dictionary, config)
   x_fit = x_train[int(len(x_train) * config.validation_fraction):]

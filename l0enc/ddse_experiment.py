@@ -84,6 +84,7 @@ import numpy as np
 import optax
 
 from l0enc import augment as augment_lib
+from l0enc import checkpoint
 from l0enc import data
 from l0enc import ddse
 from l0enc import dictionary
@@ -578,7 +579,7 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
   `augment_in_chunks(fold_in(key, e), ...)` of the training subset (the
   same data after a resume) at the plateau learning rate recomputed from
   the validation history. An epoch that diverges (non-finite training
-  loss) is discarded (`train.discard_last_epoch`) and retried with the
+  loss) is discarded (`checkpoint.discard_last_epoch`) and retried with the
   rate decayed from then on (`MAX_DIVERGENCES`); without divergence the
   rates are the plateau schedule's.
 
@@ -607,7 +608,7 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
   initial_state = jax.tree.map(jnp.copy, nnx.state(model))
   # Every epoch trains on fresh augmentations of the same images: the
   # checkpoint identifies the data by the images before augmentation.
-  data_id = train.data_fingerprint(images, labels)
+  data_id = checkpoint.data_fingerprint(images, labels)
 
   def fit(num_epochs, x_train, learning_rate):
     return train.fit(
@@ -655,7 +656,7 @@ def train_model(config: Config, model: nnx.Module, unit_data: UnitData,
     logging.warning('Epoch %d diverged (train loss %s); back to epoch %d '
                     'with the learning rate x%g.', epoch + 1,
                     trained[-1].train_loss, epoch, config.lr_decay_factor)
-    if train.discard_last_epoch(workdir) == 0:
+    if checkpoint.discard_last_epoch(workdir) == 0:
       nnx.update(model, jax.tree.map(jnp.copy, initial_state))
     divergences.append(epoch)
     reporting.write_json_atomic(divergences_path, divergences)
@@ -902,7 +903,7 @@ def restore_final_model(config: Config, workdir: str) -> nnx.Module:
     for DDSE and baseline V as `run` does.
   """
   # The checkpoint holds the PCA buffers too.
-  model = train.restore_model(os.path.join(workdir, 'train'),
+  model = checkpoint.restore_model(os.path.join(workdir, 'train'),
                               build_model(config, None))
   if config.is_sparse:
     project_and_check(model)

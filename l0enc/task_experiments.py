@@ -65,6 +65,7 @@ import numpy as np
 import optax
 
 from l0enc import augment as augment_lib
+from l0enc import checkpoint
 from l0enc import data as data_lib
 from l0enc import dictionary as dictionary_lib
 from l0enc import metrics
@@ -825,7 +826,7 @@ def _fit_classifier(config: ClassificationConfig, model: tasks.TaskModel,
   """
   # With augmentation every epoch trains on other images: the checkpoint
   # identifies the data by the images before augmentation.
-  data_id = train.data_fingerprint(task_data.x_train, task_data.y_train)
+  data_id = checkpoint.data_fingerprint(task_data.x_train, task_data.y_train)
 
   def fit(x_train, num_epochs):
     return _history(train.fit(
