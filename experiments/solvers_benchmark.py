@@ -36,6 +36,7 @@ import numpy as np
 from sklearn import decomposition
 from sklearn import exceptions
 
+from l0enc import adaptive_solvers
 from l0enc import data
 from l0enc import reporting
 from l0enc import solvers
@@ -152,7 +153,7 @@ def run_benchmark(*, num_signals: int, signal_dim: int, code_dim: int,
   # The M-sparse problem (2).
   codes, seconds = sklearn_encode('omp', n_nonzero_coefs=m)
   record('m', 'scikit-learn omp', seconds, codes)
-  omp = lambda: solvers.omp(x, dictionary, m)
+  omp = lambda: adaptive_solvers.omp(x, dictionary, m)
   record('m', 'l0enc omp', reporting.time_call(omp, repeats=repeats),
          np.asarray(omp().codes), matched=True)
   iht = lambda: solvers.iht(x, dictionary, m=m, num_iterations=IHT_ITERATIONS)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 import numpy as np
 
+from l0enc import adaptive_solvers
 from l0enc import checkpoint
 from l0enc import data
 from l0enc import dictionary as dictionary_lib
@@ -365,7 +366,7 @@ def iht_curve(x: np.ndarray, dictionary: np.ndarray, target: np.ndarray,
     target: their optimal codes, shape `(N, p)`.
     config: the setting (its problem and l0 weight or sparsity).
     max_iterations: the last iteration count.
-    solver: `solvers.iht` or `solvers.normalized_iht`.
+    solver: `solvers.iht` or `adaptive_solvers.normalized_iht`.
 
   Returns:
     The `_code_metrics` after each iteration.
@@ -630,7 +631,7 @@ def run(config: Config, workdir: str,
                     config, iterations)
   normalized_curve = iht_curve(problem.x_test, problem.dictionary,
                                problem.codes_test, config, iterations,
-                               solver=solvers.normalized_iht)
+                               solver=adaptive_solvers.normalized_iht)
   rows = {f'IHT ({k} iterations)': curve[k - 1] for k in config.iht_iterations}
   rows.update({f'Normalized IHT ({k} iterations)': normalized_curve[k - 1]
                for k in config.iht_iterations})
