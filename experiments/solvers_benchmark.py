@@ -37,9 +37,9 @@ from sklearn import decomposition
 from sklearn import exceptions
 
 from l0enc import adaptive_solvers
-from l0enc import data
 from l0enc import reporting
 from l0enc import solvers
+from l0enc import synthetic
 from l0enc import validation
 
 flags.DEFINE_integer('num_signals', 10_000, 'Number of signals to code.',
@@ -96,7 +96,7 @@ def run_benchmark(*, num_signals: int, signal_dim: int, code_dim: int,
                   nonzero_prob: float, snr_db: float, lam: float, m: int,
                   match_rtol: float, repeats: int, seed: int) -> dict[str, Any]:
   """Runs every method on one problem instance and returns the results."""
-  problem = data.make_synthetic(
+  problem = synthetic.make_synthetic(
       jax.random.PRNGKey(seed), num_signals, signal_dim=signal_dim,
       code_dim=code_dim, nonzero_prob=nonzero_prob, snr_db=snr_db)
   x, dictionary = problem.signals, problem.dictionary

@@ -1,7 +1,7 @@
 r"""The standard unrolled-encoder benchmark: NMSE per stage on 250 x 500 CS.
 
 The problem of the LISTA-CPSS and ALISTA papers, generated from --seed (our
-own matrix and test set, `l0enc.data.make_synthetic_problem`): D is a
+own matrix and test set, `l0enc.synthetic.make_synthetic_problem`): D is a
 250 x 500 Gaussian matrix with unit-norm columns, codes have Bernoulli(0.1)
 supports with N(0, 1) values, x = D a, noiseless and at SNR 40 dB. Training
 batches are fresh samples of a stream (never repeated); the validation set
@@ -59,13 +59,13 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from l0enc import data
 from l0enc import lista
 from l0enc import metrics
 from l0enc import models
 from l0enc import reporting
 from l0enc import solvers
 from l0enc import stagewise
+from l0enc import synthetic
 from l0enc import validation
 
 NOISELESS = 'noiseless'
@@ -111,9 +111,11 @@ flags.DEFINE_list('methods', list(CLASSICAL + LEARNED),
 flags.DEFINE_list('settings', [NOISELESS, '40'],
                   f'Noise settings: "{NOISELESS}" and/or SNRs in dB.')
 flags.DEFINE_integer('num_stages', 16, 'Stages (iterations) of every method.', lower_bound=1)
-flags.DEFINE_integer('signal_dim', data.STANDARD_SIGNAL_DIM, 'n.', lower_bound=1)
-flags.DEFINE_integer('code_dim', data.STANDARD_CODE_DIM, 'p.', lower_bound=1)
-flags.DEFINE_float('nonzero_prob', data.STANDARD_NONZERO_PROB,
+flags.DEFINE_integer('signal_dim', synthetic.STANDARD_SIGNAL_DIM, 'n.',
+                     lower_bound=1)
+flags.DEFINE_integer('code_dim', synthetic.STANDARD_CODE_DIM, 'p.',
+                     lower_bound=1)
+flags.DEFINE_float('nonzero_prob', synthetic.STANDARD_NONZERO_PROB,
                    'Probability that a code entry is nonzero.')
 flags.DEFINE_integer('num_test', 1000, 'Fixed test codes.', lower_bound=1)
 flags.DEFINE_integer('num_validation', None, "Fixed validation codes "
@@ -192,9 +194,10 @@ def setting_name(setting: str) -> str:
   return NOISELESS if setting == NOISELESS else f'snr_{float(setting):g}db'
 
 
-def make_problem(setting: str, num_validation: int) -> data.SyntheticProblem:
+def make_problem(setting: str,
+                 num_validation: int) -> synthetic.SyntheticProblem:
   """The problem of a setting: the same D and keys, the setting's noise."""
-  return data.make_synthetic_problem(
+  return synthetic.make_synthetic_problem(
       jax.random.key(FLAGS.seed), signal_dim=FLAGS.signal_dim,
       code_dim=FLAGS.code_dim, nonzero_prob=FLAGS.nonzero_prob,
       snr_db=setting_snr(setting), batch_size=FLAGS.batch_size,
@@ -222,7 +225,7 @@ def _iterations_nmse(run, x, target, num_stages) -> list[float]:
   return curve
 
 
-def classical_row(method: str, problem: data.SyntheticProblem,
+def classical_row(method: str, problem: synthetic.SyntheticProblem,
                   num_stages: int) -> dict[str, Any]:
   """NMSE per iteration on the test set, lambda/M chosen on validation."""
   d = problem.dictionary
@@ -281,7 +284,7 @@ def classical_row(method: str, problem: data.SyntheticProblem,
 # ------------------------------------------------------------ learned rows
 
 
-def build_encoder(method: str, problem: data.SyntheticProblem,
+def build_encoder(method: str, problem: synthetic.SyntheticProblem,
                   num_stages: int, l0_lam: float):
   """Each encoder with its paper's initialization (see l0enc.lista)."""
   d = problem.dictionary
@@ -312,7 +315,8 @@ def build_encoder(method: str, problem: data.SyntheticProblem,
   raise ValueError(f'unknown method {method!r}')
 
 
-def analytic_l0_lam(problem: data.SyntheticProblem, num_stages: int) -> float:
+def analytic_l0_lam(problem: synthetic.SyntheticProblem,
+                    num_stages: int) -> float:
   """The l0 weight of the best untrained ALISTA-form l0 encoder (IHT with the
   analytic weight) on the validation set, from `LAM_GRID`."""
   scores = [stagewise.stage_nmse_db(
@@ -322,8 +326,9 @@ def analytic_l0_lam(problem: data.SyntheticProblem, num_stages: int) -> float:
   return LAM_GRID[int(np.argmin(scores))]
 
 
-def learned_row(method: str, problem: data.SyntheticProblem, num_stages: int,
-                config: stagewise.StagewiseConfig, l0_lam: float,
+def learned_row(method: str, problem: synthetic.SyntheticProblem,
+                num_stages: int, config: stagewise.StagewiseConfig,
+                l0_lam: float,
                 workdir: str) -> dict[str, Any]:
   if method == 'alista_l0' and FLAGS.l0_lam is None:
     # Its steps are along the analytic W, not mu D^T: IHT's lambda does not
@@ -334,7 +339,7 @@ def learned_row(method: str, problem: data.SyntheticProblem, num_stages: int,
                                    problem.test.codes)
 
   def batch_fn(step):
-    batch = data.synthetic_batch(problem, step)
+    batch = synthetic.synthetic_batch(problem, step)
     return batch.signals, batch.codes
 
   train = (stagewise.train_stagewise if FLAGS.training == 'stagewise'

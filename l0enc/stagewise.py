@@ -16,7 +16,7 @@ stage). Each phase ends when the validation loss has not improved for
 parameters, the same base -> x0.2 -> x0.02 phases.
 
 Every phase is one call of `l0enc.train.fit` on a stream of fresh batches
-(`batch_fn(step)`, e.g. `l0enc.data.synthetic_batch`), with the steps
+(`batch_fn(step)`, e.g. `l0enc.synthetic.synthetic_batch`), with the steps
 numbered across phases so that no batch repeats. The rates are an
 `optax.inject_hyperparams(optax.adam)` base rate chained with a fixed
 per-stage multiplier of each parameter slice (zero for parameters the phase

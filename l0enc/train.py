@@ -13,8 +13,8 @@ softmax cross entropy plug in the same way.
 
 `fit` runs SGD epochs over plain arrays with per-epoch shuffling from an
 explicit PRNG key (or over a stream: a pure function from the step number
-to a batch, e.g. fresh synthetic samples from `l0enc.data.synthetic_batch`),
-HELU sigma annealing (0.2, 0.02, ... by default, for models holding
+to a batch, e.g. fresh synthetic samples from
+`l0enc.synthetic.synthetic_batch`), HELU sigma annealing (0.2, 0.02, ... by default, for models holding
 `l0enc.models.HeluSigma`), evaluation after each epoch, log lines, an
 optional callback, an optional `stop_fn` (early stopping on a function of
 the history, e.g. a validation plateau) and an optional `rate_fn` (the
