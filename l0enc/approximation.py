@@ -29,6 +29,7 @@ from l0enc import adaptive_solvers
 from l0enc import checkpoint
 from l0enc import data
 from l0enc import dictionary as dictionary_lib
+from l0enc import divergence
 from l0enc import metrics
 from l0enc import models
 from l0enc import reporting
@@ -472,7 +473,7 @@ def train_with_selected_rate(
     try:
       history = _train(model, problem, config, num_epochs, optimizer,
                        learning_rate, os.path.join(workdir, name))
-    except train.DivergedError as error:
+    except divergence.DivergedError as error:
       # A rate too large for this dictionary: it drops out of the choice
       # (its checkpoints hold only finite epochs, so a rerun diverges again
       # at the same step).
@@ -481,7 +482,7 @@ def train_with_selected_rate(
       continue
     trained[name] = model, history, optimizer, learning_rate
   if not trained:
-    raise train.DivergedError(
+    raise divergence.DivergedError(
         f'Every candidate diverged ({diverged}); give smaller learning '
         'rates.', *max(diverged.values(), key=lambda d: d['step']).values())
   final_error = lambda name: (

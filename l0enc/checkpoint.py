@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from l0enc import divergence
 from l0enc import reporting
 from l0enc import validation
 
@@ -205,8 +206,8 @@ def save(workdir: str | os.PathLike, model: nnx.Module,
     diverged: whether the last epoch diverged.
 
   Raises:
-    FloatingPointError: an array to write holds NaN or inf (`train.fit`
-      checks first; this guards every other caller).
+    divergence.DivergedError: an array to write holds NaN or inf
+      (`train.fit` checks first; this guards every other caller).
   """
   os.makedirs(workdir, exist_ok=True)
   last = history[-1]
@@ -221,8 +222,9 @@ def save(workdir: str | os.PathLike, model: nnx.Module,
                  if np.issubdtype(array.dtype, np.inexact)
                  and not np.all(np.isfinite(array))]
     if nonfinite:
-      raise FloatingPointError(f'Refusing to checkpoint non-finite arrays '
-                               f'{nonfinite[:5]} of epoch {last.epoch}.')
+      raise divergence.DivergedError(
+          f'Refusing to checkpoint non-finite arrays {nonfinite[:5]} of '
+          f'epoch {last.epoch}.', epoch=last.epoch, step=last.step)
     reporting.write_binary_atomic(
         os.path.join(workdir, arrays_name),
         lambda file: np.savez(file, allow_pickle=False, **arrays))

@@ -12,16 +12,17 @@ the model in evaluation mode (exact HELU, no dropout). A loss is any
 softmax cross entropy plug in the same way.
 
 `fit` runs SGD epochs over plain arrays with per-epoch shuffling from an
-explicit PRNG key (or over a stream: a pure function from the step number
-to a batch, e.g. fresh synthetic samples from
-`l0enc.synthetic.synthetic_batch`), HELU sigma annealing (0.2, 0.02, ... by default, for models holding
-`l0enc.models.HeluSigma`), evaluation after each epoch, log lines, an
-optional callback, an optional `stop_fn` (early stopping on a function of
-the history, e.g. a validation plateau) and an optional `rate_fn` (the
-learning rate of each epoch as a function of the history, set in the
-optimizer state built by `make_optimizer`). With several devices each step is
-data parallel: the batch is sharded along the 1-D mesh axis `'data'` and the
-parameters are replicated, so XLA all-reduces the gradients.
+explicit PRNG key (or over a stream: a pure function from the step number to
+a batch, e.g. fresh synthetic samples from
+`l0enc.synthetic.synthetic_batch`), HELU sigma annealing (0.2, 0.02, ... by
+default, for models holding `l0enc.models.HeluSigma`), evaluation after each
+epoch, log lines, an optional callback, an optional `stop_fn` (early
+stopping on a function of the history, e.g. a validation plateau) and an
+optional `rate_fn` (the learning rate of each epoch as a function of the
+history, set in the optimizer state built by `make_optimizer`). With several
+devices each step is data parallel: the batch is sharded along the 1-D mesh
+axis `'data'` and the parameters are replicated, so XLA all-reduces the
+gradients.
 
 Checkpoints (`workdir`): after every epoch, `l0enc.checkpoint` writes the
 model and optimizer state and a record of the run (config, PRNG key, a
@@ -33,12 +34,12 @@ it refuses to resume another run or other data, even of the same shape.
 `checkpoint.restore_model` loads the trained parameters.
 
 Bad numbers: `fit` refuses NaN or infinite data up front, and an epoch whose
-loss (or whose parameters) became non-finite raises `DivergedError`, naming
-the epoch and the first bad step, before anything of it is checkpointed: no
-checkpoint ever holds non-finite parameters. With
-`on_nonfinite_loss='record'` the epoch is recorded instead (for callers that
-undo it with `checkpoint.discard_last_epoch` and retry, like the DDSE
-experiment).
+loss (or whose parameters) became non-finite raises
+`divergence.DivergedError`, naming the epoch and the first bad step, before
+anything of it is checkpointed: no checkpoint ever holds non-finite
+parameters. With `on_nonfinite_loss='record'` the epoch is recorded instead
+(for callers that undo it with `checkpoint.discard_last_epoch` and retry,
+like the DDSE experiment).
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +57,7 @@ import optax
 import tqdm
 
 from l0enc import checkpoint
+from l0enc import divergence
 from l0enc import models
 from l0enc import validation
 
@@ -119,20 +121,6 @@ class FitResult(NamedTuple):
   """
   model: nnx.Module
   history: list[EpochRecord]
-
-
-class DivergedError(FloatingPointError):
-  """The training loss or the parameters became NaN or infinite.
-
-  Attributes:
-    epoch: the epoch (1-based) in which it happened.
-    step: the first SGD step (1-based, counted over the whole run) whose loss
-      was non-finite, or the epoch's last step if only the parameters were.
-  """
-
-  def __init__(self, message: str, epoch: int, step: int):
-    super().__init__(message)
-    self.epoch, self.step = epoch, step
 
 
 class Evaluation(NamedTuple):
@@ -396,24 +384,6 @@ def _as_typed_key(key: jax.Array) -> jax.Array:
   return jax.random.wrap_key_data(key)
 
 
-def _check_data(name: str, array: np.ndarray) -> None:
-  if np.iscomplexobj(array):
-    raise ValueError(f'{name} must be real, got dtype {array.dtype}.')
-  if array.dtype == object:
-    raise ValueError(f'{name} must be a numeric array, got dtype object.')
-  validation.check_finite(name, array)
-
-
-def _first_nonfinite_parameter(model: nnx.Module) -> str | None:
-  """The path of a parameter holding NaN or inf entries, or None."""
-  for path, value in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-    value = value.get_value()
-    if jnp.issubdtype(value.dtype, jnp.inexact) and not bool(
-        jnp.all(jnp.isfinite(value))):
-      return '/'.join(map(str, path))
-  return None
-
-
 BatchFn = Callable[[jax.Array], tuple[jax.Array, Any]]
 StopFn = Callable[[Sequence[EpochRecord]], bool]
 RateFn = Callable[[Sequence[EpochRecord]], float]
@@ -474,11 +444,11 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     mesh: a 1-D mesh with axis `'data'`; all devices by default.
     progress: show a progress bar over each epoch's steps on stderr, when
       stderr is a terminal.
-    on_nonfinite_loss: what an epoch whose loss or parameters became NaN or
-      infinite does. 'raise' (default): raise `DivergedError` naming the
-      epoch and the first bad step; the workdir keeps the last finite
-      checkpoint, the model holds the diverged parameters. 'record': end
-      training there and return the history with that epoch last (its
+    on_nonfinite_loss: what an epoch whose loss or parameters became NaN
+      or infinite does. 'raise' (default): raise `divergence.DivergedError`
+      naming the epoch and the first bad step; the workdir keeps the last
+      finite checkpoint, the model holds the diverged parameters. 'record':
+      end training there and return the history with that epoch last (its
       `train_loss` non-finite). With a workdir, the epoch enters the record
       but its arrays are not written: the record points at the previous
       epoch's, so `checkpoint.discard_last_epoch(workdir)` undoes it, and
@@ -508,7 +478,7 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
 
   Raises:
     ValueError: bad settings, or NaN or infinite data (before training).
-    DivergedError: see `on_nonfinite_loss`.
+    divergence.DivergedError: see `on_nonfinite_loss`.
   """
   mesh = _check_mesh(mesh)
   _check_config(config, mesh.size)
@@ -536,7 +506,7 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
       raise ValueError('y_train is required with training arrays.')
     x_train, y_train = np.asarray(x_train), np.asarray(y_train)
     for name, array in (('x_train', x_train), ('y_train', y_train)):
-      _check_data(name, array)
+      divergence.check_training_data(name, array)
     num_examples = len(x_train)
     if len(y_train) != num_examples:
       raise ValueError(f'x_train has {num_examples} examples, y_train '
@@ -547,7 +517,7 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     steps_per_epoch = num_examples // config.batch_size
   for name, array in (('x_eval', x_eval), ('y_eval', y_eval)):
     if array is not None:
-      _check_data(name, np.asarray(array))
+      divergence.check_training_data(name, np.asarray(array))
   if (x_eval is None) != (y_eval is None):
     raise ValueError('give both x_eval and y_eval, or neither.')
   if tx is None:
@@ -608,8 +578,9 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
           bar.update(stop - start)
       nnx.update((model, optimizer), state)
       epoch_losses = np.asarray(jnp.concatenate(losses))
-      diverged = _divergence(epoch_losses, model, epoch, steps_per_epoch,
-                             workdir, history)
+      diverged = divergence.epoch_divergence(
+          epoch_losses, model, epoch, steps_per_epoch, workdir,
+          checkpointed_epochs=len(history))
       if diverged is not None and on_nonfinite_loss == 'raise':
         raise diverged
       evaluation = Evaluation(None, {})
@@ -669,39 +640,6 @@ def set_learning_rate(optimizer: nnx.Optimizer, learning_rate: float
     raise ValueError('The optimizer state holds no injected learning_rate: '
                      'build tx with train.make_optimizer.')
   return found
-
-
-def _divergence(losses: np.ndarray, model: nnx.Module, epoch: int,
-                steps_per_epoch: int, workdir: str | os.PathLike | None,
-                history: list[EpochRecord]) -> DivergedError | None:
-  """A `DivergedError` if the epoch's losses or the parameters are not finite.
-
-  Args:
-    losses: the epoch's per-step losses.
-    model: the model after the epoch.
-    epoch: 0-based epoch.
-    steps_per_epoch: SGD steps per epoch.
-    workdir: fit's workdir, for the message.
-    history: the epochs before this one.
-  """
-  bad_steps = np.flatnonzero(~np.isfinite(losses))
-  parameter = None if bad_steps.size else _first_nonfinite_parameter(model)
-  if not bad_steps.size and parameter is None:
-    return None
-  if bad_steps.size:
-    step = epoch * steps_per_epoch + int(bad_steps[0]) + 1
-    what = (f'the training loss became {losses[bad_steps[0]]} at step {step} '
-            f'(step {int(bad_steps[0]) + 1} of the epoch)')
-  else:
-    step = (epoch + 1) * steps_per_epoch
-    what = f'parameter {parameter} became non-finite by step {step}'
-  kept = ('' if workdir is None else
-          f' Nothing of this epoch was checkpointed: {workdir} holds epoch '
-          f'{len(history)}.')
-  return DivergedError(
-      f'Training diverged in epoch {epoch + 1}: {what}.{kept} Lower the '
-      'learning rate, clip the gradients or check the data.',
-      epoch=epoch + 1, step=step)
 
 
 def _log(record: EpochRecord, num_epochs: int) -> None:

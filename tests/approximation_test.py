@@ -9,6 +9,7 @@ import pytest
 
 from l0enc import approximation
 from l0enc import approximation_reports
+from l0enc import divergence
 from l0enc import train
 from l0enc import validation
 
@@ -169,7 +170,7 @@ def test_a_diverging_candidate_drops_out_of_the_choice(tmp_path):
     assert set(selection['diverged']) == {'sgd_lr1e+30'}
     assert selection['optimizer'] == 'adam'
     assert set(selection['validation_error']) == {'adam_lr0.001'}
-  with pytest.raises(train.DivergedError, match='Every candidate diverged'):
+  with pytest.raises(divergence.DivergedError, match='Every candidate diverged'):
     approximation.run(dataclasses.replace(config, adam_learning_rates=()),
                       str(tmp_path / 'all'))
 

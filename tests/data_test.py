@@ -5,7 +5,6 @@ import sys
 import types
 
 import chex
-import jax
 import numpy as np
 import pytest
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from l0enc import synthetic
-from l0enc import validation
 
 
 def test_make_synthetic_shapes_norms_and_sparsity():

@@ -19,6 +19,7 @@ from fit_problems import exact_matmuls  # pylint: disable=unused-import
 from fit_problems import iht_problem, make_encoder, state_arrays
 from fit_problems import unit_dictionary
 from l0enc import checkpoint
+from l0enc import divergence
 from l0enc import models
 from l0enc import train
 
@@ -541,7 +542,7 @@ def _assert_checkpoint_finite(workdir, epoch):
 
 def test_a_nonfinite_loss_stops_fit_naming_epoch_and_step(tmp_path):
   run, step = _fit_clean_epoch_then_poisoned(tmp_path)
-  with pytest.raises(train.DivergedError,
+  with pytest.raises(divergence.DivergedError,
                      match=f'epoch 2: the training loss became nan at step '
                      f'{step} ') as error:
     run()
@@ -592,7 +593,7 @@ def test_nonfinite_parameters_are_never_checkpointed(tmp_path):
   x, y = iht_problem()
   model = make_encoder('l0')
   model.input_weights[...] = model.input_weights[...].at[0, 0].set(jnp.nan)
-  with pytest.raises(train.DivergedError, match='epoch 1'):
+  with pytest.raises(divergence.DivergedError, match='epoch 1'):
     # The NaN weight reaches every code through S: the loss is NaN at once.
     train.fit(model, x, y, key=jax.random.key(0), workdir=tmp_path,
               config=train.TrainConfig(num_epochs=1, batch_size=64))
