@@ -61,11 +61,12 @@ _BAD_FLAGS = [
     ('dictionary_conditioning.py', ['--num_train=-5'], 'num_train'),
     ('dictionary_conditioning.py', ['--lam=-1'], 'lam'),
     ('dictionary_conditioning.py', ['--data_dir=/missing/dir'], 'data_dir'),
-    ('solvers_benchmark.py', ['--m=0'], 'm'),
-    ('solvers_benchmark.py', ['--m=300'], 'm'),
-    ('solvers_benchmark.py', ['--repeats=0'], 'repeats'),
-    ('solvers_benchmark.py', ['--lam=-1'], 'lam'),
-    ('solvers_benchmark.py', ['--nonzero_prob=0'], 'nonzero_prob'),
+    ('solvers_benchmark.py', ['--config.m=0'], 'config.m'),
+    ('solvers_benchmark.py', ['--config.m=300'], 'config.m'),
+    ('solvers_benchmark.py', ['--config.repeats=0'], 'config.repeats'),
+    ('solvers_benchmark.py', ['--config.lam=-1'], 'config.lam'),
+    ('solvers_benchmark.py', ['--config.nonzero_prob=0'],
+     'config.nonzero_prob'),
     ('clustering.py', ['--data_dir={data}', '--pie_path=/missing.npz'],
      'pie_path'),
     ('clustering.py', ['--dataset=coil20', '--coil20_path=/missing.npz'],
@@ -87,9 +88,10 @@ _BAD_FLAGS = [
     ('ddse.py', ['--batch_size=0'], 'batch_size'),
     ('encoding_benchmark.py', ['--workdir=/missing/dir'], 'workdir'),
     ('summary.py', ['--results_dir=/missing/dir'], 'results_dir'),
-    ('training_step_benchmark.py', ['--batch_size=0'], 'batch_size'),
-    ('training_step_benchmark.py', ['--m=600'], 'm'),
-    ('training_step_benchmark.py', ['--runs=0'], 'runs'),
+    ('training_step_benchmark.py', ['--config.batch_size=0'],
+     'config.batch_size'),
+    ('training_step_benchmark.py', ['--config.m=600'], 'config.m'),
+    ('training_step_benchmark.py', ['--config.runs=0'], 'config.runs'),
     ('unrolled_benchmark.py', ['--num_stages=0'], 'num_stages'),
     ('unrolled_benchmark.py', ['--methods=lista,nope'], 'methods'),
     ('unrolled_benchmark.py', ['--settings=noiseless,loud'], 'settings'),
@@ -122,6 +124,9 @@ def fixture_parse_flags(monkeypatch):
                  name, '').startswith('absl')}
     for name in aside:
       delattr(flags.FLAGS, name)
+    # config_flags defines the --config.<field> overrides it finds in
+    # sys.argv when the script defines --config.
+    monkeypatch.setattr(sys, 'argv', [script] + argv)
     try:
       spec.loader.exec_module(importlib.util.module_from_spec(spec))
       flags.FLAGS([script] + argv)
@@ -175,9 +180,11 @@ def test_training_step_benchmark_runs_with_tiny_settings(tmp_path):
   completed = subprocess.run(
       [sys.executable,
        os.path.join(ROOT, 'experiments', 'training_step_benchmark.py'),
-       '--signal_dim=6', '--code_dim=8', '--num_stages=2', '--batch_size=4',
-       '--m=3', '--scan_steps=2', '--top_m_rows=16', '--top_m_dim=8',
-       '--top_m_m=2', '--repeats=1', '--runs=2', f'--workdir={tmp_path}'],
+       '--config.signal_dim=6', '--config.code_dim=8',
+       '--config.num_stages=2', '--config.batch_size=4', '--config.m=3',
+       '--config.scan_steps=2', '--config.top_m_rows=16',
+       '--config.top_m_dim=8', '--config.top_m_m=2', '--config.repeats=1',
+       '--config.runs=2', f'--workdir={tmp_path}'],
       capture_output=True, text=True, timeout=600, cwd=ROOT,
       env=dict(os.environ, JAX_PLATFORMS='cpu'))
   assert completed.returncode == 0, completed.stderr[-3000:]
