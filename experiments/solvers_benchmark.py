@@ -87,9 +87,7 @@ class Settings:
     validation.check_int_in_range(
         'm (at most min(signal_dim, code_dim), for OMP)', self.m, 1,
         min(self.signal_dim, self.code_dim))
-    if not 0 < self.nonzero_prob <= 1:
-      raise ValueError(f'nonzero_prob must be in (0, 1], got '
-                       f'{self.nonzero_prob}.')
+    validation.check_fraction('nonzero_prob', self.nonzero_prob)
     validation.check_finite('snr_db', self.snr_db)
     validation.check_positive('lam', self.lam)
     validation.check_nonnegative('match_rtol', self.match_rtol)

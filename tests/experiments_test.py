@@ -92,13 +92,18 @@ _BAD_FLAGS = [
      'config.batch_size'),
     ('training_step_benchmark.py', ['--config.m=600'], 'config.m'),
     ('training_step_benchmark.py', ['--config.runs=0'], 'config.runs'),
-    ('unrolled_benchmark.py', ['--num_stages=0'], 'num_stages'),
+    ('unrolled_benchmark.py', ['--config.num_stages=0'], 'config.num_stages'),
     ('unrolled_benchmark.py', ['--methods=lista,nope'], 'methods'),
     ('unrolled_benchmark.py', ['--settings=noiseless,loud'], 'settings'),
-    ('unrolled_benchmark.py', ['--refine_decays=0.2,-1'], 'refine_decays'),
-    ('unrolled_benchmark.py', ['--refine_decays=0.2,x'], 'refine_decays'),
-    ('unrolled_benchmark.py', ['--nonzero_prob=0'], 'nonzero_prob'),
-    ('unrolled_benchmark.py', ['--learning_rate=nan'], 'learning_rate'),
+    ('unrolled_benchmark.py', ['--config.refine_decays=(0.2, -1)'],
+     'config.refine_decays'),
+    ('unrolled_benchmark.py', ['--config.refine_decays=(0.2, "x")'],
+     'config.refine_decays'),
+    ('unrolled_benchmark.py', ['--config.nonzero_prob=0'],
+     'config.nonzero_prob'),
+    ('unrolled_benchmark.py', ['--config.learning_rate=nan'],
+     'config.learning_rate'),
+    ('unrolled_benchmark.py', ['--config.training=both'], 'config.training'),
 ]
 
 
@@ -157,6 +162,19 @@ def test_every_script_with_flags_has_bad_flag_cases():
   with_flags = [script for script in SCRIPTS if 'flags.DEFINE_' in open(
       os.path.join(ROOT, 'experiments', script)).read()]
   assert sorted({script for script, _, _ in _BAD_FLAGS}) == with_flags
+
+
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'experiments', 'configs',
+                                       '*_*.py')))
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
+def test_every_config_file_parses_into_its_settings(parse_flags, path):
+  # experiments/configs/<script>_<preset>.py configures experiments/<script>.
+  name = os.path.basename(path)[:-3]
+  script = next(script for script in SCRIPTS
+                if name.startswith(script[:-3] + '_'))
+  parse_flags(script, [f'--config={path}'])
 
 
 def test_good_paths_pass_and_the_data_dir_defaults_to_the_environment(
