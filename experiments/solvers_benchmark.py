@@ -9,17 +9,23 @@ Both sides code the same signals over the same unit-norm random dictionary:
   OMP and IHT against 'omp'.
 
 "Matched quality": FISTA runs on a ladder of tolerances, and the loosest one
-whose mean objective is within `--match_rtol` of the best scikit-learn
+whose mean objective is within `match_rtol` of the best scikit-learn
 objective is the one timed. OMP is the same greedy algorithm on both sides.
 IHT (100 iterations from zero) reaches a different local minimum of (2); its
 row is there for its speed and quality, not as a matched comparison.
 
     python experiments/solvers_benchmark.py                  # the default
-    python experiments/solvers_benchmark.py --num_signals=1000 --workdir=/tmp/b
+    python experiments/solvers_benchmark.py --config.num_signals=1000 \
+        --workdir=/tmp/b
+
+The settings are a `get_config()` file (`--config`, by default
+`experiments/configs/solvers_benchmark_default.py`); any field can be
+overridden as `--config.<field>=<value>`.
 
 Writes `results.json`, `results.md` and `time_vs_objective.png` to --workdir.
 """
 
+import dataclasses
 import logging as python_logging
 import os
 import platform
@@ -36,44 +42,66 @@ import numpy as np
 from sklearn import decomposition
 from sklearn import exceptions
 
-from l0enc import data
+from l0enc import adaptive_solvers
 from l0enc import reporting
 from l0enc import solvers
+from l0enc import synthetic
 from l0enc import validation
+from l0enc.experiments import configs
 
-flags.DEFINE_integer('num_signals', 10_000, 'Number of signals to code.',
-                     lower_bound=1)
-flags.DEFINE_integer('signal_dim', 256, 'Signal dimension n.', lower_bound=1)
-flags.DEFINE_integer('code_dim', 512, 'Dictionary size p (number of atoms).',
-                     lower_bound=1)
-flags.DEFINE_float('nonzero_prob', 0.05,
-                   'Probability that an entry of the generating codes is '
-                   'nonzero (signals are D a + noise).')
-flags.DEFINE_float('snr_db', 20.0, 'Signal-to-noise ratio of the signals.')
-flags.DEFINE_float('lam', 0.1, 'l1 weight of problem (3).')
-flags.DEFINE_integer('m', 32, 'Sparsity M of problem (2), at most '
-                     'min(--signal_dim, --code_dim).', lower_bound=1)
-flags.DEFINE_float('match_rtol', 1e-5,
-                   'FISTA counts as matched when its mean objective is at '
-                   'most (1 + match_rtol) times the best scikit-learn one.')
-flags.DEFINE_integer('repeats', 3, 'Timed repetitions of the l0enc solvers, '
-                     'after a warm-up (the median is kept); scikit-learn runs '
-                     'once.', lower_bound=1)
-flags.DEFINE_integer('seed', 0, 'PRNG seed of the dictionary and signals.',
-                     lower_bound=0)
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The problem and the timing of the benchmark: the fields of `--config`.
+
+  Attributes:
+    num_signals: signals to code.
+    signal_dim: n.
+    code_dim: p, the number of atoms.
+    nonzero_prob: probability that an entry of the generating codes is
+      nonzero (the signals are `D a + noise`).
+    snr_db: signal-to-noise ratio of the signals.
+    lam: l1 weight of problem (3).
+    m: sparsity M of problem (2), at most `min(signal_dim, code_dim)` (OMP).
+    match_rtol: FISTA counts as matched when its mean objective is at most
+      `(1 + match_rtol)` times the best scikit-learn one.
+    repeats: timed repetitions of the l0enc solvers, after a warm-up (the
+      median is kept); scikit-learn runs once.
+    seed: PRNG seed of the dictionary and the signals.
+  """
+  num_signals: int
+  signal_dim: int
+  code_dim: int
+  nonzero_prob: float
+  snr_db: float
+  lam: float
+  m: int
+  match_rtol: float
+  repeats: int
+  seed: int
+
+  def __post_init__(self):
+    for name in ('num_signals', 'signal_dim', 'code_dim', 'repeats'):
+      validation.check_int_in_range(name, getattr(self, name), 1, 2**31 - 1)
+    validation.check_int_in_range('seed', self.seed, 0, 2**31 - 1)
+    validation.check_int_in_range(
+        'm (at most min(signal_dim, code_dim), for OMP)', self.m, 1,
+        min(self.signal_dim, self.code_dim))
+    validation.check_fraction('nonzero_prob', self.nonzero_prob)
+    validation.check_finite('snr_db', self.snr_db)
+    validation.check_positive('lam', self.lam)
+    validation.check_nonnegative('match_rtol', self.match_rtol)
+
+
+CONFIG = configs.define_config_flag(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
+                 'solvers_benchmark_default.py'), Settings,
+    help_string='A get_config() file of the problem and the timing (the '
+    'fields of Settings); override fields as --config.num_signals=1000.')
 flags.DEFINE_string('workdir', 'workdir/solvers_benchmark',
                     'Directory for results.json, results.md and the plot.')
 
 FLAGS = flags.FLAGS
-validation.register_flag_checks(positive=('lam',), nonnegative=('match_rtol',),
-                                fraction=('nonzero_prob',))
-flags.register_validator('snr_db', lambda value: abs(value) < float('inf'),
-                         message='must be finite')
-flags.register_multi_flags_validator(
-    ['m', 'signal_dim', 'code_dim'],
-    lambda values: values['m'] <= min(values['signal_dim'],
-                                      values['code_dim']),
-    message='--m must be at most min(--signal_dim, --code_dim) (OMP)')
 
 # FISTA relative-change tolerances tried, loosest first.
 TOLERANCE_LADDER = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
@@ -95,7 +123,7 @@ def run_benchmark(*, num_signals: int, signal_dim: int, code_dim: int,
                   nonzero_prob: float, snr_db: float, lam: float, m: int,
                   match_rtol: float, repeats: int, seed: int) -> dict[str, Any]:
   """Runs every method on one problem instance and returns the results."""
-  problem = data.make_synthetic(
+  problem = synthetic.make_synthetic(
       jax.random.PRNGKey(seed), num_signals, signal_dim=signal_dim,
       code_dim=code_dim, nonzero_prob=nonzero_prob, snr_db=snr_db)
   x, dictionary = problem.signals, problem.dictionary
@@ -152,7 +180,7 @@ def run_benchmark(*, num_signals: int, signal_dim: int, code_dim: int,
   # The M-sparse problem (2).
   codes, seconds = sklearn_encode('omp', n_nonzero_coefs=m)
   record('m', 'scikit-learn omp', seconds, codes)
-  omp = lambda: solvers.omp(x, dictionary, m)
+  omp = lambda: adaptive_solvers.omp(x, dictionary, m)
   record('m', 'l0enc omp', reporting.time_call(omp, repeats=repeats),
          np.asarray(omp().codes), matched=True)
   iht = lambda: solvers.iht(x, dictionary, m=m, num_iterations=IHT_ITERATIONS)
@@ -241,11 +269,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   python_logging.getLogger('jax').setLevel(python_logging.WARNING)
-  results = run_benchmark(
-      num_signals=FLAGS.num_signals, signal_dim=FLAGS.signal_dim,
-      code_dim=FLAGS.code_dim, nonzero_prob=FLAGS.nonzero_prob,
-      snr_db=FLAGS.snr_db, lam=FLAGS.lam, m=FLAGS.m,
-      match_rtol=FLAGS.match_rtol, repeats=FLAGS.repeats, seed=FLAGS.seed)
+  settings = configs.to_settings(Settings, CONFIG.value)
+  results = run_benchmark(**dataclasses.asdict(settings))
   os.makedirs(FLAGS.workdir, exist_ok=True)
   reporting.write_json_atomic(os.path.join(FLAGS.workdir, 'results.json'),
                               results)

@@ -9,24 +9,31 @@ the ratio `step time / matmul time`, not seconds (this machine is shared, so
 seconds move between runs; the ratio much less). Target: within 1.5x.
 
 `ops.top_m` (max-M pooling and unpooling) is timed the same way, against one
-product of its own size: a batch of `--top_m_rows` signals times a square
-`--top_m_dim` matrix (target: at most 0.5x); the former implementation, by
+product of its own size: a batch of `top_m_rows` signals times a square
+`top_m_dim` matrix (target: at most 0.5x); the former implementation, by
 `lax.top_k`, is timed next to it.
 
 After a warm-up call each, the calls being compared are timed in turns,
-`--repeats` rounds of one call each (`reporting.time_call`,
+`repeats` rounds of one call each (`reporting.time_call`,
 `block_until_ready`), and each ratio is the median over the rounds of the
 per-round ratio: calls made moments apart on this shared machine. The
-whole measurement runs `--runs` times; the results give the median and the
+whole measurement runs `runs` times; the results give the median and the
 spread of each ratio over the runs.
 
     python experiments/training_step_benchmark.py           # the defaults
-    python experiments/training_step_benchmark.py --runs=1 --repeats=3 \
-        --num_stages=2 --batch_size=8 --workdir=/tmp/bench
+    python experiments/training_step_benchmark.py --config.runs=1 \
+        --config.repeats=3 --config.num_stages=2 --config.batch_size=8 \
+        --workdir=/tmp/bench
+
+The settings (the names in backquotes above) are a `get_config()` file
+(`--config`, by default
+`experiments/configs/training_step_benchmark_default.py`); any field can be
+overridden as `--config.<field>=<value>`.
 
 Writes `results.json` and `results.md` to --workdir.
 """
 
+import dataclasses
 import logging as python_logging
 import os
 import platform
@@ -45,42 +52,65 @@ from l0enc import models
 from l0enc import ops
 from l0enc import reporting
 from l0enc import train
+from l0enc import validation
+from l0enc.experiments import configs
 
-flags.DEFINE_integer('signal_dim', 250, 'Signal dimension n of the encoders.')
-flags.DEFINE_integer('code_dim', 500, 'Code dimension p of the encoders.')
-flags.DEFINE_integer('num_stages', 16, 'Unrolled stages K of the encoders.')
-flags.DEFINE_integer('batch_size', 64, 'Signals per training step.')
-flags.DEFINE_integer('m', 50, 'M of the Deep M-Sparse encoder.')
-flags.DEFINE_integer('scan_steps', 20, 'Steps per call of train.train_steps '
-                     '(one lax.scan), timed per step next to the single '
-                     'step.')
-flags.DEFINE_integer('top_m_rows', 10_000, 'Rows of the top_m benchmark.')
-flags.DEFINE_integer('top_m_dim', 512, 'Row length p of the top_m benchmark '
-                     '(and size of its square matmul).')
-flags.DEFINE_integer('top_m_m', 32, 'M of the top_m benchmark.')
-flags.DEFINE_integer('repeats', 15, 'Rounds of timed calls after a warm-up '
-                     'call (the median per-round ratio is kept).')
-flags.DEFINE_integer('runs', 3, 'Times the whole measurement is repeated; '
-                     'the results give the median, min and max ratio.')
-flags.DEFINE_integer('seed', 0, 'PRNG seed of the weights and data.')
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The sizes and the timing of the benchmark: the fields of `--config`.
+
+  Attributes:
+    signal_dim: signal dimension n of the encoders.
+    code_dim: code dimension p of the encoders.
+    num_stages: unrolled stages K of the encoders.
+    batch_size: signals per training step.
+    m: M of the Deep M-Sparse encoder, at most `code_dim`.
+    scan_steps: steps per call of `train.train_steps` (one `lax.scan`),
+      timed per step next to the single step.
+    top_m_rows: rows of the top_m benchmark.
+    top_m_dim: row length p of the top_m benchmark (and the size of its
+      square matmul).
+    top_m_m: M of the top_m benchmark, at most `top_m_dim`.
+    repeats: rounds of timed calls after a warm-up call (the median
+      per-round ratio is kept).
+    runs: times the whole measurement is repeated; the results give the
+      median, min and max ratio.
+    seed: PRNG seed of the weights and the data.
+  """
+  signal_dim: int
+  code_dim: int
+  num_stages: int
+  batch_size: int
+  m: int
+  scan_steps: int
+  top_m_rows: int
+  top_m_dim: int
+  top_m_m: int
+  repeats: int
+  runs: int
+  seed: int
+
+  def __post_init__(self):
+    for name in ('signal_dim', 'code_dim', 'num_stages', 'batch_size',
+                 'scan_steps', 'top_m_rows', 'top_m_dim', 'repeats', 'runs'):
+      validation.check_int_in_range(name, getattr(self, name), 1, 2**31 - 1)
+    validation.check_int_in_range('seed', self.seed, 0, 2**31 - 1)
+    validation.check_int_in_range('m (at most code_dim)', self.m, 1,
+                                  self.code_dim)
+    validation.check_int_in_range('top_m_m (at most top_m_dim)',
+                                  self.top_m_m, 1, self.top_m_dim)
+
+
+CONFIG = configs.define_config_flag(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
+                 'training_step_benchmark_default.py'), Settings,
+    help_string='A get_config() file of the sizes and the timing (the '
+    'fields of Settings); override fields as --config.runs=1.')
 flags.DEFINE_string('workdir', 'results/training_step_benchmark',
                     'Directory for results.json and results.md.')
 
 FLAGS = flags.FLAGS
-for _name in ('signal_dim', 'code_dim', 'num_stages', 'batch_size', 'm',
-              'scan_steps', 'top_m_rows', 'top_m_dim', 'top_m_m', 'repeats',
-              'runs'):
-  flags.register_validator(_name, lambda value: value >= 1,
-                           message='must be at least 1')
-flags.register_validator('seed', lambda value: value >= 0,
-                         message='must be non-negative')
-flags.register_multi_flags_validator(
-    ['m', 'code_dim'], lambda values: values['m'] <= values['code_dim'],
-    message='--m must be at most --code_dim')
-flags.register_multi_flags_validator(
-    ['top_m_m', 'top_m_dim'],
-    lambda values: values['top_m_m'] <= values['top_m_dim'],
-    message='--top_m_m must be at most --top_m_dim')
 
 ENCODERS = ('LISTA', 'DeepL0Encoder', 'DeepMSparseEncoder', 'MLPEncoder')
 STEP_TARGET = 1.5
@@ -312,12 +342,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   python_logging.getLogger('jax').setLevel(python_logging.WARNING)
-  results = run_benchmark(
-      signal_dim=FLAGS.signal_dim, code_dim=FLAGS.code_dim,
-      num_stages=FLAGS.num_stages, batch_size=FLAGS.batch_size, m=FLAGS.m,
-      scan_steps=FLAGS.scan_steps, top_m_rows=FLAGS.top_m_rows,
-      top_m_dim=FLAGS.top_m_dim, top_m_m=FLAGS.top_m_m,
-      repeats=FLAGS.repeats, runs=FLAGS.runs, seed=FLAGS.seed)
+  settings = configs.to_settings(Settings, CONFIG.value)
+  results = run_benchmark(**dataclasses.asdict(settings))
   os.makedirs(FLAGS.workdir, exist_ok=True)
   reporting.write_json_atomic(os.path.join(FLAGS.workdir, 'results.json'),
                               results)

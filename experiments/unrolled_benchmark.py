@@ -1,7 +1,7 @@
 r"""The standard unrolled-encoder benchmark: NMSE per stage on 250 x 500 CS.
 
-The problem of the LISTA-CPSS and ALISTA papers, generated from --seed (our
-own matrix and test set, `l0enc.data.make_synthetic_problem`): D is a
+The problem of the LISTA-CPSS and ALISTA papers, generated from `seed` (our
+own matrix and test set, `l0enc.synthetic.make_synthetic_problem`): D is a
 250 x 500 Gaussian matrix with unit-norm columns, codes have Bernoulli(0.1)
 supports with N(0, 1) values, x = D a, noiseless and at SNR 40 dB. Training
 batches are fresh samples of a stream (never repeated); the validation set
@@ -20,31 +20,29 @@ fixed. Every method has 16 stages (iterations):
              `l0enc.lista.ALISTA(neuron='helu' | 'top_m')`.
 
 Learned methods are trained stage-wise (`l0enc.stagewise`, the papers'
-recipe) or end to end (--training). Each (setting, method) is a resumable
+recipe) or end to end (`training`). Each (setting, method) is a resumable
 unit in <workdir>/<setting>/<method>/: kill the run and start the same
 command again, finished units are read back and the interrupted one resumes.
 
     python experiments/unrolled_benchmark.py                 # quick preset
-    python experiments/unrolled_benchmark.py --preset=paper  # one GPU
-    python experiments/unrolled_benchmark.py --methods=alista --settings=0
+    python experiments/unrolled_benchmark.py \
+        --config=experiments/configs/unrolled_benchmark_paper.py  # one GPU
+    python experiments/unrolled_benchmark.py --methods=alista --settings=0 \
+        --config.num_stages=8
 
-Presets:
-  quick  two shared CPU cores, about 40 minutes (noiseless first): short
-         phases (a validation every 25 steps, a plateau after one without
-         improvement, at most 3 per phase), one refinement rate (x0.2)
-         instead of two, 250 validation signals: 50-75 steps per phase,
-         about 2,000 per method. Far from converged: the papers train each
-         phase until 4,000 steps pass without improvement.
-  paper  one GPU, meant for about 10 minutes (an estimate: it has not run
-         on a GPU yet): the papers' phases (x0.2 and x0.02), a validation
-         every 50 steps, a plateau after two without improvement, at most
-         10 per phase.
-Every flag below overrides its preset value.
+The settings of the problem and the training are a `get_config()` file
+(`--config`; the fields of `Settings`), one per preset:
+`experiments/configs/unrolled_benchmark_quick.py` (the default: two shared
+CPU cores, about 40 minutes, far from converged) and
+`unrolled_benchmark_paper.py` (the papers' phases, for one GPU); any field
+can be overridden as `--config.<field>=<value>`. Which methods and noise
+settings run, and where, are ordinary flags.
 
 Writes results.json, results.md, README.md (the tables and their reading),
 nmse_per_stage.png and training_curves.png to --output_dir.
 """
 
+import dataclasses
 import logging as python_logging
 import os
 import platform
@@ -59,14 +57,15 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from l0enc import data
 from l0enc import lista
 from l0enc import metrics
 from l0enc import models
 from l0enc import reporting
 from l0enc import solvers
 from l0enc import stagewise
+from l0enc import synthetic
 from l0enc import validation
+from l0enc.experiments import configs
 
 NOISELESS = 'noiseless'
 CLASSICAL = ('ista', 'fista', 'iht', 'iht_m', 'fista_converged')
@@ -89,61 +88,104 @@ LAM_GRID = tuple(float(v) for v in np.geomspace(1e-3, 1.0, 13))
 # M of problem (2), as multiples of the expected number of nonzeros (50).
 M_GRID_FACTORS = (0.8, 1.0, 1.2, 1.5, 2.0)
 
-PRESETS = {
-    'quick': dict(steps_per_epoch=25, patience=1, max_epochs=3,
-                  refine_decays=(0.2,), num_validation=250,
-                  note=('Quick preset (two CPU cores): short phases and one '
-                        'refinement rate; far from the papers\' budget '
-                        '(phases end after 4,000 steps without '
-                        'improvement), so not converged.')),
-    'paper': dict(steps_per_epoch=50, patience=2, max_epochs=10,
-                  refine_decays=(0.2, 0.02), num_validation=1000,
-                  note=("Paper preset: the papers' phases (x0.2, x0.02) "
-                        'with shorter plateaus, for one GPU.')),
-}
+TRAININGS = ('stagewise', 'end_to_end')
+PRESETS = ('quick', 'paper')
+_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 
-flags.DEFINE_enum('preset', 'quick', list(PRESETS),
-                  'Defaults for the flags below: "quick" for two CPU cores '
-                  '(about half an hour), "paper" for one GPU (about 10 '
-                  'minutes).')
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The problem and the training of the benchmark: the fields of `--config`.
+
+  `experiments/configs/unrolled_benchmark_<preset>.py` holds each preset's
+  values (see their docstrings).
+
+  Attributes:
+    preset: 'quick' or 'paper': names the report and the default workdir
+      and output directory.
+    note: the report's note on the preset.
+    num_stages: stages (iterations) of every method.
+    signal_dim: n.
+    code_dim: p.
+    nonzero_prob: probability that a code entry is nonzero.
+    num_test: fixed test codes.
+    num_validation: fixed validation codes.
+    seed: seed of the matrix, the stream and the sets.
+    training: 'stagewise' (the papers' recipe) or 'end_to_end'.
+    batch_size: training batch (the papers' 64).
+    learning_rate: base Adam rate (the papers' 5e-4).
+    refine_decays: refinement rates as multiples of the base rate.
+    stage_decay: rates of earlier stages are multiplied by this after each
+      stage (the papers' 0.3).
+    steps_per_epoch: steps between validations.
+    patience: validations without improvement that end a phase.
+    max_epochs: most validations per phase.
+    l0_lam: l0 weight that initializes the Deep l0 thresholds; None: the one
+      IHT chose on validation (for deep_l0), the best on validation of the
+      untrained encoder (for alista_l0).
+    max_m: largest M of the M-sparse encoders (M per stage grows to it).
+    m_growth: M of stage k is `min(k * m_growth, max_m)`.
+    fista_max_iterations: cap of converged FISTA.
+  """
+  preset: str
+  note: str
+  num_stages: int
+  signal_dim: int
+  code_dim: int
+  nonzero_prob: float
+  num_test: int
+  num_validation: int
+  seed: int
+  training: str
+  batch_size: int
+  learning_rate: float
+  refine_decays: tuple[float, ...]
+  stage_decay: float
+  steps_per_epoch: int
+  patience: int
+  max_epochs: int
+  l0_lam: float | None
+  max_m: int
+  m_growth: int
+  fista_max_iterations: int
+
+  def __post_init__(self):
+    validation.check_choice('preset', self.preset, PRESETS)
+    validation.check_choice('training', self.training, TRAININGS)
+    for name in ('num_stages', 'signal_dim', 'code_dim', 'num_test',
+                 'num_validation', 'batch_size', 'max_m', 'm_growth',
+                 'fista_max_iterations'):
+      validation.check_int_in_range(name, getattr(self, name), 1, 2**31 - 1)
+    validation.check_int_in_range('seed', self.seed, 0, 2**31 - 1)
+    validation.check_fraction('nonzero_prob', self.nonzero_prob)
+    validation.check_fraction('stage_decay', self.stage_decay)
+    if not all(isinstance(decay, (int, float)) and not isinstance(decay, bool)
+               for decay in self.refine_decays):
+      raise ValueError(f'refine_decays must be numbers, got '
+                       f'{self.refine_decays!r}.')
+    validation.check_positive('l0_lam', self.l0_lam)
+    stagewise.check_config(self.stagewise_config())
+
+  def stagewise_config(self) -> stagewise.StagewiseConfig:
+    """The phases of the learned methods' training."""
+    return stagewise.StagewiseConfig(
+        learning_rate=self.learning_rate,
+        refine_decays=tuple(float(v) for v in self.refine_decays),
+        stage_decay=self.stage_decay, steps_per_epoch=self.steps_per_epoch,
+        patience=self.patience, max_epochs=self.max_epochs,
+        phase_sigmas=(0.2, 0.05, 0.01, 0.005)[:1 + len(self.refine_decays)])
+
+
+CONFIG = configs.define_config_flag(
+    os.path.join(_CONFIGS, 'unrolled_benchmark_quick.py'), Settings,
+    help_string='A get_config() file of the problem and the training (the '
+    'fields of Settings): experiments/configs/unrolled_benchmark_quick.py '
+    '(the default) or unrolled_benchmark_paper.py; override fields as '
+    '--config.num_stages=8.')
 flags.DEFINE_list('methods', list(CLASSICAL + LEARNED),
                   'Methods, from ' + ', '.join(CLASSICAL + LEARNED) + '.')
 flags.DEFINE_list('settings', [NOISELESS, '40'],
                   f'Noise settings: "{NOISELESS}" and/or SNRs in dB.')
-flags.DEFINE_integer('num_stages', 16, 'Stages (iterations) of every method.', lower_bound=1)
-flags.DEFINE_integer('signal_dim', data.STANDARD_SIGNAL_DIM, 'n.', lower_bound=1)
-flags.DEFINE_integer('code_dim', data.STANDARD_CODE_DIM, 'p.', lower_bound=1)
-flags.DEFINE_float('nonzero_prob', data.STANDARD_NONZERO_PROB,
-                   'Probability that a code entry is nonzero.')
-flags.DEFINE_integer('num_test', 1000, 'Fixed test codes.', lower_bound=1)
-flags.DEFINE_integer('num_validation', None, "Fixed validation codes "
-                     "(default: the preset's).", lower_bound=1)
-flags.DEFINE_integer('batch_size', 64, 'Training batch (the papers\' 64).', lower_bound=1)
-flags.DEFINE_enum('training', 'stagewise', ['stagewise', 'end_to_end'],
-                  'Stage-wise (the papers\' recipe) or end-to-end training.')
-flags.DEFINE_float('learning_rate', 5e-4, 'Base Adam rate (the papers\').')
-flags.DEFINE_list('refine_decays', None, "Refinement rates as multiples of "
-                  "the base rate (default: the preset's).")
-flags.DEFINE_float('stage_decay', 0.3, 'Rates of earlier stages are '
-                   'multiplied by this after each stage (the papers\' 0.3).')
-flags.DEFINE_integer('steps_per_epoch', None, "Steps between validations "
-                     "(default: the preset's).", lower_bound=1)
-flags.DEFINE_integer('patience', None, "Validations without improvement "
-                     "that end a phase (default: the preset's).", lower_bound=1)
-flags.DEFINE_integer('max_epochs', None, "Most validations per phase "
-                     "(default: the preset's).", lower_bound=1)
-flags.DEFINE_float('l0_lam', None, 'l0 weight that initializes the Deep l0 '
-                   'thresholds; default: the one IHT chose on validation '
-                   '(for deep_l0), the best on validation of the untrained '
-                   'encoder (for alista_l0).')
-flags.DEFINE_integer('max_m', 100, 'Largest M of the M-sparse encoders '
-                     '(M per stage grows to it).', lower_bound=1)
-flags.DEFINE_integer('m_growth', 12, 'M of stage k: min(k * m_growth, '
-                     'max_m).', lower_bound=1)
-flags.DEFINE_integer('fista_max_iterations', 3000, 'Cap of converged FISTA.', lower_bound=1)
-flags.DEFINE_integer('seed', 0, 'Seed of the matrix, stream and sets.')
-flags.DEFINE_string('note', '', 'A sentence added to the report\'s note, '
-                    'e.g. what this run changed from its preset.')
 flags.DEFINE_string('workdir', None, 'Checkpoints and finished units '
                     '(default: workdir/unrolled_benchmark_<preset>).')
 flags.DEFINE_string('output_dir', None, 'Results (default: '
@@ -151,12 +193,9 @@ flags.DEFINE_string('output_dir', None, 'Results (default: '
                     'results/unrolled_benchmark_paper for paper).')
 
 FLAGS = flags.FLAGS
-validation.register_flag_checks(
-    positive=('learning_rate', 'l0_lam', 'refine_decays'),
-    fraction=('nonzero_prob', 'stage_decay'))
 flags.register_validator(
     'methods', lambda methods: set(methods) <= set(CLASSICAL + LEARNED),
-    'must name methods from ' + ', '.join(CLASSICAL + LEARNED) + '.')
+    'Unknown method(s): choose from ' + ', '.join(CLASSICAL + LEARNED) + '.')
 
 
 def _is_setting(setting: str) -> bool:
@@ -170,11 +209,6 @@ def _is_setting(setting: str) -> bool:
 flags.register_validator(
     'settings', lambda settings: all(map(_is_setting, settings)),
     f'must each be "{NOISELESS}" or an SNR in dB.')
-
-
-def _pick(name: str) -> Any:
-  value = getattr(FLAGS, name)
-  return PRESETS[FLAGS.preset][name] if value is None else value
 
 
 def setting_snr(setting: str) -> float | None:
@@ -192,18 +226,19 @@ def setting_name(setting: str) -> str:
   return NOISELESS if setting == NOISELESS else f'snr_{float(setting):g}db'
 
 
-def make_problem(setting: str, num_validation: int) -> data.SyntheticProblem:
+def make_problem(setting: str,
+                 settings: Settings) -> synthetic.SyntheticProblem:
   """The problem of a setting: the same D and keys, the setting's noise."""
-  return data.make_synthetic_problem(
-      jax.random.key(FLAGS.seed), signal_dim=FLAGS.signal_dim,
-      code_dim=FLAGS.code_dim, nonzero_prob=FLAGS.nonzero_prob,
-      snr_db=setting_snr(setting), batch_size=FLAGS.batch_size,
-      num_validation=num_validation, num_test=FLAGS.num_test)
+  return synthetic.make_synthetic_problem(
+      jax.random.key(settings.seed), signal_dim=settings.signal_dim,
+      code_dim=settings.code_dim, nonzero_prob=settings.nonzero_prob,
+      snr_db=setting_snr(setting), batch_size=settings.batch_size,
+      num_validation=settings.num_validation, num_test=settings.num_test)
 
 
-def m_schedule(num_stages: int) -> tuple[int, ...]:
-  return tuple(min(k * FLAGS.m_growth, FLAGS.max_m)
-               for k in range(1, num_stages + 1))
+def m_schedule(settings: Settings) -> tuple[int, ...]:
+  return tuple(min(k * settings.m_growth, settings.max_m)
+               for k in range(1, settings.num_stages + 1))
 
 
 # ------------------------------------------------------------ classical rows
@@ -222,9 +257,10 @@ def _iterations_nmse(run, x, target, num_stages) -> list[float]:
   return curve
 
 
-def classical_row(method: str, problem: data.SyntheticProblem,
-                  num_stages: int) -> dict[str, Any]:
+def classical_row(method: str, problem: synthetic.SyntheticProblem,
+                  settings: Settings) -> dict[str, Any]:
   """NMSE per iteration on the test set, lambda/M chosen on validation."""
+  num_stages = settings.num_stages
   d = problem.dictionary
   step = lista.paper_step_size(d)
   val, test = problem.validation, problem.test
@@ -256,7 +292,7 @@ def classical_row(method: str, problem: data.SyntheticProblem,
                                   step_size=step).codes, codes)
               for k in range(1, num_stages + 1)]
     result = solvers.fista(signals, d, param, tol=1e-7,
-                           num_iterations=FLAGS.fista_max_iterations,
+                           num_iterations=settings.fista_max_iterations,
                            step_size=step)
     return [_nmse(result.codes, codes)] * num_stages
 
@@ -281,9 +317,10 @@ def classical_row(method: str, problem: data.SyntheticProblem,
 # ------------------------------------------------------------ learned rows
 
 
-def build_encoder(method: str, problem: data.SyntheticProblem,
-                  num_stages: int, l0_lam: float):
+def build_encoder(method: str, problem: synthetic.SyntheticProblem,
+                  settings: Settings, l0_lam: float):
   """Each encoder with its paper's initialization (see l0enc.lista)."""
+  num_stages = settings.num_stages
   d = problem.dictionary
   step = lista.paper_step_size(d)
   if method == 'lista':
@@ -302,17 +339,18 @@ def build_encoder(method: str, problem: data.SyntheticProblem,
         support_selection=True)
   if method == 'deep_msparse':
     return models.DeepMSparseEncoder.from_dictionary(
-        d, m=m_schedule(num_stages), num_stages=num_stages, tied=False,
+        d, m=m_schedule(settings), num_stages=num_stages, tied=False,
         step_size=step)
   if method == 'alista_l0':
     return lista.ALISTA(d, num_stages=num_stages, neuron='helu', lam=l0_lam)
   if method == 'alista_msparse':
     return lista.ALISTA(d, num_stages=num_stages, neuron='top_m',
-                        m=m_schedule(num_stages))
+                        m=m_schedule(settings))
   raise ValueError(f'unknown method {method!r}')
 
 
-def analytic_l0_lam(problem: data.SyntheticProblem, num_stages: int) -> float:
+def analytic_l0_lam(problem: synthetic.SyntheticProblem,
+                    num_stages: int) -> float:
   """The l0 weight of the best untrained ALISTA-form l0 encoder (IHT with the
   analytic weight) on the validation set, from `LAM_GRID`."""
   scores = [stagewise.stage_nmse_db(
@@ -322,30 +360,31 @@ def analytic_l0_lam(problem: data.SyntheticProblem, num_stages: int) -> float:
   return LAM_GRID[int(np.argmin(scores))]
 
 
-def learned_row(method: str, problem: data.SyntheticProblem, num_stages: int,
-                config: stagewise.StagewiseConfig, l0_lam: float,
+def learned_row(method: str, problem: synthetic.SyntheticProblem,
+                settings: Settings, l0_lam: float,
                 workdir: str) -> dict[str, Any]:
-  if method == 'alista_l0' and FLAGS.l0_lam is None:
+  if method == 'alista_l0' and settings.l0_lam is None:
     # Its steps are along the analytic W, not mu D^T: IHT's lambda does not
     # carry over, so it is chosen on validation for this iteration.
-    l0_lam = analytic_l0_lam(problem, num_stages)
-  encoder = build_encoder(method, problem, num_stages, l0_lam)
+    l0_lam = analytic_l0_lam(problem, settings.num_stages)
+  encoder = build_encoder(method, problem, settings, l0_lam)
   before = stagewise.stage_nmse_db(encoder, problem.test.signals,
                                    problem.test.codes)
 
   def batch_fn(step):
-    batch = data.synthetic_batch(problem, step)
+    batch = synthetic.synthetic_batch(problem, step)
     return batch.signals, batch.codes
 
-  train = (stagewise.train_stagewise if FLAGS.training == 'stagewise'
+  train = (stagewise.train_stagewise if settings.training == 'stagewise'
            else stagewise.train_end_to_end)
   start = time.perf_counter()
   result = train(encoder, batch_fn, x_eval=problem.validation.signals,
-                 y_eval=problem.validation.codes, config=config,
+                 y_eval=problem.validation.codes,
+                 config=settings.stagewise_config(),
                  workdir=workdir)
   curve = stagewise.stage_nmse_db(encoder, problem.test.signals,
                                   problem.test.codes)
-  return {'method': method, 'kind': 'learned', 'training': FLAGS.training,
+  return {'method': method, 'kind': 'learned', 'training': settings.training,
           'init_l0_lam': (float(l0_lam) if method in ('deep_l0', 'alista_l0')
                           else None),
           'test_nmse_db': [float(v) for v in curve],
@@ -492,50 +531,37 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   python_logging.getLogger('jax').setLevel(python_logging.WARNING)
-  unknown = [m for m in FLAGS.methods if m not in CLASSICAL + LEARNED]
-  if unknown:
-    raise app.UsageError(f'Unknown method(s) {unknown}; choose from '
-                         f'{list(CLASSICAL + LEARNED)}.')
-  for setting in FLAGS.settings:
-    setting_snr(setting)
-  refine = _pick('refine_decays')
-  config = stagewise.StagewiseConfig(
-      learning_rate=FLAGS.learning_rate,
-      refine_decays=tuple(float(v) for v in refine),
-      stage_decay=FLAGS.stage_decay,
-      steps_per_epoch=_pick('steps_per_epoch'), patience=_pick('patience'),
-      max_epochs=_pick('max_epochs'),
-      phase_sigmas=(0.2, 0.05, 0.01, 0.005)[:1 + len(refine)])
-  stagewise.check_config(config)
+  settings = configs.to_settings(Settings, CONFIG.value)
+  config = settings.stagewise_config()
   workdir = FLAGS.workdir or os.path.join(
-      'workdir', f'unrolled_benchmark_{FLAGS.preset}')
+      'workdir', f'unrolled_benchmark_{settings.preset}')
   output_dir = FLAGS.output_dir or ('results/unrolled_benchmark'
-                                    if FLAGS.preset == 'quick' else
+                                    if settings.preset == 'quick' else
                                     'results/unrolled_benchmark_paper')
   results = {
-      'preset': FLAGS.preset,
-      'note': ' '.join(filter(None, (PRESETS[FLAGS.preset]['note'],
-                                     FLAGS.note))),
+      'preset': settings.preset,
+      'note': settings.note,
       'environment': (f'Ran on {platform.node() or "?"}: '
                       f'{jax.devices()[0].device_kind} '
                       f'({jax.default_backend()}), jax {jax.__version__}.'),
-      'flags': {name: FLAGS[name].value for name in (
+      # The key and the fields of earlier results files.
+      'flags': {name: getattr(settings, name) for name in (
           'num_stages', 'signal_dim', 'code_dim', 'nonzero_prob', 'num_test',
           'batch_size', 'training', 'learning_rate', 'stage_decay', 'seed',
           'max_m', 'm_growth', 'l0_lam')},
       'config': {k: list(v) if isinstance(v, tuple) else v
                  for k, v in config._asdict().items()},
-      'num_validation': _pick('num_validation'),
+      'num_validation': settings.num_validation,
       'settings': {}}
   methods = ([m for m in CLASSICAL if m in FLAGS.methods]
              + [m for m in LEARNED if m in FLAGS.methods])
   # IHT's lambda initializes the Deep l0 thresholds: it runs first.
-  if FLAGS.l0_lam is None and any(m in FLAGS.methods for m in (
+  if settings.l0_lam is None and any(m in FLAGS.methods for m in (
       'deep_l0', 'alista_l0')) and 'iht' not in methods:
     methods.insert(0, 'iht')
   for setting in FLAGS.settings:
     name = setting_name(setting)
-    problem = make_problem(setting, _pick('num_validation'))
+    problem = make_problem(setting, settings)
     rows = results['settings'].setdefault(name, {})
     for method in methods:
       unit = os.path.join(workdir, name, method)
@@ -547,17 +573,16 @@ def main(argv):
         continue
       logging.info('%s / %s: starting.', name, method)
       if method in CLASSICAL:
-        row = classical_row(method, problem, FLAGS.num_stages)
+        row = classical_row(method, problem, settings)
       else:
         # Set whenever an l0 method runs (IHT is then added above).
-        l0_lam = (FLAGS.l0_lam if FLAGS.l0_lam is not None
+        l0_lam = (settings.l0_lam if settings.l0_lam is not None
                   else rows.get('iht', {}).get('value'))
-        row = learned_row(method, problem, FLAGS.num_stages, config, l0_lam,
-                          unit)
+        row = learned_row(method, problem, settings, l0_lam, unit)
       reporting.write_json_atomic(done, row)
       rows[method] = row
       logging.info('%s / %s: %.1f dB at stage %d.', name, method,
-                   row['test_nmse_db'][-1], FLAGS.num_stages)
+                   row['test_nmse_db'][-1], settings.num_stages)
       write_outputs(results, output_dir)
   write_outputs(results, output_dir)
   print(report(results))

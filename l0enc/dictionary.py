@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from l0enc import adaptive_solvers
 from l0enc import solvers
 from l0enc import validation
 
@@ -57,7 +58,7 @@ def _unit_columns(matrix):
 def _encode(batch, dictionary, lam, m, num_coding_iterations):
   """Sparse codes of a minibatch and their objective."""
   if m is not None:
-    result = solvers.omp(batch, dictionary, m)
+    result = adaptive_solvers.omp(batch, dictionary, m)
   else:
     result = solvers.fista(batch, dictionary, lam,
                            num_iterations=num_coding_iterations)

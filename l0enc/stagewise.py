@@ -16,7 +16,7 @@ stage). Each phase ends when the validation loss has not improved for
 parameters, the same base -> x0.2 -> x0.02 phases.
 
 Every phase is one call of `l0enc.train.fit` on a stream of fresh batches
-(`batch_fn(step)`, e.g. `l0enc.data.synthetic_batch`), with the steps
+(`batch_fn(step)`, e.g. `l0enc.synthetic.synthetic_batch`), with the steps
 numbered across phases so that no batch repeats. The rates are an
 `optax.inject_hyperparams(optax.adam)` base rate chained with a fixed
 per-stage multiplier of each parameter slice (zero for parameters the phase
@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from l0enc import checkpoint
 from l0enc import metrics
 from l0enc import reporting
 from l0enc import train
@@ -366,8 +367,8 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
       done = [PhaseRecord(**r) for r in saved['phases']]
       if done:
         # The model is where the last finished phase left it.
-        train.restore_model(os.path.join(workdir, done[-1].name),
-                            _StageOutput(encoder, done[-1].num_stages))
+        checkpoint.restore_model(os.path.join(workdir, done[-1].name),
+                                 _StageOutput(encoder, done[-1].num_stages))
         logging.info('Resuming stage-wise training in %s after phase %s.',
                      workdir, done[-1].name)
 

@@ -12,42 +12,38 @@ the model in evaluation mode (exact HELU, no dropout). A loss is any
 softmax cross entropy plug in the same way.
 
 `fit` runs SGD epochs over plain arrays with per-epoch shuffling from an
-explicit PRNG key (or over a stream: a pure function from the step number
-to a batch, e.g. fresh synthetic samples from `l0enc.data.synthetic_batch`),
-HELU sigma annealing (0.2, 0.02, ... by default, for models holding
-`l0enc.models.HeluSigma`), evaluation after each epoch, log lines, an
-optional callback, an optional `stop_fn` (early stopping on a function of
-the history, e.g. a validation plateau) and an optional `rate_fn` (the
-learning rate of each epoch as a function of the history, set in the
-optimizer state built by `make_optimizer`). With several devices each step is
-data parallel: the batch is sharded along the 1-D mesh axis `'data'` and the
-parameters are replicated, so XLA all-reduces the gradients.
+explicit PRNG key (or over a stream: a pure function from the step number to
+a batch, e.g. fresh synthetic samples from
+`l0enc.synthetic.synthetic_batch`), HELU sigma annealing (0.2, 0.02, ... by
+default, for models holding `l0enc.models.HeluSigma`), evaluation after each
+epoch, log lines, an optional callback, an optional `stop_fn` (early
+stopping on a function of the history, e.g. a validation plateau) and an
+optional `rate_fn` (the learning rate of each epoch as a function of the
+history, set in the optimizer state built by `make_optimizer`). With several
+devices each step is data parallel: the batch is sharded along the 1-D mesh
+axis `'data'` and the parameters are replicated, so XLA all-reduces the
+gradients.
 
-Checkpoints (`workdir`): after every epoch, `state_<epoch>.npz` holds every
-array of the model and optimizer state under its path (`model/...`,
-`optimizer/...`; PRNG keys as raw key data), written with `allow_pickle`
-off, and `checkpoint.json` records the epoch, step, sigma, PRNG key, config
-and history, and names the npz file. Both are written to a temporary file
-and renamed, the JSON last, so a crash leaves the previous checkpoint valid.
-`fit` with a `workdir` that holds a checkpoint resumes from it and ends with
-the same parameters as an uninterrupted run. The arrays of the epoch before
-are kept too, so that `discard_last_epoch` can undo an epoch that diverged.
-The record holds a fingerprint of the training data (`data_fingerprint`):
-`fit` refuses to resume on other data, even of the same shape. A damaged
-checkpoint file raises `validation.DamagedFileError` naming it.
+Checkpoints (`workdir`): after every epoch, `l0enc.checkpoint` writes the
+model and optimizer state and a record of the run (config, PRNG key, a
+fingerprint of the training data, history), so that a crash leaves the
+previous checkpoint valid. `fit` with a `workdir` that holds a checkpoint
+resumes from it and ends with the same parameters as an uninterrupted run;
+it refuses to resume another run or other data, even of the same shape.
+`checkpoint.discard_last_epoch` undoes an epoch that diverged and
+`checkpoint.restore_model` loads the trained parameters.
 
 Bad numbers: `fit` refuses NaN or infinite data up front, and an epoch whose
-loss (or whose parameters) became non-finite raises `DivergedError`, naming
-the epoch and the first bad step, before anything of it is checkpointed: no
-checkpoint ever holds non-finite parameters. With
-`on_nonfinite_loss='record'` the epoch is recorded instead (for callers that
-undo it with `discard_last_epoch` and retry, like the DDSE experiment).
+loss (or whose parameters) became non-finite raises
+`divergence.DivergedError`, naming the epoch and the first bad step, before
+anything of it is checkpointed: no checkpoint ever holds non-finite
+parameters. With `on_nonfinite_loss='record'` the epoch is recorded instead
+(for callers that undo it with `checkpoint.discard_last_epoch` and retry,
+like the DDSE experiment).
 """
 
 from collections.abc import Callable, Mapping, Sequence
 import functools
-import hashlib
-import json
 import os
 import time
 from typing import Any, NamedTuple
@@ -60,18 +56,14 @@ import numpy as np
 import optax
 import tqdm
 
+from l0enc import checkpoint
+from l0enc import divergence
 from l0enc import models
 from l0enc import validation
 
 DATA_AXIS = 'data'
-CHECKPOINT_RECORD = 'checkpoint.json'
 PROGRESS_CHUNKS = 20  # train_steps dispatches per epoch, at most.
-_CHECKPOINT_FORMAT = 1
 NONFINITE_LOSS_POLICIES = ('raise', 'record')
-# Rows of each array hashed by `data_fingerprint`.
-_FINGERPRINT_ROWS = 64
-_CHECKPOINT_REMEDY = ('Delete the workdir (or pass another one) to train '
-                      'from scratch.')
 
 LossFn = Callable[[jax.Array, Any], jax.Array]
 MetricFn = Callable[[jax.Array, Any], Mapping[str, Any]]
@@ -129,20 +121,6 @@ class FitResult(NamedTuple):
   """
   model: nnx.Module
   history: list[EpochRecord]
-
-
-class DivergedError(FloatingPointError):
-  """The training loss or the parameters became NaN or infinite.
-
-  Attributes:
-    epoch: the epoch (1-based) in which it happened.
-    step: the first SGD step (1-based, counted over the whole run) whose loss
-      was non-finite, or the epoch's last step if only the parameters were.
-  """
-
-  def __init__(self, message: str, epoch: int, step: int):
-    super().__init__(message)
-    self.epoch, self.step = epoch, step
 
 
 class Evaluation(NamedTuple):
@@ -406,50 +384,6 @@ def _as_typed_key(key: jax.Array) -> jax.Array:
   return jax.random.wrap_key_data(key)
 
 
-def data_fingerprint(*arrays: Any) -> str:
-  """Shapes, dtypes and a hash of a sample of rows of `arrays`.
-
-  `fit` stores it in its checkpoint record and resumes only on data with
-  the same fingerprint. The sample is `_FINGERPRINT_ROWS` rows evenly spread
-  over each array, so the cost does not grow with the data.
-
-  Args:
-    *arrays: arrays with a leading example axis (e.g. x_train, y_train).
-
-  Returns:
-    A string like `'(60000, 784) float32; (60000,) int64; sha256 9f2c...'`.
-  """
-  digest = hashlib.sha256()
-  parts = []
-  for array in arrays:
-    array = np.asarray(array)
-    parts.append(f'{array.shape} {array.dtype}')
-    rows = (np.unique(np.linspace(0, len(array) - 1, _FINGERPRINT_ROWS)
-                      .round().astype(int)) if array.ndim and len(array)
-            else slice(None))
-    digest.update(f'{array.shape}{array.dtype}'.encode())
-    digest.update(np.ascontiguousarray(array[rows]).tobytes())
-  return '; '.join(parts + [f'sha256 {digest.hexdigest()[:16]}'])
-
-
-def _check_data(name: str, array: np.ndarray) -> None:
-  if np.iscomplexobj(array):
-    raise ValueError(f'{name} must be real, got dtype {array.dtype}.')
-  if array.dtype == object:
-    raise ValueError(f'{name} must be a numeric array, got dtype object.')
-  validation.check_finite(name, array)
-
-
-def _first_nonfinite_parameter(model: nnx.Module) -> str | None:
-  """The path of a parameter holding NaN or inf entries, or None."""
-  for path, value in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-    value = value.get_value()
-    if jnp.issubdtype(value.dtype, jnp.inexact) and not bool(
-        jnp.all(jnp.isfinite(value))):
-      return '/'.join(map(str, path))
-  return None
-
-
 BatchFn = Callable[[jax.Array], tuple[jax.Array, Any]]
 StopFn = Callable[[Sequence[EpochRecord]], bool]
 RateFn = Callable[[Sequence[EpochRecord]], float]
@@ -510,19 +444,19 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     mesh: a 1-D mesh with axis `'data'`; all devices by default.
     progress: show a progress bar over each epoch's steps on stderr, when
       stderr is a terminal.
-    on_nonfinite_loss: what an epoch whose loss or parameters became NaN or
-      infinite does. 'raise' (default): raise `DivergedError` naming the
-      epoch and the first bad step; the workdir keeps the last finite
-      checkpoint, the model holds the diverged parameters. 'record': end
-      training there and return the history with that epoch last (its
+    on_nonfinite_loss: what an epoch whose loss or parameters became NaN
+      or infinite does. 'raise' (default): raise `divergence.DivergedError`
+      naming the epoch and the first bad step; the workdir keeps the last
+      finite checkpoint, the model holds the diverged parameters. 'record':
+      end training there and return the history with that epoch last (its
       `train_loss` non-finite). With a workdir, the epoch enters the record
       but its arrays are not written: the record points at the previous
-      epoch's, so `discard_last_epoch(workdir)` undoes it, and `fit` refuses
-      to resume until it has been undone.
+      epoch's, so `checkpoint.discard_last_epoch(workdir)` undoes it, and
+      `fit` refuses to resume until it has been undone.
     data_id: what identifies the training data in the checkpoint record;
-      `data_fingerprint(x_train, y_train)` by default. Callers that train
-      on freshly augmented data every epoch pass the fingerprint of the
-      source data instead; callers that train on a stream pass what
+      `checkpoint.data_fingerprint(x_train, y_train)` by default. Callers
+      that train on freshly augmented data every epoch pass the fingerprint
+      of the source data instead; callers that train on a stream pass what
       defines it (e.g. the problem's key), since a function has no
       fingerprint.
     steps_per_epoch: the SGD steps of an epoch, with a stream only (there
@@ -544,7 +478,7 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
 
   Raises:
     ValueError: bad settings, or NaN or infinite data (before training).
-    DivergedError: see `on_nonfinite_loss`.
+    divergence.DivergedError: see `on_nonfinite_loss`.
   """
   mesh = _check_mesh(mesh)
   _check_config(config, mesh.size)
@@ -572,7 +506,7 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
       raise ValueError('y_train is required with training arrays.')
     x_train, y_train = np.asarray(x_train), np.asarray(y_train)
     for name, array in (('x_train', x_train), ('y_train', y_train)):
-      _check_data(name, array)
+      divergence.check_training_data(name, array)
     num_examples = len(x_train)
     if len(y_train) != num_examples:
       raise ValueError(f'x_train has {num_examples} examples, y_train '
@@ -583,7 +517,7 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     steps_per_epoch = num_examples // config.batch_size
   for name, array in (('x_eval', x_eval), ('y_eval', y_eval)):
     if array is not None:
-      _check_data(name, np.asarray(array))
+      divergence.check_training_data(name, np.asarray(array))
   if (x_eval is None) != (y_eval is None):
     raise ValueError('give both x_eval and y_eval, or neither.')
   if tx is None:
@@ -591,12 +525,14 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
   model.train()
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   if data_id is None:
-    data_id = 'stream' if streaming else data_fingerprint(x_train, y_train)
-  run = _RunRecord(config, key, num_examples, data_id,
+    data_id = ('stream' if streaming
+               else checkpoint.data_fingerprint(x_train, y_train))
+  run = checkpoint.RunRecord(config, key, num_examples, data_id,
                    steps_per_epoch if streaming else None)
   history = []
-  if workdir is not None and _has_checkpoint(workdir):
-    history = _restore(workdir, model, optimizer, run)
+  if workdir is not None and checkpoint.has_checkpoint(workdir):
+    history = [EpochRecord(**epoch) for epoch in
+               checkpoint.restore(workdir, model, optimizer, run)]
     logging.info('Resuming from %s after epoch %d.', workdir, len(history))
 
   # At most PROGRESS_CHUNKS dispatches per epoch (two compiled chunk sizes).
@@ -642,8 +578,9 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
           bar.update(stop - start)
       nnx.update((model, optimizer), state)
       epoch_losses = np.asarray(jnp.concatenate(losses))
-      diverged = _divergence(epoch_losses, model, epoch, steps_per_epoch,
-                             workdir, history)
+      diverged = divergence.epoch_divergence(
+          epoch_losses, model, epoch, steps_per_epoch, workdir,
+          checkpointed_epochs=len(history))
       if diverged is not None and on_nonfinite_loss == 'raise':
         raise diverged
       evaluation = Evaluation(None, {})
@@ -662,8 +599,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
         logging.warning('%s Recorded (on_nonfinite_loss=%r).', diverged,
                         on_nonfinite_loss)
       if workdir is not None:
-        _save(workdir, model, optimizer, run, history,
-              diverged=diverged is not None)
+        checkpoint.save(workdir, model, optimizer, run, history,
+                        diverged=diverged is not None)
       if callback is not None:
         callback(record)
       if diverged is not None:
@@ -705,39 +642,6 @@ def set_learning_rate(optimizer: nnx.Optimizer, learning_rate: float
   return found
 
 
-def _divergence(losses: np.ndarray, model: nnx.Module, epoch: int,
-                steps_per_epoch: int, workdir: str | os.PathLike | None,
-                history: list[EpochRecord]) -> DivergedError | None:
-  """A `DivergedError` if the epoch's losses or the parameters are not finite.
-
-  Args:
-    losses: the epoch's per-step losses.
-    model: the model after the epoch.
-    epoch: 0-based epoch.
-    steps_per_epoch: SGD steps per epoch.
-    workdir: fit's workdir, for the message.
-    history: the epochs before this one.
-  """
-  bad_steps = np.flatnonzero(~np.isfinite(losses))
-  parameter = None if bad_steps.size else _first_nonfinite_parameter(model)
-  if not bad_steps.size and parameter is None:
-    return None
-  if bad_steps.size:
-    step = epoch * steps_per_epoch + int(bad_steps[0]) + 1
-    what = (f'the training loss became {losses[bad_steps[0]]} at step {step} '
-            f'(step {int(bad_steps[0]) + 1} of the epoch)')
-  else:
-    step = (epoch + 1) * steps_per_epoch
-    what = f'parameter {parameter} became non-finite by step {step}'
-  kept = ('' if workdir is None else
-          f' Nothing of this epoch was checkpointed: {workdir} holds epoch '
-          f'{len(history)}.')
-  return DivergedError(
-      f'Training diverged in epoch {epoch + 1}: {what}.{kept} Lower the '
-      'learning rate, clip the gradients or check the data.',
-      epoch=epoch + 1, step=step)
-
-
 def _log(record: EpochRecord, num_epochs: int) -> None:
   parts = [f'epoch {record.epoch}/{num_epochs}', f'step {record.step}',
            f'train loss {record.train_loss:.6g}']
@@ -749,248 +653,3 @@ def _log(record: EpochRecord, num_epochs: int) -> None:
             record.eval_metrics.items()]
   parts.append(f'{record.seconds:.1f} s')
   logging.info(', '.join(parts))
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-class _RunRecord(NamedTuple):
-  """What a checkpoint must agree with to be resumed."""
-  config: TrainConfig
-  key: jax.Array
-  num_examples: int | None
-  data_id: str
-  steps_per_epoch: int | None = None  # Of a stream; None for arrays.
-
-  def as_json(self) -> dict[str, Any]:
-    # num_epochs may grow between runs: resuming trains further.
-    record = {**{f'config.{name}': value
-                 for name, value in self.config._asdict().items()
-                 if name != 'num_epochs'},
-              'num_train_examples': self.num_examples,
-              'data_fingerprint': self.data_id,
-              'key': np.asarray(jax.random.key_data(self.key)).tolist(),
-              'key_impl': str(jax.random.key_impl(self.key))}
-    if self.steps_per_epoch is not None:
-      # Only for streams, so that checkpoints of array runs stay valid.
-      record['stream_steps_per_epoch'] = self.steps_per_epoch
-    return record
-
-
-def _has_checkpoint(workdir: str | os.PathLike) -> bool:
-  return os.path.exists(os.path.join(workdir, CHECKPOINT_RECORD))
-
-
-def _write_atomically(path: str, write: Callable[[Any], None]) -> None:
-  temporary = f'{path}.tmp'
-  with open(temporary, 'wb') as file:
-    write(file)
-    file.flush()
-    os.fsync(file.fileno())
-  os.replace(temporary, path)
-
-
-def _flatten(state: nnx.State) -> dict[str, np.ndarray]:
-  """`{'model/input_weights': array, ...}`; PRNG keys become raw key data."""
-  arrays = {}
-  for path, variable in nnx.to_flat_state(state):
-    value = variable.get_value()
-    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
-      value = jax.random.key_data(value)
-    arrays['/'.join(map(str, path))] = np.asarray(value)
-  return arrays
-
-
-def _unflatten(arrays: Mapping[str, np.ndarray], template: nnx.State,
-               source: str) -> nnx.State:
-  """The state shaped as `template` with values from `arrays` (checked)."""
-  flat_template = list(nnx.to_flat_state(template))
-  names = ['/'.join(map(str, path)) for path, _ in flat_template]
-  template_arrays = _flatten(template)
-  problems = [f'missing {name}' for name in names if name not in arrays]
-  problems += [f'unexpected {name}' for name in arrays
-               if name not in template_arrays]
-  problems += [
-      f'{name}: {arrays[name].dtype}{list(arrays[name].shape)} there, '
-      f'{expected.dtype}{list(expected.shape)} here'
-      for name, expected in template_arrays.items() if name in arrays
-      and (arrays[name].shape, arrays[name].dtype)
-      != (expected.shape, expected.dtype)]
-  if problems:
-    raise ValueError(f'{source} does not match this model and optimizer: '
-                     + '; '.join(problems[:10]))
-  restored = []
-  for name, (path, variable) in zip(names, flat_template):
-    value = variable.get_value()
-    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
-      loaded = jax.random.wrap_key_data(arrays[name],
-                                        impl=jax.random.key_impl(value))
-    else:
-      loaded = jnp.asarray(arrays[name])
-    restored.append((path, variable.replace(loaded)))
-  return nnx.from_flat_state(restored)
-
-
-def _arrays_name(epoch: int) -> str:
-  return f'state_{epoch:06d}.npz'
-
-
-def _write_record(workdir: str | os.PathLike, record: dict[str, Any]) -> None:
-  _write_atomically(os.path.join(workdir, CHECKPOINT_RECORD),
-                    lambda file: file.write(json.dumps(record, indent=1)
-                                            .encode()))
-
-
-def _read_record(workdir: str | os.PathLike) -> dict[str, Any]:
-  path = os.path.join(workdir, CHECKPOINT_RECORD)
-  with validation.reading(path, _CHECKPOINT_REMEDY):
-    with open(path) as file:
-      record = json.load(file)
-  if record.get('format') != _CHECKPOINT_FORMAT:
-    raise ValueError(f'{workdir}: unknown checkpoint format '
-                     f'{record.get("format")!r}.')
-  return record
-
-
-def _save(workdir: str | os.PathLike, model: nnx.Module,
-          optimizer: nnx.Optimizer, run: _RunRecord,
-          history: list[EpochRecord], diverged: bool = False) -> None:
-  """Checkpoints the last epoch of `history`.
-
-  A `diverged` epoch enters the record, but its (non-finite) arrays are not
-  written: the record names the previous epoch's arrays (None after a first
-  epoch), so that `discard_last_epoch` can undo it.
-  """
-  os.makedirs(workdir, exist_ok=True)
-  last = history[-1]
-  if diverged:
-    arrays_name = (_arrays_name(history[-2].epoch) if len(history) > 1
-                   else None)
-  else:
-    arrays_name = _arrays_name(last.epoch)
-    arrays = _flatten(nnx.state({'model': model, 'optimizer': optimizer}))
-    nonfinite = [name for name, array in arrays.items()
-                 if np.issubdtype(array.dtype, np.inexact)
-                 and not np.all(np.isfinite(array))]
-    if nonfinite:  # `fit` checks first; this guards every other caller.
-      raise DivergedError(f'Refusing to checkpoint non-finite arrays '
-                          f'{nonfinite[:5]} of epoch {last.epoch}.',
-                          epoch=last.epoch, step=last.step)
-    _write_atomically(os.path.join(workdir, arrays_name),
-                      lambda file: np.savez(file, allow_pickle=False,
-                                            **arrays))
-  _write_record(workdir, {
-      'format': _CHECKPOINT_FORMAT, 'epoch': last.epoch, 'step': last.step,
-      'sigma': last.sigma, 'arrays': arrays_name, 'diverged': diverged,
-      'run': run.as_json(), 'history': [r._asdict() for r in history]})
-  # Only after the record names the new arrays may older ones go; the
-  # previous epoch's stay for `discard_last_epoch`.
-  previous = _arrays_name(history[-2].epoch) if len(history) > 1 else None
-  _remove_arrays(workdir, keep=(arrays_name, previous))
-
-
-def _remove_arrays(workdir: str | os.PathLike, keep: Sequence[str | None]
-                   ) -> None:
-  for name in os.listdir(workdir):
-    if name.startswith('state_') and name.endswith('.npz') and (
-        name not in keep):
-      os.remove(os.path.join(workdir, name))
-
-
-def _read_checkpoint(workdir: str | os.PathLike
-                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-  record = _read_record(workdir)
-  if record.get('diverged'):
-    raise ValueError(
-        f'The last epoch ({record["epoch"]}) checkpointed in {workdir} '
-        'diverged and was recorded without its arrays; undo it with '
-        '`train.discard_last_epoch` first.')
-  arrays = validation.load_npz(os.path.join(workdir, record['arrays']),
-                               _CHECKPOINT_REMEDY)
-  return record, arrays
-
-
-def _restore(workdir: str | os.PathLike, model: nnx.Module,
-             optimizer: nnx.Optimizer, run: _RunRecord) -> list[EpochRecord]:
-  """Loads the checkpoint into model and optimizer; returns its history."""
-  record, arrays = _read_checkpoint(workdir)
-  nodes = {'model': model, 'optimizer': optimizer}
-  # The model's structure first: another model usually means other targets,
-  # and its message is the more telling one.
-  restored = _unflatten(arrays, nnx.state(nodes),
-                        f'The checkpoint in {workdir}')
-  saved = record['run']
-  if 'data_fingerprint' not in saved:
-    # Checkpoints written before fingerprints existed resume unchecked.
-    logging.warning('The checkpoint in %s has no data fingerprint; the '
-                    'training data cannot be checked.', workdir)
-    saved = dict(saved, data_fingerprint=run.data_id)
-  mismatches = [f'{field}: {saved.get(field)!r} there, {value!r} here'
-                for field, value in run.as_json().items()
-                if saved.get(field) != value]
-  if mismatches:
-    raise ValueError(
-        f'The checkpoint in {workdir} is from a different run ('
-        + '; '.join(mismatches) + '). Use another workdir or the same '
-        'settings.')
-  nnx.update(nodes, restored)
-  return [EpochRecord(**epoch) for epoch in record['history']]
-
-
-def discard_last_epoch(workdir: str | os.PathLike) -> int:
-  """Rolls the checkpoint in `workdir` back by one epoch.
-
-  For an epoch that diverged (say, a non-finite loss): `fit` then resumes
-  before it, e.g. with a smaller learning rate. Only one epoch can be
-  undone: `fit` keeps the arrays of the last two.
-
-  Args:
-    workdir: a `fit` working directory with a checkpoint.
-
-  Returns:
-    The number of epochs the checkpoint now holds. 0: the checkpoint is
-    gone and `fit` starts from the model it is given, so reset its
-    parameters first.
-
-  Raises:
-    ValueError: no checkpoint, or the previous epoch's arrays are gone.
-  """
-  if not _has_checkpoint(workdir):
-    raise ValueError(f'{workdir} holds no checkpoint to roll back.')
-  record = _read_record(workdir)
-  history = record['history'][:-1]
-  if not history:
-    # The record goes first: without it the arrays are never read.
-    os.remove(os.path.join(workdir, CHECKPOINT_RECORD))
-    _remove_arrays(workdir, keep=())
-    return 0
-  last = history[-1]
-  arrays_name = _arrays_name(last['epoch'])
-  if not os.path.exists(os.path.join(workdir, arrays_name)):
-    raise ValueError(f'{workdir} no longer holds {arrays_name}: only the '
-                     'last epoch can be discarded.')
-  record.update(epoch=last['epoch'], step=last['step'], sigma=last['sigma'],
-                arrays=arrays_name, diverged=False, history=history)
-  _write_record(workdir, record)
-  _remove_arrays(workdir, keep=(arrays_name,))
-  return len(history)
-
-
-def restore_model(workdir: str | os.PathLike, model: nnx.Module
-                  ) -> nnx.Module:
-  """Loads the parameters of the last checkpoint in `workdir` into `model`.
-
-  Args:
-    workdir: a `fit` working directory.
-    model: a model built as the one that was trained.
-
-  Returns:
-    `model`, updated in place.
-  """
-  _, arrays = _read_checkpoint(workdir)
-  model_arrays = {name: array for name, array in arrays.items()
-                  if name.startswith('model/')}
-  nodes = {'model': model}
-  nnx.update(nodes, _unflatten(model_arrays, nnx.state(nodes),
-                               f'The checkpoint in {workdir}'))
-  return model

@@ -24,7 +24,7 @@ import math
 import os
 import zipfile
 import zlib
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import jax
 from jax.experimental import checkify
@@ -68,6 +68,21 @@ def check_int_in_range(name: str, value: Any, low: int, high: int) -> int:
   if not low <= value <= high:
     raise ValueError(f'{name} must be in [{low}, {high}], got {value}.')
   return value
+
+
+def check_fraction(name: str, value: Any) -> None:
+  """Raises unless a concrete number `value` is in (0, 1] (None passes)."""
+  if value is None or not is_concrete(value):
+    return
+  if not 0 < value <= 1:
+    raise ValueError(f'{name} must be in (0, 1], got {value}.')
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+  """Raises unless `value` is one of `choices`."""
+  if value not in choices:
+    raise ValueError(f'{name} must be one of {tuple(choices)}, got '
+                     f'{value!r}.')
 
 
 def check_finite(name: str, value: Any) -> None:

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from l0enc import divergence
 from l0enc import train
 from l0enc import validation
 from l0enc.experiments import approximation
@@ -171,7 +172,7 @@ def test_a_diverging_candidate_drops_out_of_the_choice(tmp_path):
     assert set(selection['diverged']) == {'sgd_lr1e+30'}
     assert selection['optimizer'] == 'adam'
     assert set(selection['validation_error']) == {'adam_lr0.001'}
-  with pytest.raises(train.DivergedError, match='Every candidate diverged'):
+  with pytest.raises(divergence.DivergedError, match='Every candidate diverged'):
     approximation_training.run(
         dataclasses.replace(config, adam_learning_rates=()),
         str(tmp_path / 'all'))

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from l0enc import adaptive_solvers
 from l0enc import dictionary as dictionary_lib
 from l0enc import metrics
 from l0enc import reporting
@@ -93,7 +94,8 @@ def test_traced_nan_signals_give_nan_codes_and_fail_under_checkify(solver):
                                       num_iterations=5).codes,
          'ista': lambda x: solvers.ista(x, _dictionary(), LAM,
                                         num_iterations=5).codes,
-         'omp': lambda x: solvers.omp(x, _dictionary(), M).codes}[solver]
+         'omp': lambda x: adaptive_solvers.omp(x, _dictionary(), M).codes
+        }[solver]
   x = jnp.asarray(_signals()).at[1, 3].set(jnp.nan)
   codes = jax.jit(run)(x)
   # IHT's hard threshold used to turn NaN into plausible zeros.
@@ -112,7 +114,7 @@ _COMPLEX_CALLS = {
         _signals(), _dictionary().astype(c.dtype), lam=LAM), 'dictionary'),
     'ista_x': (lambda c: solvers.ista(c, _dictionary(), LAM), 'x'),
     'fista_x': (lambda c: solvers.fista(c, _dictionary(), LAM), 'x'),
-    'omp_x': (lambda c: solvers.omp(c, _dictionary(), M), 'x'),
+    'omp_x': (lambda c: adaptive_solvers.omp(c, _dictionary(), M), 'x'),
     'optimal_codes_x': (lambda c: solvers.optimal_codes(c, _dictionary(),
                                                         lam=LAM), 'x'),
     'learn_dictionary': (lambda c: dictionary_lib.learn_dictionary(
@@ -142,7 +144,7 @@ _SOLVER_CALLS = {
     'msparse_iht': lambda x, d: solvers.iht(x, d, m=M, num_iterations=20),
     'ista': lambda x, d: solvers.ista(x, d, LAM, num_iterations=20),
     'fista': lambda x, d: solvers.fista(x, d, LAM, num_iterations=20),
-    'omp': lambda x, d: solvers.omp(x, d, M),
+    'omp': lambda x, d: adaptive_solvers.omp(x, d, M),
     'optimal_codes': lambda x, d: solvers.optimal_codes(x, d, m=M,
                                                         max_iterations=50),
 }
@@ -181,7 +183,8 @@ def test_learn_dictionary_casts_integer_signals():
 def test_half_precision_solver_inputs_name_the_accepted_dtypes(dtype, solver):
   call = {'iht': lambda x: solvers.iht(x, _dictionary(), lam=LAM),
           'ista': lambda x: solvers.ista(x, _dictionary(), LAM),
-          'omp': lambda x: solvers.omp(x, _dictionary(), M)}[solver]
+          'omp': lambda x: adaptive_solvers.omp(x, _dictionary(), M)
+         }[solver]
   name = jnp.dtype(dtype).name
   with pytest.raises(ValueError, match=f'x has dtype {name}.*accepted dtypes '
                      'are float32, float64'):
@@ -194,7 +197,7 @@ def test_half_precision_solver_inputs_name_the_accepted_dtypes(dtype, solver):
     lambda d: solvers.ista(_signals(), d, LAM),
     lambda d: solvers.fista(_signals(), d, LAM),
     lambda d: solvers.optimal_codes(_signals(), d, lam=LAM),
-    lambda d: solvers.omp(_signals(), d, M),
+    lambda d: adaptive_solvers.omp(_signals(), d, M),
 ])
 def test_all_zero_dictionary_is_refused(call):
   with pytest.raises(ValueError, match='dictionary (is all zero|has all-zero '
@@ -206,7 +209,7 @@ def test_omp_refuses_a_zero_atom():
   dictionary = _dictionary()
   dictionary[:, 5] = 0
   with pytest.raises(ValueError, match=r'all-zero atoms \(columns \[5\]\)'):
-    solvers.omp(_signals(), dictionary, M)
+    adaptive_solvers.omp(_signals(), dictionary, M)
 
 
 @pytest.mark.parametrize('call, match', [

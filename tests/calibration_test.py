@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from l0enc import data
 from l0enc import reporting
+from l0enc import synthetic
 from l0enc.experiments import approximation
 from l0enc.experiments import calibration
 
@@ -16,8 +16,9 @@ import jax
 
 def tiny_problem(condition: float, seed: int = 0):
   """Signals of a random unit-norm dictionary whose spectrum spans `condition`."""
-  problem = data.make_synthetic(jax.random.PRNGKey(seed), 300, signal_dim=16,
-                                code_dim=32, nonzero_prob=0.1, snr_db=30)
+  problem = synthetic.make_synthetic(jax.random.PRNGKey(seed), 300,
+                                     signal_dim=16, code_dim=32,
+                                     nonzero_prob=0.1, snr_db=30)
   dictionary = np.asarray(problem.dictionary)
   u, s, vt = np.linalg.svd(dictionary, full_matrices=False)
   skewed = u @ np.diag(s * np.geomspace(1, condition, len(s))) @ vt

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from l0enc import augment
+from l0enc import checkpoint
 from l0enc import solvers
 from l0enc import tasks
 from l0enc import train
@@ -201,7 +202,7 @@ def test_the_augmented_stream_distorts_the_images_of_each_step(augmentation):
   stream = classification.augmented_stream(key, images, labels, 6,
                                            augmentation)
   assert stream.steps_per_epoch == 3
-  assert stream.data_id == train.data_fingerprint(images, labels)
+  assert stream.data_id == checkpoint.data_fingerprint(images, labels)
   order_key, augment_key = jax.random.split(key)
   for epoch in range(2):
     order = np.asarray(jax.random.permutation(

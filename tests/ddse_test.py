@@ -1,4 +1,4 @@
-"""Tests of DDSE, its baselines I-V and the sparse export (DDSE paper)."""
+"""Tests of DDSE and its baselines I-V (DDSE paper)."""
 
 import chex
 from flax import nnx
@@ -8,33 +8,11 @@ import numpy as np
 import optax
 import pytest
 
+from ddse_models import CLASSES, K, M, N, S
+from ddse_models import perturb_and_project, random_signals, small_ddse
 from l0enc import ddse
 from l0enc import dictionary
 from l0enc import transforms
-
-N, M, K, S, CLASSES = 12, 16, 2, 3, 4
-
-
-def _signals(num=24, seed=0):
-  rng = np.random.default_rng(seed)
-  return jnp.asarray(rng.normal(size=(num, N)) + 0.5, jnp.float32)
-
-
-def _ddse(shortcuts=True, seed=0, **kwargs):
-  return ddse.DDSE.from_data(_signals(), N, M, sparsity=S, num_stages=K,
-                             num_classes=CLASSES, shortcuts=shortcuts,
-                             rngs=nnx.Rngs(seed), **kwargs)
-
-
-def _perturb_and_project(model, seed=1):
-  """Random dense weights, then the projection: a trained-looking DDSE."""
-  rng = np.random.default_rng(seed)
-  params = jax.tree.map(
-      lambda p: p + 0.3 * jnp.asarray(rng.normal(size=p.shape), p.dtype),
-      nnx.state(model, nnx.Param))
-  nnx.update(model, transforms.project_params(params,
-                                              model.sparsity_constraints()))
-  return model
 
 
 def np_soft_threshold(u, threshold):
@@ -116,8 +94,8 @@ def test_init_is_s_ones_per_column_shared_by_all_weights(normalize):
 
 @pytest.mark.parametrize('shortcuts', [True, False])
 def test_features_match_eq_5_reference(shortcuts):
-  model = _perturb_and_project(_ddse(shortcuts))
-  x = _signals(7, seed=5)
+  model = perturb_and_project(small_ddse(shortcuts))
+  x = random_signals(7, seed=5)
   np.testing.assert_allclose(model.features(x),
                              np_ddse_features(model, x, shortcuts),
                              rtol=1e-4, atol=1e-5)
@@ -128,9 +106,9 @@ def test_all_stages_equal_the_composition_of_single_stages(kind):
   model = ddse.make_model(kind, N, M, sparsity=S, num_stages=K,
                           rngs=nnx.Rngs(0))
   if kind == 'ddse':
-    model = _perturb_and_project(model)
+    model = perturb_and_project(model)
   model.eval()
-  x = _signals(7, seed=5)
+  x = random_signals(7, seed=5)
   all_stages = model.features(x, return_all_stages=True)
   chex.assert_shape(all_stages, (K + 1, 7, M))
   # Stage i by itself: z_i = N_i(drive + recurrence_i(z_{i-1})).
@@ -156,8 +134,8 @@ def test_all_stages_equal_the_composition_of_single_stages(kind):
 
 
 def test_stages_are_untied_and_decoupled():
-  model = _perturb_and_project(_ddse())
-  x, labels = _signals(), jnp.arange(24) % CLASSES
+  model = perturb_and_project(small_ddse())
+  x, labels = random_signals(), jnp.arange(24) % CLASSES
 
   def loss(model):
     return optax.softmax_cross_entropy_with_integer_labels(model(x),
@@ -170,7 +148,7 @@ def test_stages_are_untied_and_decoupled():
     assert not np.allclose(per_stage[0], per_stage[1])
   # One SGD step from the tied initialization unties the stages and
   # decouples W1 from W3 (eq. 5 relaxed, Sec. 3.1).
-  model = _ddse()
+  model = small_ddse()
   optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
   optimizer.update(model, nnx.grad(loss)(model))
   assert not np.array_equal(model.synthesis_weights[0],
@@ -183,7 +161,7 @@ def test_stages_are_untied_and_decoupled():
 
 @pytest.mark.parametrize('shortcuts', [True, False])
 def test_projected_training_keeps_rows_and_columns_s_sparse(shortcuts):
-  model = _ddse(shortcuts)
+  model = small_ddse(shortcuts)
   constraints = model.sparsity_constraints()
   every_n_steps, num_steps = 4, 10
   optimizer = nnx.Optimizer(
@@ -191,7 +169,7 @@ def test_projected_training_keeps_rows_and_columns_s_sparse(shortcuts):
                          transforms.sparse_projection(constraints,
                                                       every_n_steps)),
       wrt=nnx.Param)
-  x, labels = _signals(), jnp.arange(24) % CLASSES
+  x, labels = random_signals(), jnp.arange(24) % CLASSES
 
   @nnx.jit
   def train_step(model, optimizer):
@@ -233,7 +211,7 @@ def test_dropout_and_dropconnect_act_in_training_only(kind):
   plain = ddse.make_model(plain_kind, N, M, sparsity=S, num_stages=K,
                           num_classes=CLASSES, dropout_rate=0.0,
                           rngs=nnx.Rngs(0))
-  x = _signals()
+  x = random_signals()
   first, second = model(x), model(x)
   assert not np.allclose(first, second)
   chex.assert_tree_all_finite(first)
@@ -272,28 +250,9 @@ def test_dropconnect_masks_about_half_of_the_weights():
                              rtol=1e-5)
 
 
-@pytest.mark.parametrize('shortcuts', [True, False])
-def test_sparse_export_matches_dense_forward(shortcuts):
-  model = _perturb_and_project(_ddse(shortcuts))
-  sparse_weights = ddse.to_sparse(model)
-  x = _signals(9, seed=7).reshape(3, 3, N)
-  dense = model.features(x)
-  np.testing.assert_allclose(ddse.sparse_features(sparse_weights, x), dense,
-                             rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(jax.jit(ddse.sparse_features)(sparse_weights, x),
-                             dense, rtol=1e-5, atol=1e-6)
-  counts = ddse.count_parameters(model)
-  assert counts == ddse.ParameterCounts(
-      nonzero_weights=counts.nonzero_weights, ddse_bound=(2 * K + 1) * S * M,
-      dense_weights=(2 * K + 1) * M * N, lista_weights=M * N + K * M * M)
-  assert counts.nonzero_weights <= counts.ddse_bound
-  assert sparse_weights.input_weights.nse == np.count_nonzero(
-      model.input_weights[...])
-
-
 def test_pca_buffer_is_fixed_state_not_a_param():
-  x = _signals()
-  model = _ddse()
+  x = random_signals()
+  model = small_ddse()
   basis = dictionary.pca_basis(x)
   np.testing.assert_allclose(model.pca_mean[...], basis.mean, rtol=1e-6)
   np.testing.assert_allclose(model.pca_components[...], basis.components,
@@ -344,10 +303,8 @@ def test_wrong_input_dimension_raises(kind):
     model(jnp.ones((3, N + 1)))
 
 
-def test_bad_pca_and_sparse_inputs_raise():
-  model = _ddse()
+def test_bad_pca_inputs_raise():
+  model = small_ddse()
   with pytest.raises(ValueError, match='basis must have'):
     model.set_pca(dictionary.pca_basis(jnp.ones((5, N + 1)) *
                                        jnp.arange(5.)[:, None]))
-  with pytest.raises(ValueError, match='inputs must have shape'):
-    ddse.sparse_features(ddse.to_sparse(model), jnp.ones((2, N - 1)))

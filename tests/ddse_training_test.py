@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from l0enc import checkpoint
 from l0enc import ddse
 from l0enc import train
 from l0enc.experiments import ddse as ddse_unit
@@ -186,7 +187,7 @@ def test_killed_training_resumes_to_the_same_parameters_and_rates(
   chex.assert_trees_all_equal(*parameters)
   # The rate of the last epoch is the one in the optimizer state.
   record = json.loads((tmp_path / 'killed' / 'train' /
-                       train.CHECKPOINT_RECORD).read_text())
+                       checkpoint.CHECKPOINT_RECORD).read_text())
   with np.load(tmp_path / 'killed' / 'train' / record['arrays']) as arrays:
     rates = [arrays[name] for name in arrays.files
              if name.endswith('hyperparams/learning_rate')]

@@ -45,11 +45,12 @@ _BAD_FLAGS = [
     ('calibrate_regime.py', ['--p=100'], 'p'),
     ('calibrate_regime.py', ['--data_dir=/missing/dir'], 'data_dir'),
     ('dictionary_conditioning.py', ['--data_dir=/missing/dir'], 'data_dir'),
-    ('solvers_benchmark.py', ['--m=0'], 'm'),
-    ('solvers_benchmark.py', ['--m=300'], 'm'),
-    ('solvers_benchmark.py', ['--repeats=0'], 'repeats'),
-    ('solvers_benchmark.py', ['--lam=-1'], 'lam'),
-    ('solvers_benchmark.py', ['--nonzero_prob=0'], 'nonzero_prob'),
+    ('solvers_benchmark.py', ['--config.m=0'], 'config.m'),
+    ('solvers_benchmark.py', ['--config.m=300'], 'config.m'),
+    ('solvers_benchmark.py', ['--config.repeats=0'], 'config.repeats'),
+    ('solvers_benchmark.py', ['--config.lam=-1'], 'config.lam'),
+    ('solvers_benchmark.py', ['--config.nonzero_prob=0'],
+     'config.nonzero_prob'),
     ('clustering.py', ['--data_dir={data}', '--pie_path=/missing.npz'],
      'pie_path'),
     ('clustering.py', ['--dataset=coil20', '--coil20_path=/missing.npz'],
@@ -89,16 +90,22 @@ _BAD_FLAGS = [
     ('ddse.py', ['--config.sweeps=(\'batch_size\',)'], 'config: sweeps'),
     ('encoding_benchmark.py', ['--workdir=/missing/dir'], 'workdir'),
     ('summary.py', ['--results_dir=/missing/dir'], 'results_dir'),
-    ('training_step_benchmark.py', ['--batch_size=0'], 'batch_size'),
-    ('training_step_benchmark.py', ['--m=600'], 'm'),
-    ('training_step_benchmark.py', ['--runs=0'], 'runs'),
-    ('unrolled_benchmark.py', ['--num_stages=0'], 'num_stages'),
+    ('training_step_benchmark.py', ['--config.batch_size=0'],
+     'config.batch_size'),
+    ('training_step_benchmark.py', ['--config.m=600'], 'config.m'),
+    ('training_step_benchmark.py', ['--config.runs=0'], 'config.runs'),
+    ('unrolled_benchmark.py', ['--config.num_stages=0'], 'config.num_stages'),
     ('unrolled_benchmark.py', ['--methods=lista,nope'], 'methods'),
     ('unrolled_benchmark.py', ['--settings=noiseless,loud'], 'settings'),
-    ('unrolled_benchmark.py', ['--refine_decays=0.2,-1'], 'refine_decays'),
-    ('unrolled_benchmark.py', ['--refine_decays=0.2,x'], 'refine_decays'),
-    ('unrolled_benchmark.py', ['--nonzero_prob=0'], 'nonzero_prob'),
-    ('unrolled_benchmark.py', ['--learning_rate=nan'], 'learning_rate'),
+    ('unrolled_benchmark.py', ['--config.refine_decays=(0.2, -1)'],
+     'config.refine_decays'),
+    ('unrolled_benchmark.py', ['--config.refine_decays=(0.2, "x")'],
+     'config.refine_decays'),
+    ('unrolled_benchmark.py', ['--config.nonzero_prob=0'],
+     'config.nonzero_prob'),
+    ('unrolled_benchmark.py', ['--config.learning_rate=nan'],
+     'config.learning_rate'),
+    ('unrolled_benchmark.py', ['--config.training=both'], 'config.training'),
 ]
 
 
@@ -159,6 +166,9 @@ def fixture_parse_flags(monkeypatch):
                  name, '').startswith('absl')}
     for name in aside:
       delattr(flags.FLAGS, name)
+    # config_flags defines the --config.<field> overrides it finds in
+    # sys.argv when the script defines --config.
+    monkeypatch.setattr(sys, 'argv', [script] + argv)
     try:
       # config_flags defines the --config.<field> overrides it finds in
       # sys.argv when the script defines --config.
@@ -208,6 +218,19 @@ def test_every_script_with_flags_has_bad_flag_cases():
   assert sorted({script for script, _, _ in _BAD_FLAGS}) == with_flags
 
 
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'experiments', 'configs',
+                                       '*_*.py')))
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
+def test_every_config_file_parses_into_its_settings(parse_flags, path):
+  # experiments/configs/<script>_<preset>.py configures experiments/<script>.
+  name = os.path.basename(path)[:-3]
+  script = next(script for script in SCRIPTS
+                if name.startswith(script[:-3] + '_'))
+  parse_flags(script, [f'--config={path}'])
+
+
 def test_good_paths_pass_and_the_data_dir_defaults_to_the_environment(
     parse_flags, tmp_path, monkeypatch):
   (tmp_path / 'coil20.npz').write_bytes(b'')
@@ -229,9 +252,11 @@ def test_training_step_benchmark_runs_with_tiny_settings(tmp_path):
   completed = subprocess.run(
       [sys.executable,
        os.path.join(ROOT, 'experiments', 'training_step_benchmark.py'),
-       '--signal_dim=6', '--code_dim=8', '--num_stages=2', '--batch_size=4',
-       '--m=3', '--scan_steps=2', '--top_m_rows=16', '--top_m_dim=8',
-       '--top_m_m=2', '--repeats=1', '--runs=2', f'--workdir={tmp_path}'],
+       '--config.signal_dim=6', '--config.code_dim=8',
+       '--config.num_stages=2', '--config.batch_size=4', '--config.m=3',
+       '--config.scan_steps=2', '--config.top_m_rows=16',
+       '--config.top_m_dim=8', '--config.top_m_m=2', '--config.repeats=1',
+       '--config.runs=2', f'--workdir={tmp_path}'],
       capture_output=True, text=True, timeout=600, cwd=ROOT,
       env=dict(os.environ, JAX_PLATFORMS='cpu'))
   assert completed.returncode == 0, completed.stderr[-3000:]

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from l0enc import data
 from l0enc import lista
 from l0enc import models
 from l0enc import stagewise
+from l0enc import synthetic
 from l0enc import train
 
 CONFIG = stagewise.StagewiseConfig(learning_rate=3e-3, steps_per_epoch=5,
@@ -21,14 +21,14 @@ CONFIG = stagewise.StagewiseConfig(learning_rate=3e-3, steps_per_epoch=5,
 
 
 def _problem():
-  return data.make_synthetic_problem(jax.random.key(0), signal_dim=10,
-                                     code_dim=20, batch_size=16,
-                                     num_validation=64, num_test=64)
+  return synthetic.make_synthetic_problem(jax.random.key(0), signal_dim=10,
+                                          code_dim=20, batch_size=16,
+                                          num_validation=64, num_test=64)
 
 
 def _batch_fn(problem):
   def batch_fn(step):
-    batch = data.synthetic_batch(problem, step)
+    batch = synthetic.synthetic_batch(problem, step)
     return batch.signals, batch.codes
   return batch_fn
 

@@ -1,4 +1,4 @@
-"""Tests of l0enc.train: steps, fit, sigma annealing, checkpoints, sharding."""
+"""Tests of l0enc.train: steps, fit, sigma annealing, resuming, sharding."""
 
 import json
 import os
@@ -14,52 +14,14 @@ import numpy as np
 import optax
 import pytest
 
+from fit_problems import CODE_DIM, LAM, M, NUM_EXAMPLES, SIGNAL_DIM
+from fit_problems import exact_matmuls  # pylint: disable=unused-import
+from fit_problems import iht_problem, make_encoder, state_arrays
+from fit_problems import unit_dictionary
+from l0enc import checkpoint
+from l0enc import divergence
 from l0enc import models
-from l0enc import solvers
 from l0enc import train
-from l0enc import validation
-
-SIGNAL_DIM, CODE_DIM, M, LAM = 12, 20, 4, 0.05
-NUM_EXAMPLES = 256
-
-
-@pytest.fixture(autouse=True)
-def _exact_matmuls():
-  # No TF32 on GPUs: predictions are compared across batchings.
-  with jax.default_matmul_precision('highest'):
-    yield
-
-
-def _dictionary(seed=0):
-  atoms = np.random.default_rng(seed).normal(size=(SIGNAL_DIM, CODE_DIM))
-  return jnp.asarray(atoms / np.linalg.norm(atoms, axis=0), jnp.float32)
-
-
-def _problem(m=None, seed=1):
-  """Signals and their converged IHT codes for the dictionary of seed 0."""
-  x = jax.random.normal(jax.random.key(seed), (NUM_EXAMPLES, SIGNAL_DIM))
-  codes = solvers.iht(x, _dictionary(), lam=None if m else LAM, m=m,
-                      num_iterations=100).codes
-  return np.asarray(x), np.asarray(codes)
-
-
-def _model(kind):
-  if kind == 'l0':
-    return models.DeepL0Encoder.from_dictionary(_dictionary(), lam=LAM)
-  if kind == 'msparse':
-    return models.DeepMSparseEncoder.from_dictionary(_dictionary(), m=M)
-  if kind == 'lista':
-    return models.LISTA(SIGNAL_DIM, CODE_DIM, rngs=nnx.Rngs(0))
-  return models.MLPEncoder(SIGNAL_DIM, CODE_DIM, rngs=nnx.Rngs(0))
-
-
-def _params(model):
-  """The model's state as NumPy arrays (PRNG keys as their key data)."""
-  def to_numpy(value):
-    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
-      value = jax.random.key_data(value)
-    return np.asarray(value)
-  return jax.tree.map(to_numpy, nnx.state(model))
 
 
 class SigmaProbe(nnx.Module):
@@ -86,10 +48,10 @@ def test_squared_error_loss():
 
 @pytest.mark.parametrize('problem', ['l0', 'msparse'])
 def test_train_steps_equals_repeated_train_step(problem):
-  x, y = _problem(m=M)
+  x, y = iht_problem(m=M)
   states = []
   for _ in range(2):
-    model = _model(problem)
+    model = make_encoder(problem)
     # SGD: Adam would blow up rounding-level differences of tiny gradients.
     optimizer = nnx.Optimizer(model, optax.sgd(0.01), wrt=nnx.Param)
     states.append(nnx.split((model, optimizer)))
@@ -115,8 +77,8 @@ def test_sigma_schedule():
 
 
 def test_train_step_is_pure_and_compiles_once():
-  x, y = _problem(m=M)
-  model = _model('msparse')
+  x, y = iht_problem(m=M)
+  model = make_encoder('msparse')
   optimizer = nnx.Optimizer(model, optax.sgd(0.01), wrt=nnx.Param)
   graphdef, state = nnx.split((model, optimizer))
   losses = []
@@ -132,13 +94,13 @@ def test_train_step_is_pure_and_compiles_once():
   assert int(optimizer.step[...]) == 9
   assert np.all(np.isfinite(losses))
   assert not np.allclose(model.input_weights[...],
-                         _model('msparse').input_weights[...])
+                         make_encoder('msparse').input_weights[...])
 
 
 @pytest.mark.parametrize('kind', ['l0', 'msparse', 'lista', 'mlp'])
 def test_fit_reduces_the_loss(kind):
-  x, y = _problem(m=M if kind == 'msparse' else None)
-  model = _model(kind)
+  x, y = iht_problem(m=M if kind == 'msparse' else None)
+  model = make_encoder(kind)
   before = train.evaluate(model, x, y).loss
   result = train.fit(model, x, y, key=jax.random.key(0), x_eval=x, y_eval=y,
                      config=train.TrainConfig(num_epochs=2, batch_size=32))
@@ -168,14 +130,14 @@ def test_sigma_annealing_reaches_the_model():
 
 
 def test_models_without_helu_record_no_sigma():
-  x, y = _problem(m=M)
-  result = train.fit(_model('msparse'), x, y, key=jax.random.key(0),
+  x, y = iht_problem(m=M)
+  result = train.fit(make_encoder('msparse'), x, y, key=jax.random.key(0),
                      config=train.TrainConfig(num_epochs=1))
   assert result.history[0].sigma is None
 
 
 def test_eval_metrics_and_custom_loss():
-  x, y = _problem()
+  x, y = iht_problem()
   labels = (np.abs(y).sum(-1) > np.median(np.abs(y).sum(-1))).astype(np.int32)
 
   def cross_entropy(logits, labels):
@@ -186,7 +148,7 @@ def test_eval_metrics_and_custom_loss():
     return {'accuracy': np.mean(np.argmax(logits[..., :2], -1) == labels)}
 
   records = []
-  result = train.fit(_model('mlp'), x, labels, key=jax.random.key(0),
+  result = train.fit(make_encoder('mlp'), x, labels, key=jax.random.key(0),
                      x_eval=x, y_eval=labels, loss_fn=cross_entropy,
                      metric_fn=accuracy, callback=records.append,
                      config=train.TrainConfig(num_epochs=2, batch_size=64))
@@ -198,8 +160,8 @@ def test_eval_metrics_and_custom_loss():
 
 
 def test_predict_pads_the_last_batch_and_keeps_the_mode():
-  x, _ = _problem()
-  model = _model('mlp')
+  x, _ = iht_problem()
+  model = make_encoder('mlp')
   outputs = train.predict(model, x[:37], batch_size=16)
   assert not model.dropouts[0].deterministic  # Still in training mode.
   model.eval()
@@ -211,13 +173,13 @@ def test_predict_pads_the_last_batch_and_keeps_the_mode():
 
 @pytest.mark.parametrize('kind', ['l0', 'mlp'])
 def test_kill_and_resume_gives_the_same_parameters(kind, tmp_path):
-  x, y = _problem()
+  x, y = iht_problem()
   # Momentum gives the optimizer a state; the MLP's dropout draws from an RNG
   # stream and the l0 encoder anneals sigma: all must survive the restart.
   config = train.TrainConfig(num_epochs=4, batch_size=64)
   tx = train.make_optimizer('sgd', 0.001, momentum=0.9)
   key = jax.random.key(7)
-  reference = train.fit(_model(kind), x, y, key=key, config=config, tx=tx,
+  reference = train.fit(make_encoder(kind), x, y, key=key, config=config, tx=tx,
                         workdir=tmp_path / 'uninterrupted')
 
   def kill_after_epoch_2(record):
@@ -226,62 +188,18 @@ def test_kill_and_resume_gives_the_same_parameters(kind, tmp_path):
 
   workdir = tmp_path / 'killed'
   with pytest.raises(Interrupt):
-    train.fit(_model(kind), x, y, key=key, config=config, tx=tx,
+    train.fit(make_encoder(kind), x, y, key=key, config=config, tx=tx,
               workdir=workdir, callback=kill_after_epoch_2)
   assert json.loads((workdir / 'checkpoint.json').read_text())['epoch'] == 2
   resumed_epochs = []
-  resumed = train.fit(_model(kind), x, y, key=key, config=config, tx=tx,
+  resumed = train.fit(make_encoder(kind), x, y, key=key, config=config, tx=tx,
                       workdir=workdir,
                       callback=lambda r: resumed_epochs.append(r.epoch))
   assert resumed_epochs == [3, 4]
-  chex.assert_trees_all_equal(_params(resumed.model),
-                              _params(reference.model))
+  chex.assert_trees_all_equal(state_arrays(resumed.model),
+                              state_arrays(reference.model))
   strip = lambda history: [r._replace(seconds=0) for r in history]
   assert strip(resumed.history) == strip(reference.history)
-
-
-def test_checkpoint_files(tmp_path):
-  x, y = _problem()
-  config = train.TrainConfig(num_epochs=2, batch_size=64)
-  model = train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
-                    workdir=tmp_path).model
-  # The epoch before stays, for discard_last_epoch.
-  assert sorted(os.listdir(tmp_path)) == ['checkpoint.json',
-                                          'state_000001.npz',
-                                          'state_000002.npz']
-  record = json.loads((tmp_path / 'checkpoint.json').read_text())
-  assert (record['epoch'], record['step']) == (2, 8)
-  assert record['sigma'] == pytest.approx(0.02)
-  assert record['run']['config.batch_size'] == 64
-  with np.load(tmp_path / 'state_000002.npz', allow_pickle=False) as arrays:
-    assert {'model/input_weights', 'model/recurrent_weights',
-            'model/threshold', 'model/sigma', 'optimizer/step'} <= set(arrays)
-  restored = train.restore_model(tmp_path, _model('l0'))
-  chex.assert_trees_all_equal(_params(restored), _params(model))
-  # A finished run resumes to no further epochs.
-  again = train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
-                    workdir=tmp_path)
-  assert len(again.history) == 2
-  chex.assert_trees_all_equal(_params(again.model), _params(model))
-
-
-@pytest.mark.parametrize('change, match', [
-    (dict(config=train.TrainConfig(num_epochs=2, batch_size=32)),
-     'config.batch_size'),
-    (dict(key=jax.random.key(1)), 'key'),
-    (dict(model=models.DeepL0Encoder.from_dictionary(
-        _dictionary()[:, :10], lam=LAM)), 'model/input_weights'),
-])
-def test_resuming_a_different_run_raises(change, match, tmp_path):
-  x, y = _problem()
-  run = dict(model=_model('l0'), key=jax.random.key(0),
-             config=train.TrainConfig(num_epochs=1, batch_size=64))
-  train.fit(run.pop('model'), x, y, workdir=tmp_path, **run)
-  run = dict(dict(run, model=_model('l0')), **change)
-  if 'model' in change:
-    y = y[:, :10]
-  with pytest.raises(ValueError, match=match):
-    train.fit(run.pop('model'), x, y, workdir=tmp_path, **run)
 
 
 def test_make_optimizer_matches_optax_and_keeps_the_rate_in_the_state():
@@ -304,14 +222,14 @@ def test_make_optimizer_matches_optax_and_keeps_the_rate_in_the_state():
 
 
 def test_rate_fn_sets_the_rate_of_each_epoch_and_survives_a_resume(tmp_path):
-  x, y = _problem()
+  x, y = iht_problem()
   config = train.TrainConfig(num_epochs=3, batch_size=64)
   tx = train.make_optimizer('sgd', 0.01, momentum=0.5)
   # A rate of ~0 from the second epoch on freezes the parameters there.
   frozen = lambda history: 0.01 if not history else 1e-30
-  one_epoch = train.fit(_model('mlp'), x, y, key=jax.random.key(3), tx=tx,
+  one_epoch = train.fit(make_encoder('mlp'), x, y, key=jax.random.key(3), tx=tx,
                         config=config._replace(num_epochs=1)).model
-  three = train.fit(_model('mlp'), x, y, key=jax.random.key(3), tx=tx,
+  three = train.fit(make_encoder('mlp'), x, y, key=jax.random.key(3), tx=tx,
                     config=config, rate_fn=frozen)
   weights = lambda model: jax.tree.map(np.asarray,
                                       nnx.state(model, nnx.Param))
@@ -319,7 +237,7 @@ def test_rate_fn_sets_the_rate_of_each_epoch_and_survives_a_resume(tmp_path):
                               rtol=1e-6, atol=1e-7)
   # A rate of the history: resumed after a kill, the same rates follow.
   halving = lambda history: 0.02 * 0.5 ** len(history)
-  reference = train.fit(_model('mlp'), x, y, key=jax.random.key(3), tx=tx,
+  reference = train.fit(make_encoder('mlp'), x, y, key=jax.random.key(3), tx=tx,
                         config=config, rate_fn=halving).model
 
   def kill_after_epoch_1(record):
@@ -327,18 +245,19 @@ def test_rate_fn_sets_the_rate_of_each_epoch_and_survives_a_resume(tmp_path):
       raise Interrupt
 
   with pytest.raises(Interrupt):
-    train.fit(_model('mlp'), x, y, key=jax.random.key(3), tx=tx,
+    train.fit(make_encoder('mlp'), x, y, key=jax.random.key(3), tx=tx,
               config=config, rate_fn=halving, workdir=tmp_path,
               callback=kill_after_epoch_1)
-  resumed = train.fit(_model('mlp'), x, y, key=jax.random.key(3), tx=tx,
+  resumed = train.fit(make_encoder('mlp'), x, y, key=jax.random.key(3), tx=tx,
                       config=config, rate_fn=halving, workdir=tmp_path).model
-  chex.assert_trees_all_equal(_params(resumed), _params(reference))
+  chex.assert_trees_all_equal(state_arrays(resumed), state_arrays(reference))
 
 
 def test_rate_fn_needs_an_injected_rate():
-  x, y = _problem()
+  x, y = iht_problem()
   with pytest.raises(ValueError, match='make_optimizer'):
-    train.fit(_model('mlp'), x, y, key=jax.random.key(0), tx=optax.sgd(0.1),
+    train.fit(make_encoder('mlp'), x, y, key=jax.random.key(0),
+              tx=optax.sgd(0.1),
               config=train.TrainConfig(num_epochs=1, batch_size=64),
               rate_fn=lambda history: 0.1)
 
@@ -371,10 +290,10 @@ def test_make_optimizer_refuses_bad_settings(arguments, match):
      f'shape \\(..., {SIGNAL_DIM}\\)'),
 ])
 def test_fit_bad_arguments_raise(arguments, match):
-  x, y = _problem()
+  x, y = iht_problem()
   arguments = dict(dict(x_train=x, y_train=y), **arguments)
   with pytest.raises(ValueError, match=match):
-    train.fit(_model('l0'), arguments.pop('x_train'),
+    train.fit(make_encoder('l0'), arguments.pop('x_train'),
               arguments.pop('y_train'), key=jax.random.key(0), **arguments)
 
 
@@ -383,7 +302,7 @@ def test_fit_bad_arguments_raise(arguments, match):
 
 def _stream():
   """A pure batch function of the step: fresh signals, IHT-initialized codes."""
-  dictionary = _dictionary()
+  dictionary = unit_dictionary()
 
   def batch_fn(step):
     key = jax.random.fold_in(jax.random.key(3), step)
@@ -398,7 +317,7 @@ def test_fit_on_a_stream_reduces_the_loss_and_visits_each_step_once():
   batch_fn = _stream()
   x_eval, y_eval = jax.vmap(batch_fn)(jnp.arange(1000, 1004))
   x_eval, y_eval = x_eval.reshape(-1, SIGNAL_DIM), y_eval.reshape(-1, CODE_DIM)
-  model = models.LISTA.from_dictionary(_dictionary(), lam=LAM, num_stages=3)
+  model = models.LISTA.from_dictionary(unit_dictionary(), lam=LAM, num_stages=3)
   before = train.evaluate(model, x_eval, y_eval).loss
   result = train.fit(model, batch_fn, key=jax.random.key(0),
                      config=train.TrainConfig(num_epochs=3),
@@ -408,7 +327,7 @@ def test_fit_on_a_stream_reduces_the_loss_and_visits_each_step_once():
   assert result.history[-1].eval_loss < 0.9 * before
   # The first epoch's mean loss is that of the steps 0..24 of the stream:
   # the steps of train_steps see batch_fn(0), batch_fn(1), ...
-  model_again = models.LISTA.from_dictionary(_dictionary(), lam=LAM,
+  model_again = models.LISTA.from_dictionary(unit_dictionary(), lam=LAM,
                                              num_stages=3)
   optimizer = nnx.Optimizer(model_again, optax.adam(1e-3), wrt=nnx.Param)
   graphdef, state = nnx.split((model_again, optimizer))
@@ -422,20 +341,21 @@ def test_stream_kill_and_resume_gives_the_same_parameters(tmp_path):
   config = train.TrainConfig(num_epochs=4)
   arguments = dict(key=jax.random.key(0), config=config, steps_per_epoch=5,
                    tx=optax.adam(1e-3))
-  reference = train.fit(_model('l0'), _stream(), **arguments)
+  reference = train.fit(make_encoder('l0'), _stream(), **arguments)
 
   def kill_after_epoch_2(record):
     if record.epoch == 2:
       raise Interrupt
 
   with pytest.raises(Interrupt):
-    train.fit(_model('l0'), _stream(), workdir=tmp_path,
+    train.fit(make_encoder('l0'), _stream(), workdir=tmp_path,
               callback=kill_after_epoch_2, **arguments)
-  resumed = train.fit(_model('l0'), _stream(), workdir=tmp_path, **arguments)
-  chex.assert_trees_all_equal(_params(resumed.model),
-                              _params(reference.model))
+  resumed = train.fit(make_encoder('l0'), _stream(), workdir=tmp_path,
+                      **arguments)
+  chex.assert_trees_all_equal(state_arrays(resumed.model),
+                              state_arrays(reference.model))
   with pytest.raises(ValueError, match='stream_steps_per_epoch'):
-    train.fit(_model('l0'), _stream(), workdir=tmp_path,
+    train.fit(make_encoder('l0'), _stream(), workdir=tmp_path,
               **dict(arguments, steps_per_epoch=6))
 
 
@@ -444,13 +364,14 @@ def test_stop_fn_ends_training_and_a_resumed_run_stops_there_too(tmp_path):
                    config=train.TrainConfig(num_epochs=10),
                    steps_per_epoch=2, workdir=tmp_path,
                    stop_fn=lambda history: len(history) >= 3)
-  first = train.fit(_model('lista'), _stream(), **arguments)
+  first = train.fit(make_encoder('lista'), _stream(), **arguments)
   assert len(first.history) == 3
   epochs = []
-  again = train.fit(_model('lista'), _stream(), callback=epochs.append,
+  again = train.fit(make_encoder('lista'), _stream(), callback=epochs.append,
                     **arguments)
   assert epochs == [] and len(again.history) == 3
-  chex.assert_trees_all_equal(_params(again.model), _params(first.model))
+  chex.assert_trees_all_equal(state_arrays(again.model),
+                              state_arrays(first.model))
 
 
 @pytest.mark.parametrize('arguments,match', [
@@ -461,14 +382,14 @@ def test_stop_fn_ends_training_and_a_resumed_run_stops_there_too(tmp_path):
 def test_fit_stream_bad_arguments_raise(arguments, match):
   arguments = dict(dict(y_train=None), **arguments)
   with pytest.raises(ValueError, match=match):
-    train.fit(_model('lista'), _stream(), arguments.pop('y_train'),
+    train.fit(make_encoder('lista'), _stream(), arguments.pop('y_train'),
               key=jax.random.key(0), **arguments)
 
 
 def test_fit_arrays_reject_steps_per_epoch():
-  x, y = _problem()
+  x, y = iht_problem()
   with pytest.raises(ValueError, match='steps_per_epoch is only'):
-    train.fit(_model('lista'), x, y, key=jax.random.key(0),
+    train.fit(make_encoder('lista'), x, y, key=jax.random.key(0),
               steps_per_epoch=3)
 
 
@@ -480,7 +401,7 @@ _DATA_PARALLEL_SCRIPT = textwrap.dedent('''
     jax.config.update('jax_enable_x64', True)
     import numpy as np
     from flax import nnx
-    from l0enc import models, train
+    from l0enc import checkpoint, models, train
 
     assert len(jax.devices()) == 2, jax.devices()
     rng = np.random.default_rng(0)
@@ -505,7 +426,7 @@ _DATA_PARALLEL_SCRIPT = textwrap.dedent('''
             model.output_layer.kernel[...].sharding)
         assert len(sharding.device_set) == num_devices, sharding
         assert sharding.is_fully_replicated, sharding
-        for name, value in train._flatten(nnx.state(model)).items():
+        for name, value in checkpoint.flatten_state(nnx.state(model)).items():
           results[f'{kind}/{num_devices}/{name}'] = value
     try:
       train.fit(models.DeepL0Encoder.from_dictionary(dictionary, lam=0.05),
@@ -537,38 +458,6 @@ def test_two_device_data_parallel_matches_one_device(tmp_path):
            if name.startswith(f'{kind}/2/')}
     assert one and one.keys() == two.keys()
     chex.assert_trees_all_close(two, one, atol=1e-10, rtol=1e-10)
-
-
-def test_discard_last_epoch_resumes_as_if_it_never_ran(tmp_path):
-  x, y = _problem()
-  key = jax.random.key(0)
-  config = train.TrainConfig(num_epochs=3, batch_size=64)
-  reference = train.fit(_model('l0'), x, y, key=key, config=config)
-  train.fit(_model('l0'), x, y, key=key, config=config, workdir=tmp_path)
-  assert train.discard_last_epoch(tmp_path) == 2
-  assert sorted(os.listdir(tmp_path)) == ['checkpoint.json',
-                                          'state_000002.npz']
-  resumed = train.fit(_model('l0'), x, y, key=key, config=config,
-                      workdir=tmp_path)
-  chex.assert_trees_all_equal(_params(resumed.model),
-                              _params(reference.model))
-  strip = lambda history: [r._replace(seconds=0) for r in history]
-  assert strip(resumed.history) == strip(reference.history)
-  # Only one epoch can be undone: the arrays before it are gone.
-  assert train.discard_last_epoch(tmp_path) == 2
-  with pytest.raises(ValueError, match='only the last epoch'):
-    train.discard_last_epoch(tmp_path)
-
-
-def test_discard_the_only_epoch_removes_the_checkpoint(tmp_path):
-  x, y = _problem()
-  config = train.TrainConfig(num_epochs=1, batch_size=64)
-  train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
-            workdir=tmp_path)
-  assert train.discard_last_epoch(tmp_path) == 0
-  assert os.listdir(tmp_path) == []
-  with pytest.raises(ValueError, match='no checkpoint'):
-    train.discard_last_epoch(tmp_path)
 
 
 # Non-finite data, divergence, data fingerprints, damaged checkpoints.
@@ -604,12 +493,12 @@ def _first_poisoned_step(key, epoch, row, batch_size, steps_per_epoch):
     ('x_train', np.nan), ('x_train', np.inf), ('y_train', np.nan),
     ('y_train', -np.inf), ('x_eval', np.nan), ('y_eval', np.inf)])
 def test_fit_refuses_nonfinite_data_before_training(name, value, tmp_path):
-  x, y = _problem()
+  x, y = iht_problem()
   arrays = dict(x_train=x.copy(), y_train=y.copy(), x_eval=x[:8].copy(),
                 y_eval=y[:8].copy())
   arrays[name][3, 1] = value
   with pytest.raises(ValueError, match=f'{name} holds NaN or infinite'):
-    train.fit(_model('l0'), arrays['x_train'], arrays['y_train'],
+    train.fit(make_encoder('l0'), arrays['x_train'], arrays['y_train'],
               x_eval=arrays['x_eval'], y_eval=arrays['y_eval'],
               key=jax.random.key(0), workdir=tmp_path / 'run',
               config=train.TrainConfig(num_epochs=1, batch_size=64))
@@ -617,24 +506,25 @@ def test_fit_refuses_nonfinite_data_before_training(name, value, tmp_path):
 
 
 def test_fit_refuses_complex_data():
-  x, y = _problem()
+  x, y = iht_problem()
   with pytest.raises(ValueError, match='x_train must be real'):
-    train.fit(_model('l0'), x.astype(np.complex64), y, key=jax.random.key(0),
+    train.fit(make_encoder('l0'), x.astype(np.complex64), y,
+              key=jax.random.key(0),
               config=train.TrainConfig(num_epochs=1, batch_size=64))
 
 
 def _fit_clean_epoch_then_poisoned(tmp_path, **kwargs):
   """One clean epoch checkpointed, then a second on data holding SENTINEL."""
-  x, y = _problem()
+  x, y = iht_problem()
   key = jax.random.key(0)
   options = dict(key=key, loss_fn=_poisoned_loss, workdir=tmp_path,
                  data_id='the same source data')
-  train.fit(_model('l0'), x, y, config=train.TrainConfig(
+  train.fit(make_encoder('l0'), x, y, config=train.TrainConfig(
       num_epochs=1, batch_size=64), **options)
   row = 17
   step = _first_poisoned_step(key, 1, row, 64, NUM_EXAMPLES // 64)
   run = lambda: train.fit(
-      _model('l0'), x, _poisoned_targets(y, row),
+      make_encoder('l0'), x, _poisoned_targets(y, row),
       config=train.TrainConfig(num_epochs=2, batch_size=64), **options,
       **kwargs)
   return run, step
@@ -652,7 +542,7 @@ def _assert_checkpoint_finite(workdir, epoch):
 
 def test_a_nonfinite_loss_stops_fit_naming_epoch_and_step(tmp_path):
   run, step = _fit_clean_epoch_then_poisoned(tmp_path)
-  with pytest.raises(train.DivergedError,
+  with pytest.raises(divergence.DivergedError,
                      match=f'epoch 2: the training loss became nan at step '
                      f'{step} ') as error:
     run()
@@ -674,36 +564,36 @@ def test_recorded_divergence_is_undone_by_discard_last_epoch(tmp_path):
   assert record['diverged'] and record['arrays'] == 'state_000001.npz'
   with pytest.raises(ValueError, match='discard_last_epoch'):
     run()
-  assert train.discard_last_epoch(tmp_path) == 1
+  assert checkpoint.discard_last_epoch(tmp_path) == 1
   # Resumed on clean data: as if the diverged epoch had never run.
-  x, y = _problem()
+  x, y = iht_problem()
   config = train.TrainConfig(num_epochs=2, batch_size=64)
   options = dict(key=jax.random.key(0), loss_fn=_poisoned_loss,
                  config=config)
-  resumed = train.fit(_model('l0'), x, y, workdir=tmp_path,
+  resumed = train.fit(make_encoder('l0'), x, y, workdir=tmp_path,
                       data_id='the same source data', **options)
-  reference = train.fit(_model('l0'), x, y, **options)
-  chex.assert_trees_all_equal(_params(resumed.model),
-                              _params(reference.model))
+  reference = train.fit(make_encoder('l0'), x, y, **options)
+  chex.assert_trees_all_equal(state_arrays(resumed.model),
+                              state_arrays(reference.model))
 
 
 def test_diverging_in_the_first_epoch_writes_no_arrays(tmp_path):
-  x, y = _problem()
+  x, y = iht_problem()
   train_config = train.TrainConfig(num_epochs=1, batch_size=64)
-  history = train.fit(_model('l0'), x, _poisoned_targets(y, 0),
+  history = train.fit(make_encoder('l0'), x, _poisoned_targets(y, 0),
                       key=jax.random.key(0), config=train_config,
                       loss_fn=_poisoned_loss, workdir=tmp_path,
                       on_nonfinite_loss='record').history
   assert np.isnan(history[-1].train_loss)
   assert os.listdir(tmp_path) == ['checkpoint.json']
-  assert train.discard_last_epoch(tmp_path) == 0
+  assert checkpoint.discard_last_epoch(tmp_path) == 0
 
 
 def test_nonfinite_parameters_are_never_checkpointed(tmp_path):
-  x, y = _problem()
-  model = _model('l0')
+  x, y = iht_problem()
+  model = make_encoder('l0')
   model.input_weights[...] = model.input_weights[...].at[0, 0].set(jnp.nan)
-  with pytest.raises(train.DivergedError, match='epoch 1'):
+  with pytest.raises(divergence.DivergedError, match='epoch 1'):
     # The NaN weight reaches every code through S: the loss is NaN at once.
     train.fit(model, x, y, key=jax.random.key(0), workdir=tmp_path,
               config=train.TrainConfig(num_epochs=1, batch_size=64))
@@ -711,60 +601,9 @@ def test_nonfinite_parameters_are_never_checkpointed(tmp_path):
 
 
 def test_bad_on_nonfinite_loss_raises():
-  x, y = _problem()
+  x, y = iht_problem()
   with pytest.raises(ValueError, match='on_nonfinite_loss'):
-    train.fit(_model('l0'), x, y, key=jax.random.key(0),
+    train.fit(make_encoder('l0'), x, y, key=jax.random.key(0),
               on_nonfinite_loss='ignore')
 
 
-@pytest.mark.parametrize('change', ['other_x', 'other_y', 'shuffled_rows',
-                                    'float64_x'])
-def test_resuming_on_other_data_of_the_same_shape_raises(change, tmp_path):
-  x, y = _problem()
-  config = train.TrainConfig(num_epochs=1, batch_size=64)
-  train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
-            workdir=tmp_path)
-  other_x, other_y = _problem(seed=2)
-  x, y = {'other_x': (other_x, y), 'other_y': (x, other_y),
-          'shuffled_rows': (x[::-1], y[::-1]),
-          'float64_x': (x.astype(np.float64), y)}[change]
-  with pytest.raises(ValueError, match='data_fingerprint'):
-    train.fit(_model('l0'), x, y, key=jax.random.key(0),
-              config=config._replace(num_epochs=2), workdir=tmp_path)
-
-
-def test_data_fingerprint_is_a_function_of_shape_dtype_and_values():
-  x, _ = _problem()
-  fingerprint = train.data_fingerprint(x)
-  assert fingerprint == train.data_fingerprint(x.copy())
-  assert f'{x.shape} float32' in fingerprint
-  changed = x.copy()
-  changed[0, 0] += 1  # Row 0 is always in the sample.
-  assert train.data_fingerprint(changed) != fingerprint
-
-
-@pytest.mark.parametrize('damage', ['truncated_arrays', 'text_arrays',
-                                    'truncated_record', 'empty_record'])
-def test_damaged_checkpoint_files_name_the_file(damage, tmp_path):
-  x, y = _problem()
-  config = train.TrainConfig(num_epochs=1, batch_size=64)
-  train.fit(_model('l0'), x, y, key=jax.random.key(0), config=config,
-            workdir=tmp_path)
-  name = 'checkpoint.json' if damage.endswith('record') else (
-      'state_000001.npz')
-  path = tmp_path / name
-  content = path.read_bytes()
-  path.write_bytes({'truncated_arrays': content[:len(content) // 2],
-                    'text_arrays': b'not an archive\n',
-                    'truncated_record': content[:len(content) // 2],
-                    'empty_record': b''}[damage])
-  for resume in (
-      lambda: train.fit(_model('l0'), x, y, key=jax.random.key(0),
-                        config=config._replace(num_epochs=2),
-                        workdir=tmp_path),
-      lambda: train.restore_model(tmp_path, _model('l0'))):
-    with pytest.raises(validation.DamagedFileError,
-                       match=f'{name} is damaged') as error:
-      resume()
-    assert str(path) in str(error.value)
-    assert 'Delete the workdir' in str(error.value)

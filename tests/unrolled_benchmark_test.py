@@ -7,11 +7,13 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 SCRIPT = os.path.join(ROOT, 'experiments', 'unrolled_benchmark.py')
-TINY = ['--signal_dim=10', '--code_dim=20', '--num_stages=2', '--num_test=30',
-        '--num_validation=20', '--steps_per_epoch=2', '--max_epochs=2',
-        '--patience=1', '--batch_size=8', '--fista_max_iterations=50',
-        '--max_m=4', '--m_growth=2', '--settings=noiseless',
-        '--refine_decays=']
+TINY = ['--config.signal_dim=10', '--config.code_dim=20',
+        '--config.num_stages=2', '--config.num_test=30',
+        '--config.num_validation=20', '--config.steps_per_epoch=2',
+        '--config.max_epochs=2', '--config.patience=1',
+        '--config.batch_size=8', '--config.fista_max_iterations=50',
+        '--config.max_m=4', '--config.m_growth=2', '--settings=noiseless',
+        '--config.refine_decays=()']
 
 
 def _run(tmp_path, *extra):
@@ -38,7 +40,7 @@ def test_tiny_run_writes_every_output_and_resumes(tmp_path):
   for row in rows.values():
     assert len(row['test_nmse_db']) == 2
   assert rows['alista_msparse']['steps'] > 0
-  # No refinement rates (--refine_decays=): one phase per stage.
+  # No refinement rates (--config.refine_decays=()): one phase per stage.
   assert [p['name'] for p in rows['alista_msparse']['phases']] == [
       'stage_01_new', 'stage_02_new']
   readme = (out / 'README.md').read_text()

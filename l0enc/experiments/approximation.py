@@ -33,6 +33,7 @@ from l0enc import metrics
 from l0enc import models
 from l0enc import reporting
 from l0enc import solvers
+from l0enc import synthetic
 from l0enc import train
 from l0enc import validation
 from l0enc import whitening
@@ -321,7 +322,7 @@ def load_signals(config: Config, dictionary_dir: str | None
   key = jax.random.PRNGKey(config.seed)
   if config.dataset == 'synthetic':
     # The generating dictionary is known: it is the one the codes refer to.
-    generated = data.make_synthetic(
+    generated = synthetic.make_synthetic(
         key, config.num_train + config.num_test,
         signal_dim=config.signal_dim, code_dim=config.code_dim,
         nonzero_prob=config.nonzero_prob, snr_db=config.snr_db)
@@ -427,7 +428,7 @@ def iht_curve(x: np.ndarray, dictionary: np.ndarray, target: np.ndarray,
     target: their optimal codes, shape `(N, p)`.
     config: the setting (its problem and l0 weight or sparsity).
     max_iterations: the last iteration count.
-    solver: `solvers.iht` or `solvers.normalized_iht`.
+    solver: `solvers.iht` or `adaptive_solvers.normalized_iht`.
 
   Returns:
     The `_code_metrics` after each iteration.

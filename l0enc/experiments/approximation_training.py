@@ -21,7 +21,10 @@ import jax.numpy as jnp
 from flax import nnx
 import numpy as np
 
+from l0enc import adaptive_solvers
+from l0enc import checkpoint
 from l0enc import dictionary as dictionary_lib
+from l0enc import divergence
 from l0enc import metrics
 from l0enc import models
 from l0enc import reporting
@@ -105,7 +108,7 @@ def train_with_selected_rate(
     try:
       history = _train(model, problem, config, num_epochs, optimizer,
                        learning_rate, os.path.join(workdir, name))
-    except train.DivergedError as error:
+    except divergence.DivergedError as error:
       # A rate too large for this dictionary: it drops out of the choice
       # (its checkpoints hold only finite epochs, so a rerun diverges again
       # at the same step).
@@ -114,7 +117,7 @@ def train_with_selected_rate(
       continue
     trained[name] = model, history, optimizer, learning_rate
   if not trained:
-    raise train.DivergedError(
+    raise divergence.DivergedError(
         f'Every candidate diverged ({diverged}); give smaller learning '
         'rates.', *max(diverged.values(), key=lambda d: d['step']).values())
   final_error = lambda name: (
@@ -223,7 +226,7 @@ def benchmark_trained_encoder(workdir: str, dictionary_dir: str | None = None,
         config, dictionary_dir)
   selection = results['learning_rate_selection']
   model = approximation.build_deep_encoder(dictionary, config)
-  train.restore_model(
+  checkpoint.restore_model(
       os.path.join(workdir, 'deep', _selected_name(selection['deep'])), model)
   speed = _encoding_speed(model, x_test, dictionary, config)
   x_fit = x_train[int(len(x_train) * config.validation_fraction):]
@@ -276,7 +279,7 @@ def _compute(config: approximation.Config, workdir: str,
       approximation.iht_curve(problem.x_test, problem.dictionary,
                               problem.codes_test, config, iterations,
                               solver=solver)
-      for solver in (solvers.iht, solvers.normalized_iht))
+      for solver in (solvers.iht, adaptive_solvers.normalized_iht))
   rows = {f'IHT ({k} iterations)': curve[k - 1] for k in config.iht_iterations}
   rows.update({f'Normalized IHT ({k} iterations)': normalized_curve[k - 1]
                for k in config.iht_iterations})

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from l0enc import augment as augment_lib
+from l0enc import checkpoint
 from l0enc import data as data_lib
 from l0enc import metrics
 from l0enc import models
@@ -297,7 +298,7 @@ def augmented_stream(key: jax.Array, images: np.ndarray, labels: np.ndarray,
   num_images = len(images)
   validation.check_int_in_range('batch_size', batch_size, 1, num_images)
   steps_per_epoch = num_images // batch_size
-  data_id = train.data_fingerprint(images, labels)
+  data_id = checkpoint.data_fingerprint(images, labels)
   order_key, augment_key = jax.random.split(key)
   device_images = jnp.asarray(images, jnp.float32)
   device_labels = jnp.asarray(labels)

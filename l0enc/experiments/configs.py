@@ -9,6 +9,7 @@ checked, so a bad override fails before any computation, naming the field.
 """
 
 import dataclasses
+import re
 from typing import Any, Mapping, TypeVar
 
 import ml_collections
@@ -46,3 +47,58 @@ def to_settings(cls: type[Settings],
   as_tuple = lambda value: (tuple(as_tuple(v) for v in value)
                             if isinstance(value, list) else value)
   return cls(**{name: as_tuple(value) for name, value in values.items()})
+
+
+def define_config_flag(default: str, settings_cls: type, *, help_string: str,
+                       flag_values: Any = None) -> Any:
+  """Defines `--config`, a `get_config()` file, checked while parsing.
+
+  The flag is ml_collections' `config_flags.DEFINE_config_file` (locked: an
+  override of a field the file does not have is an error), with a validator
+  that builds `settings_cls` from the config, so that a bad file or
+  `--config.field=value` fails while the flags are parsed, before any
+  computation, with the dataclass's own message, naming the field
+  (`--config.lam: lam must be positive and finite, got -1.0`).
+
+  Args:
+    default: path of the default config file (absolute, so that the script
+      runs from any directory).
+    settings_cls: the settings dataclass the config's fields belong to.
+    help_string: the flag's `--help` text.
+    flag_values: the `FlagValues`; absl's global `FLAGS` by default.
+
+  Returns:
+    The flag holder; build the settings in `main` with
+    `to_settings(settings_cls, holder.value)`.
+  """
+  # pylint: disable=g-import-not-at-top
+  from absl import flags
+  from ml_collections import config_flags
+  # pylint: enable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  holder = config_flags.DEFINE_config_file(
+      'config', default=default, help_string=help_string,
+      flag_values=flag_values, lock_config=True)
+
+  def check(config: ml_collections.ConfigDict) -> bool:
+    try:
+      to_settings(settings_cls, config)
+    except (TypeError, ValueError) as error:
+      raise flags.ValidationError(
+          _naming_the_field(settings_cls, str(error))) from error
+    return True
+
+  flags.register_validator('config', check, flag_values=flag_values)
+  return holder
+
+
+def _naming_the_field(settings_cls: type, message: str) -> str:
+  """`--config.<field>: message` for the field the message names first."""
+  positions = {}
+  for field in dataclasses.fields(settings_cls):
+    found = re.search(rf'\b{re.escape(field.name)}\b', message)
+    if found:
+      positions[field.name] = found.start()
+  if not positions:
+    return message
+  return f'--config.{min(positions, key=positions.get)}: {message}'

@@ -18,6 +18,7 @@ import numpy as np
 
 from l0enc import data
 from l0enc import ddse
+from l0enc import ddse_sparse
 from l0enc import reporting
 from l0enc.experiments import ddse as ddse_unit
 from l0enc.experiments import ddse_training
@@ -33,7 +34,7 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray], compressed: bool) -> bytes:
   return buffer.getvalue()
 
 
-def sparse_export_arrays(sparse_weights: ddse.SparseDDSE
+def sparse_export_arrays(sparse_weights: ddse_sparse.SparseDDSE
                          ) -> dict[str, np.ndarray]:
   """The BCOO data and indices of W1, W2, W3 as named NumPy arrays."""
   arrays = {}
@@ -67,7 +68,7 @@ def compactness(model: ddse.DDSE, x_test: np.ndarray, workdir: str, *,
   size with the dense weights saved by `np.savez` (and, for fairness,
   `np.savez_compressed`, which also squeezes the zeros), and times the
   features of the whole test set with dense matrix products
-  (`model.features`) and sparse ones (`ddse.sparse_features`), both
+  (`model.features`) and sparse ones (`ddse_sparse.sparse_features`), both
   jitted and in the same sequential batches, in this one process
   (`reporting.time_call`, median after a warm-up). Batches bound the
   memory of the sparse form: its BCOO products materialize one value per
@@ -85,8 +86,8 @@ def compactness(model: ddse.DDSE, x_test: np.ndarray, workdir: str, *,
   Returns:
     A JSON-able dict of counts, byte sizes, seconds and ratios.
   """
-  counts = ddse.count_parameters(model)
-  sparse_weights = ddse.to_sparse(model)
+  counts = ddse_sparse.count_parameters(model)
+  sparse_weights = ddse_sparse.to_sparse(model)
   sparse_arrays = sparse_export_arrays(sparse_weights)
   dense_arrays = {name: np.asarray(getattr(model, name)[...]) for name in
                   ('input_weights', 'synthesis_weights', 'analysis_weights')}
@@ -102,7 +103,7 @@ def compactness(model: ddse.DDSE, x_test: np.ndarray, workdir: str, *,
   graphdef, state = nnx.split(model)
   dense_fn = _in_batches(
       lambda state, x: nnx.merge(graphdef, state).features(x), batch_size)
-  sparse_fn = _in_batches(ddse.sparse_features, batch_size)
+  sparse_fn = _in_batches(ddse_sparse.sparse_features, batch_size)
   x = jnp.asarray(x_test)
   dense_seconds = reporting.time_call(lambda: dense_fn(state, x),
                                       repeats=repeats)

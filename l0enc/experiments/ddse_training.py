@@ -22,8 +22,10 @@ import numpy as np
 import optax
 
 from l0enc import augment as augment_lib
+from l0enc import checkpoint
 from l0enc import data
 from l0enc import ddse
+from l0enc import ddse_sparse
 from l0enc import dictionary
 from l0enc import metrics
 from l0enc import reporting
@@ -220,7 +222,7 @@ def train_model(config: ddse_unit.Config, model: nnx.Module,
   the learning rate of each epoch set by `rate_fn` from the validation
   history: the plateau schedule (`plateau_learning_rates`). An epoch that
   diverges (non-finite training loss) ends that fit; it is discarded
-  (`train.discard_last_epoch`) and training goes on from the epoch before,
+  (`checkpoint.discard_last_epoch`) and training goes on from the epoch before,
   the rate decayed by `lr_decay_factor` from the diverged epoch on (at most
   `MAX_DIVERGENCES` times; the epochs are kept in `divergences.json`, so a
   resumed run uses the same rates).
@@ -247,7 +249,7 @@ def train_model(config: ddse_unit.Config, model: nnx.Module,
   initial_state = jax.tree.map(jnp.copy, nnx.state(model))
   tx = make_optimizer(config, model)
   # The checkpoint identifies the data by the images before augmentation.
-  data_id = train.data_fingerprint(
+  data_id = checkpoint.data_fingerprint(
       unit_data.train_images[unit_data.epoch_indices],
       unit_data.train_labels[unit_data.epoch_indices])
 
@@ -287,7 +289,7 @@ def train_model(config: ddse_unit.Config, model: nnx.Module,
     logging.warning('Epoch %d diverged (train loss %s); back to epoch %d '
                     'with the learning rate x%g.', epoch + 1,
                     history[-1].train_loss, epoch, config.lr_decay_factor)
-    if train.discard_last_epoch(workdir) == 0:
+    if checkpoint.discard_last_epoch(workdir) == 0:
       nnx.update(model, jax.tree.map(jnp.copy, initial_state))
     divergences.append(epoch)
     reporting.write_json_atomic(divergences_path, divergences)
@@ -408,7 +410,7 @@ def _train_and_evaluate(config: ddse_unit.Config, workdir: str,
       'device': device_name(),
   }
   if config.is_sparse:
-    results['parameter_counts'] = ddse.count_parameters(model)._asdict()
+    results['parameter_counts'] = ddse_sparse.count_parameters(model)._asdict()
   results['unit_seconds'] = time.perf_counter() - start
   logging.info('Unit %s done: validation error %.2f%%, test error %.2f%%.',
                config.method, results['validation_error'],
@@ -428,7 +430,7 @@ def restore_final_model(config: ddse_unit.Config, workdir: str) -> nnx.Module:
     for DDSE and baseline V as `run` does.
   """
   # The checkpoint holds the PCA buffers too.
-  model = train.restore_model(os.path.join(workdir, 'train'),
+  model = checkpoint.restore_model(os.path.join(workdir, 'train'),
                               build_model(config, None))
   if config.is_sparse:
     project_and_check(model)

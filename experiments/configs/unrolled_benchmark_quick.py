@@ -1,0 +1,51 @@
+"""The unrolled benchmark's quick preset: two shared CPU cores, ~40 minutes.
+
+Short phases (a validation every 25 steps, a plateau after one without
+improvement, at most 3 per phase), one refinement rate (x0.2) instead of two,
+250 validation signals: 50-75 steps per phase, about 2,000 per method. Far
+from converged: the papers train each phase until 4,000 steps pass without
+improvement.
+
+    python experiments/unrolled_benchmark.py \
+        --config=experiments/configs/unrolled_benchmark_quick.py \
+        --config.num_stages=8
+
+The fields are those of `unrolled_benchmark.Settings` (checked there);
+`unrolled_benchmark_paper.py` starts from this file.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      preset='quick',  # Names the report and the default directories.
+      note=('Quick preset (two CPU cores): short phases and one refinement '
+            "rate; far from the papers' budget (phases end after 4,000 "
+            'steps without improvement), so not converged.'),
+      # The problem (the LISTA-CPSS and ALISTA papers' 250 x 500).
+      num_stages=16,  # Stages (iterations) of every method.
+      signal_dim=250,  # n.
+      code_dim=500,  # p.
+      nonzero_prob=0.1,  # Of a code entry.
+      num_test=1000,  # Fixed test codes.
+      num_validation=250,  # Fixed validation codes.
+      seed=0,  # Of the matrix, the stream and the sets.
+      # Training ('stagewise', the papers' recipe, or 'end_to_end').
+      training='stagewise',
+      batch_size=64,  # The papers' 64.
+      learning_rate=5e-4,  # Base Adam rate (the papers').
+      refine_decays=(0.2,),  # Refinement rates, multiples of the base.
+      stage_decay=0.3,  # Earlier stages' rates, after each stage.
+      steps_per_epoch=25,  # Steps between validations.
+      patience=1,  # Validations without improvement that end a phase.
+      max_epochs=3,  # Most validations per phase.
+      # l0 weight that initializes the Deep l0 thresholds; None: the one IHT
+      # chose on validation (deep_l0), the best on validation of the
+      # untrained encoder (alista_l0).
+      l0_lam=config_dict.placeholder(float),
+      max_m=100,  # Largest M of the M-sparse encoders.
+      m_growth=12,  # M of stage k: min(k * m_growth, max_m).
+      fista_max_iterations=3000,  # Cap of converged FISTA.
+  ))
