@@ -274,8 +274,44 @@ def ddse_rows(results_dir: str) -> list[Row]:
   return rows
 
 
+UNROLLED_RUNS = ('unrolled_benchmark', 'unrolled_benchmark_paper')
+UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_cpss', 'alista')),
+                   ('our l0 encoders', ('deep_l0', 'deep_msparse',
+                                        'alista_l0', 'alista_msparse')))
+UNROLLED_LABELS = {'lista': 'LISTA', 'lista_cpss': 'LISTA-CPSS',
+                   'alista': 'ALISTA', 'deep_l0': 'Deep l0 (SS)',
+                   'deep_msparse': 'Deep M-sparse',
+                   'alista_l0': 'Deep l0, ALISTA form',
+                   'alista_msparse': 'Deep M-sparse, ALISTA form'}
+
+
+def unrolled_rows(results_dir: str) -> list[Row]:
+  """The 250 x 500 benchmark: NMSE at 16 stages, noiseless, per run."""
+  rows = []
+  for experiment in UNROLLED_RUNS:
+    results = _read(results_dir, experiment)
+    if not results:
+      continue
+    methods = results['settings'].get('noiseless', {})
+    for group, names in UNROLLED_GROUPS:
+      present = [name for name in names if name in methods]
+      if not present:
+        continue
+      stages = len(methods[present[0]]['test_nmse_db'])
+      rows.append([
+          f'250x500 CS benchmark, {group}, NMSE (dB) at {stages} stages, '
+          'noiseless: ' + ' / '.join(UNROLLED_LABELS[n] for n in present),
+          _cells([methods[n]['test_nmse_db'][-1] for n in present], 1),
+          ' / '.join(f'{paper.UNROLLED_TARGETS_DB[n]:.0f}' for n in present)
+          + ' (the papers\' plots; ours held to -60)',
+          _source(experiment, f"{results.get('preset', '?')} preset, "
+                  f"{results['environment'].rstrip('.')}")])
+  return rows
+
+
 HEADLINES: tuple[Callable[[str], list[Row]], ...] = (
-    approximation_rows, calibration_rows, task_rows, ddse_rows)
+    approximation_rows, calibration_rows, task_rows, ddse_rows,
+    unrolled_rows)
 
 
 def summary(results_dir: str) -> str:

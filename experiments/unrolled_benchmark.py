@@ -66,6 +66,7 @@ from l0enc import stagewise
 from l0enc import synthetic
 from l0enc import validation
 from l0enc.experiments import configs
+from l0enc.experiments import paper
 
 NOISELESS = 'noiseless'
 CLASSICAL = ('ista', 'fista', 'iht', 'iht_m', 'fista_converged')
@@ -80,10 +81,6 @@ LABELS = {
     'alista_l0': 'Deep l0, ALISTA form (SS)',
     'alista_msparse': 'Deep M-sparse, ALISTA form',
 }
-# The issue's targets at 16 stages, noiseless (read off the papers' plots).
-TARGETS_DB = {'lista': -35.0, 'lista_cpss': -60.0, 'alista': -70.0,
-              'deep_l0': -60.0, 'deep_msparse': -60.0, 'alista_l0': -60.0,
-              'alista_msparse': -60.0}
 LAM_GRID = tuple(float(v) for v in np.geomspace(1e-3, 1.0, 13))
 # M of problem (2), as multiples of the expected number of nonzeros (50).
 M_GRID_FACTORS = (0.8, 1.0, 1.2, 1.5, 2.0)
@@ -429,7 +426,7 @@ def reading(results: dict[str, Any]) -> str:
   """Sentences computed from the numbers: each target, met or missed."""
   rows = results['settings'].get(NOISELESS, {})
   lines = []
-  for method, target in TARGETS_DB.items():
+  for method, target in paper.UNROLLED_TARGETS_DB.items():
     if method not in rows:
       continue
     value = rows[method]['test_nmse_db'][-1]
