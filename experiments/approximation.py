@@ -31,7 +31,6 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-from ml_collections import config_flags
 
 from l0enc import reporting
 from l0enc import validation
@@ -39,16 +38,15 @@ from l0enc.experiments import approximation
 from l0enc.experiments import approximation_reports
 from l0enc.experiments import approximation_training
 from l0enc.experiments import calibration
+from l0enc.experiments import configs
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         'configs')
-config_flags.DEFINE_config_file(
-    'config', os.path.join(_CONFIGS, 'approximation_quick.py'),
+_CONFIG_HELP = (
     'Config file of the experiment (experiments/configs/approximation_'
     '<preset>.py: quick, a synthetic run of a few minutes; paper, the MNIST '
     'Tables 1-3 in the calibrated (whitened) regime; paper_literal, the '
-    'same without whitening); change a field with --config.field=value.',
-    lock_config=True)
+    'same without whitening); change a field with --config.field=value.')
 flags.DEFINE_multi_integer('p', None, 'Dictionary size(s) p to run, in '
                            "place of the config's code_dims; repeat the flag "
                            'for several.')
@@ -82,17 +80,13 @@ def settings_from_flags(
       config, read_regimes=calibration.read_choice, **overrides)
 
 
-def _check_config(config) -> bool:
-  # While parsing, so that a bad field fails before any computation; the
-  # checks are the settings dataclasses' own.
-  try:
-    settings_from_flags(config, FLAGS['p'].value, FLAGS['data_dir'].value)
-  except ValueError as error:
-    raise flags.ValidationError(str(error)) from error
-  return True
-
-
-flags.register_validator('config', _check_config)
+# Built while parsing, so that a bad field fails before any computation; the
+# checks are the settings dataclasses' own.
+configs.define_config_flag(
+    os.path.join(_CONFIGS, 'approximation_quick.py'),
+    lambda config: settings_from_flags(config, FLAGS['p'].value,
+                                       FLAGS['data_dir'].value),
+    help_string=_CONFIG_HELP)
 
 
 def main(argv):
@@ -105,9 +99,7 @@ def main(argv):
   jax.config.update('jax_default_matmul_precision', 'highest')
   experiment, settings = settings_from_flags(FLAGS.config, FLAGS.p,
                                              FLAGS.data_dir)
-  config_name = os.path.splitext(os.path.basename(
-      config_flags.get_config_filename(FLAGS['config'])))[0]
-  workdir = FLAGS.workdir or os.path.join('workdir', config_name)
+  workdir = FLAGS.workdir or configs.default_workdir(FLAGS['config'])
   results = []
   for config in settings:
     logging.info('Setting: %s', dataclasses.asdict(config))

@@ -28,7 +28,6 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-from ml_collections import config_flags
 
 from l0enc import data
 from l0enc import reporting
@@ -37,12 +36,6 @@ from l0enc.experiments import calibration
 from l0enc.experiments import configs
 from l0enc.experiments import paper
 
-config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           'configs', 'calibrate_regime_paper.py'),
-    'Config file of the grid (experiments/configs/calibrate_regime_'
-    '<preset>.py); change a field with --config.field=value.',
-    lock_config=True)
 flags.DEFINE_multi_integer('p', list(paper.APPROXIMATION_CODE_DIMS),
                            'Code size(s) p; repeat the flag for several.')
 flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory with '
@@ -64,17 +57,18 @@ flags.register_validator(
     message=f"must be among the paper's {paper.APPROXIMATION_CODE_DIMS}")
 
 
-def _check_config(config) -> bool:
+def _grid_points(config):
   # Every grid point is built (and so checked) while parsing.
-  try:
-    configs.to_settings(calibration.Grid, config).configs(
-        [p for p in FLAGS['p'].value if p in paper.APPROXIMATION_CODE_DIMS])
-  except ValueError as error:
-    raise flags.ValidationError(str(error)) from error
-  return True
+  return configs.to_settings(calibration.Grid, config).configs(
+      [p for p in FLAGS['p'].value if p in paper.APPROXIMATION_CODE_DIMS])
 
 
-flags.register_validator('config', _check_config)
+configs.define_config_flag(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
+                 'calibrate_regime_paper.py'), _grid_points,
+    help_string='Config file of the grid (experiments/configs/'
+    'calibrate_regime_<preset>.py); change a field with '
+    '--config.field=value.')
 
 
 def main(argv):

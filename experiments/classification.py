@@ -43,21 +43,24 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from l0enc import data
 from l0enc import reporting
 from l0enc import validation
 from l0enc.experiments import classification
+from l0enc.experiments import configs
 from l0enc.experiments import task_configs
 from l0enc.experiments import task_reports
 
 DATASETS = ('mnist', 'indian_pines')
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(CONFIGS, 'classification_quick.py'),
-    'The settings: a get_config() file with one section per data set, the '
+_CONFIG = configs.define_config_flag(
+    os.path.join(CONFIGS, 'classification_quick.py'),
+    task_configs.sections_builder(classification.ClassificationConfig,
+                                  DATASETS),
+    help_string='The settings: a get_config() file with one section per '
+    'data set, the '
     'fields of ClassificationConfig (default: the quick preset; '
     'classification_paper.py: Tables 4-5 in full, for a GPU); override a '
     'field with --config.<dataset>.<field>=value.')
@@ -83,8 +86,6 @@ validation.register_flag_checks(existing_dirs=('data_dir',),
 validation.register_data_file_check(
     'indian_pines', 'indian_pines_path', 'indian_pines.npz',
     data.DATA_DIR_ENV, 'load_indian_pines')
-task_configs.register_config_check(classification.ClassificationConfig,
-                                   DATASETS)
 
 
 def settings_of(dataset: str) -> classification.ClassificationConfig:
@@ -105,8 +106,7 @@ def main(argv):
   # Every configuration is checked before the first long computation.
   settings = [settings_of(dataset) for dataset in dict.fromkeys(
       FLAGS.dataset)]
-  workdir = FLAGS.workdir or task_configs.default_workdir(
-      config_flags.get_config_filename(FLAGS['config']))
+  workdir = FLAGS.workdir or configs.default_workdir(FLAGS['config'])
   results, sections = [], []
   for config in settings:
     logging.info('Data set %s: %s', config.dataset, dataclasses.asdict(config))

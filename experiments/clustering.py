@@ -32,21 +32,24 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from l0enc import data
 from l0enc import reporting
 from l0enc import validation
 from l0enc.experiments import clustering
+from l0enc.experiments import configs
 from l0enc.experiments import task_configs
 from l0enc.experiments import task_reports
 
 DATASETS = ('coil20', 'pie')
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(CONFIGS, 'clustering_quick.py'),
-    'The settings: a get_config() file with one section per data set, the '
+_CONFIG = configs.define_config_flag(
+    os.path.join(CONFIGS, 'clustering_quick.py'),
+    task_configs.sections_builder(clustering.ClusteringConfig,
+                                  DATASETS),
+    help_string='The settings: a get_config() file with one section per '
+    'data set, the '
     'fields of ClusteringConfig (default: the quick preset; '
     'clustering_paper.py: Tables 6-7 in full, for a GPU); override a field '
     'with --config.<dataset>.<field>=value.')
@@ -71,7 +74,6 @@ validation.register_flag_checks(existing_dirs=('data_dir',),
                                 existing_files=('coil20_path', 'pie_path'))
 validation.register_data_file_check('coil20', 'coil20_path', 'coil20.npz',
                                     data.DATA_DIR_ENV, 'load_coil20')
-task_configs.register_config_check(clustering.ClusteringConfig, DATASETS)
 
 PIE_MISSING = (
     'Skipping CMU PIE: no --pie_path was given. Save PIE_32x32.mat (fea as x, '
@@ -103,8 +105,7 @@ def main(argv):
     return
   # Every configuration is checked before the first long computation.
   settings = [settings_of(dataset) for dataset in datasets]
-  workdir = FLAGS.workdir or task_configs.default_workdir(
-      config_flags.get_config_filename(FLAGS['config']))
+  workdir = FLAGS.workdir or configs.default_workdir(FLAGS['config'])
   results = []
   for config in settings:
     logging.info('Data set %s: %s', config.dataset, dataclasses.asdict(config))

@@ -34,7 +34,6 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from l0enc import data
 from l0enc import reporting
@@ -43,12 +42,12 @@ from l0enc.experiments import configs
 from l0enc.experiments import ddse_reports
 from l0enc.experiments import ddse_sweeps
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           'configs', 'ddse_quick.py'),
-    'The experiment: a get_config() file of experiments/configs/ (fields: '
-    'l0enc.experiments.ddse_sweeps.Settings); override fields as '
-    '--config.<field>=<value>.', lock_config=True)
+_CONFIG = configs.define_config_flag(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
+                 'ddse_quick.py'), ddse_sweeps.Settings,
+    help_string='The experiment: a get_config() file of experiments/configs/ '
+    '(fields: l0enc.experiments.ddse_sweeps.Settings); override fields as '
+    '--config.<field>=<value>.')
 flags.DEFINE_integer('num_shards', 1, 'Deal the units into this many shards '
                      'and run only one of them (--shard_index), so that '
                      'several processes or GPUs share one --workdir; then '
@@ -71,18 +70,6 @@ flags.register_multi_flags_validator(
     ['shard_index', 'num_shards'],
     lambda values: values['shard_index'] < values['num_shards'],
     message='--shard_index must be in [0, --num_shards)')
-
-
-def _check_config(config) -> bool:
-  """Builds the settings, so that a bad --config.<field> fails at parsing."""
-  try:
-    configs.to_settings(ddse_sweeps.Settings, config)
-  except ValueError as error:
-    raise flags.ValidationError(f'--config: {error}') from error
-  return True
-
-
-flags.register_validator('config', _check_config)
 
 
 def main(argv):

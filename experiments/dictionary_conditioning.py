@@ -20,7 +20,6 @@ import os
 from absl import app
 from absl import flags
 import jax
-from ml_collections import config_flags
 
 from l0enc import data
 from l0enc import reporting
@@ -29,12 +28,13 @@ from l0enc.experiments import approximation
 from l0enc.experiments import configs
 from l0enc.experiments import dictionary_conditioning
 
-config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           'configs', 'dictionary_conditioning_paper.py'),
-    'Config file of the diagnostic (experiments/configs/'
+configs.define_config_flag(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
+                 'dictionary_conditioning_paper.py'),
+    dictionary_conditioning.Settings,
+    help_string='Config file of the diagnostic (experiments/configs/'
     'dictionary_conditioning_<preset>.py); change a field with '
-    '--config.field=value.', lock_config=True)
+    '--config.field=value.')
 flags.DEFINE_string('data_dir', data.default_data_dir(), 'Directory with '
                     'mnist.npz or the four MNIST IDX files (default: '
                     f'${data.DATA_DIR_ENV}); without it, tensorflow-datasets '
@@ -44,18 +44,6 @@ flags.DEFINE_string('workdir', 'workdir/dictionary_conditioning',
 
 FLAGS = flags.FLAGS
 validation.register_flag_checks(existing_dirs=('data_dir',))
-
-
-def _check_config(config) -> bool:
-  # While parsing, before any computation; the checks are the settings'.
-  try:
-    configs.to_settings(dictionary_conditioning.Settings, config)
-  except ValueError as error:
-    raise flags.ValidationError(str(error)) from error
-  return True
-
-
-flags.register_validator('config', _check_config)
 
 
 def main(argv):

@@ -9,8 +9,9 @@ checked, so a bad override fails before any computation, naming the field.
 """
 
 import dataclasses
+import os
 import re
-from typing import Any, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import ml_collections
 
@@ -49,27 +50,32 @@ def to_settings(cls: type[Settings],
   return cls(**{name: as_tuple(value) for name, value in values.items()})
 
 
-def define_config_flag(default: str, settings_cls: type, *, help_string: str,
-                       flag_values: Any = None) -> Any:
+def define_config_flag(default: str,
+                       build: type | Callable[[ml_collections.ConfigDict],
+                                              Any], *,
+                       help_string: str, flag_values: Any = None) -> Any:
   """Defines `--config`, a `get_config()` file, checked while parsing.
 
   The flag is ml_collections' `config_flags.DEFINE_config_file` (locked: an
   override of a field the file does not have is an error), with a validator
-  that builds `settings_cls` from the config, so that a bad file or
+  that builds the settings from the config, so that a bad file or
   `--config.field=value` fails while the flags are parsed, before any
-  computation, with the dataclass's own message, naming the field
-  (`--config.lam: lam must be positive and finite, got -1.0`).
+  computation, with the settings' own message naming the field
+  (`--config.lam: lam must be positive and finite, got -1.0`). Every
+  experiment's main defines its config flag through this function.
 
   Args:
     default: path of the default config file (absolute, so that the script
       runs from any directory).
-    settings_cls: the settings dataclass the config's fields belong to.
+    build: the settings dataclass the config's fields belong to, or a
+      function from the config to the settings (for mains whose settings
+      also depend on other flags or on sections of the config); it raises
+      `ValueError` (or `TypeError`) for a bad config.
     help_string: the flag's `--help` text.
     flag_values: the `FlagValues`; absl's global `FLAGS` by default.
 
   Returns:
-    The flag holder; build the settings in `main` with
-    `to_settings(settings_cls, holder.value)`.
+    The flag holder; build the settings in `main` from `holder.value`.
   """
   # pylint: disable=g-import-not-at-top
   from absl import flags
@@ -79,17 +85,34 @@ def define_config_flag(default: str, settings_cls: type, *, help_string: str,
   holder = config_flags.DEFINE_config_file(
       'config', default=default, help_string=help_string,
       flag_values=flag_values, lock_config=True)
+  settings_cls = build if isinstance(build, type) else None
+  make = ((lambda config: to_settings(settings_cls, config)) if settings_cls
+          else build)
 
   def check(config: ml_collections.ConfigDict) -> bool:
     try:
-      to_settings(settings_cls, config)
+      make(config)
     except (TypeError, ValueError) as error:
-      raise flags.ValidationError(
-          _naming_the_field(settings_cls, str(error))) from error
+      message = str(error)
+      if settings_cls is not None:
+        message = _naming_the_field(settings_cls, message)
+      raise flags.ValidationError(message) from error
     return True
 
   flags.register_validator('config', check, flag_values=flag_values)
   return holder
+
+
+def default_workdir(holder: Any) -> str:
+  """`workdir/<the config file's name>`, e.g. workdir/clustering_quick.
+
+  Args:
+    holder: the flag holder `define_config_flag` returned (parsed).
+  """
+  # pylint: disable-next=g-import-not-at-top
+  from ml_collections import config_flags
+  name = config_flags.get_config_filename(holder)
+  return os.path.join('workdir', os.path.splitext(os.path.basename(name))[0])
 
 
 def _naming_the_field(settings_cls: type, message: str) -> str:

@@ -10,9 +10,8 @@ experiment's settings dataclass (`ClassificationConfig`,
 """
 
 import dataclasses
-import os
 import typing
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import ml_collections
 
@@ -101,35 +100,22 @@ def dataset_settings(cls: type[tasks_common.TaskConfig],
     raise ValueError(f'config.{dataset}: {error}') from None
 
 
-def register_config_check(cls: type[tasks_common.TaskConfig],
-                          datasets: Sequence[str],
-                          flag_name: str = 'config') -> None:
-  """Registers that every section of the config flag builds `cls`.
+def sections_builder(cls: type[tasks_common.TaskConfig],
+                     datasets: Sequence[str]
+                     ) -> Callable[[ml_collections.ConfigDict], list[Any]]:
+  """A builder for `configs.define_config_flag`: every section builds `cls`.
 
   A bad `--config.<dataset>.<field>=...` then fails while the flags are
-  parsed (`flags.IllegalFlagValueError`, naming `config.<dataset>` and the
-  field), before any computation. The data files are checked by their own
-  flags, so the sections are built with a stand-in `data_path`.
+  parsed (naming `config.<dataset>` and the field), before any computation.
+  The data files are checked by their own flags, so the sections are built
+  with a stand-in `data_path`.
 
   Args:
     cls: `ClassificationConfig` or `ClusteringConfig`.
     datasets: the sections to check.
-    flag_name: the `config_flags.DEFINE_config_file` flag.
+
+  Returns:
+    `config -> [cls of each section]`.
   """
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
-  def check(config) -> bool:
-    for dataset in datasets:
-      try:
-        dataset_settings(cls, config, dataset, data_path='')
-      except ValueError as error:
-        raise flags.ValidationError(str(error)) from None
-    return True
-
-  flags.register_validator(flag_name, check)
-
-
-def default_workdir(config_file: str) -> str:
-  """`workdir/<the config file's name>`, e.g. workdir/clustering_quick."""
-  return os.path.join('workdir',
-                      os.path.splitext(os.path.basename(config_file))[0])
+  return lambda config: [dataset_settings(cls, config, dataset, data_path='')
+                         for dataset in datasets]
