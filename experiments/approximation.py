@@ -116,8 +116,7 @@ def main(argv):
                'The same tables before the calibrated regime, kept for '
                'comparison.\n\n' + approximation_reports.report(
                    reporting.read_json(experiment.previous_results)))
-  reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
-  reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)
+  reporting.write_results(workdir, results, report)
   approximation_reports.plot(results, os.path.join(workdir, 'errors.png'))
   print(report)
 

@@ -100,13 +100,11 @@ def main(argv):
       '|ours / paper - 1|. The chosen point of each p is the one closest to '
       'the paper: these settings are our reconstruction, the paper states '
       'neither.\n\n' + calibration.report(points, literal))
-  reporting.write_json_atomic(
-      os.path.join(FLAGS.workdir, 'results.json'),
+  reporting.write_results(
+      FLAGS.workdir,
       {'points': points,
        'chosen': {str(code_dim): point
-                  for code_dim, point in sorted(chosen.items())}})
-  reporting.write_text_atomic(os.path.join(FLAGS.workdir, 'results.md'),
-                              report)
+                  for code_dim, point in sorted(chosen.items())}}, report)
   print(report)
 
 

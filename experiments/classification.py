@@ -127,8 +127,7 @@ def main(argv):
         task_reports.nonzeros_table(result) + '\n' +
         (f'{scale}\n' if scale else ''))
   report = '\n'.join(sections)
-  reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
-  reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)
+  reporting.write_results(workdir, results, report)
   task_reports.plot_learning_curves(
       results, os.path.join(workdir, 'learning_curves.png'))
   print(report)

@@ -114,8 +114,7 @@ def main(argv):
         report_only=FLAGS.report_only))
   report = '\n'.join([task_reports.paper_table(result)
                       for result in results] + notes)
-  reporting.write_json_atomic(os.path.join(workdir, 'results.json'), results)
-  reporting.write_text_atomic(os.path.join(workdir, 'results.md'), report)
+  reporting.write_results(workdir, results, report)
   task_reports.plot_learning_curves(
       results, os.path.join(workdir, 'learning_curves.png'))
   print(report)

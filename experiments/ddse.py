@@ -102,9 +102,8 @@ def main(argv):
   caption = ddse_reports.budget_caption(combined, settings.preset,
                                         settings.note)
   combined['caption'] = caption
-  reporting.write_json_atomic(os.path.join(workdir, 'results.json'), combined)
   text = ddse_reports.report(combined, caption)
-  reporting.write_text_atomic(os.path.join(workdir, 'results.md'), text)
+  reporting.write_results(workdir, combined, text)
   for sweep in sweeps:
     figure = ddse_reports.sweep_figure(combined, sweep, caption)
     number = ddse_sweeps.SWEEPS[sweep].figure.split()[-1].rstrip('.')

@@ -55,10 +55,7 @@ def main(argv):
   results = dictionary_conditioning.run(
       settings, *approximation.mnist_patches(FLAGS.data_dir))
   report = dictionary_conditioning.report(settings, results)
-  reporting.write_json_atomic(os.path.join(FLAGS.workdir, 'results.json'),
-                              results)
-  reporting.write_text_atomic(os.path.join(FLAGS.workdir, 'results.md'),
-                              report)
+  reporting.write_results(FLAGS.workdir, results, report)
   print(report)
 
 

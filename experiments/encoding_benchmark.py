@@ -79,9 +79,7 @@ def main(argv):
             f"{r['deep_epoch_seconds']:.2f}",
             f"{r['baseline_epoch_seconds']:.2f}", r['device']]
            for name, r in results.items()]))
-  reporting.write_json_atomic(os.path.join(output_dir, 'results.json'),
-                              results)
-  reporting.write_text_atomic(os.path.join(output_dir, 'results.md'), report)
+  reporting.write_results(output_dir, results, report)
   print(report)
 
 

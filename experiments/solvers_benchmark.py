@@ -271,11 +271,8 @@ def main(argv):
   python_logging.getLogger('jax').setLevel(python_logging.WARNING)
   settings = configs.to_settings(Settings, CONFIG.value)
   results = run_benchmark(**dataclasses.asdict(settings))
-  os.makedirs(FLAGS.workdir, exist_ok=True)
-  reporting.write_json_atomic(os.path.join(FLAGS.workdir, 'results.json'),
-                              results)
   table = markdown(results)
-  reporting.write_text_atomic(os.path.join(FLAGS.workdir, 'results.md'), table)
+  reporting.write_results(FLAGS.workdir, results, table)
   plot(results, os.path.join(FLAGS.workdir, 'time_vs_objective.png'))
   print(table)
 

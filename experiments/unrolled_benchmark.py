@@ -511,10 +511,8 @@ def curve_figure(results: dict[str, Any]):
 
 def write_outputs(results: dict[str, Any], output_dir: str) -> None:
   os.makedirs(output_dir, exist_ok=True)
-  reporting.write_json_atomic(os.path.join(output_dir, 'results.json'),
-                              results)
   text = report(results)
-  reporting.write_text_atomic(os.path.join(output_dir, 'results.md'), text)
+  reporting.write_results(output_dir, results, text)
   reporting.write_text_atomic(os.path.join(output_dir, 'README.md'), text)
   reporting.save_figure_atomic(stage_figure(results),
                                os.path.join(output_dir, 'nmse_per_stage.png'),

@@ -51,6 +51,18 @@ def write_binary_atomic(path: str, write: Callable[[Any], None]) -> None:
   os.replace(temporary, path)
 
 
+def write_results(directory: str, results: Any, markdown: str) -> None:
+  """An experiment's `results.json` and `results.md` in `directory`, atomically.
+
+  Args:
+    directory: the experiment's output directory (created if missing).
+    results: the JSON-able results.
+    markdown: their tables, as the script reports them.
+  """
+  write_json_atomic(os.path.join(directory, 'results.json'), results)
+  write_text_atomic(os.path.join(directory, 'results.md'), markdown)
+
+
 def save_npy_atomic(path: str, array: Any) -> None:
   """`np.save(path, array)`, atomically (`path` should end in .npy)."""
   write_binary_atomic(path, lambda handle: np.save(handle, array))
