@@ -34,7 +34,9 @@ The settings of the problem and the training are a `get_config()` file
 (`--config`; the fields of `Settings`), one per preset:
 `experiments/configs/unrolled_benchmark_quick.py` (the default: two shared
 CPU cores, about 40 minutes, far from converged) and
-`unrolled_benchmark_paper.py` (the papers' phases, for one GPU); any field
+`unrolled_benchmark_paper.py` (the papers' phases, for one GPU) and
+`unrolled_benchmark_long.py` (long phases for the ALISTA forms on the CPU,
+run over several sessions: it resumes); any field
 can be overridden as `--config.<field>=<value>`. Which methods and noise
 settings run, and where, are ordinary flags.
 
@@ -86,7 +88,7 @@ LAM_GRID = tuple(float(v) for v in np.geomspace(1e-3, 1.0, 13))
 M_GRID_FACTORS = (0.8, 1.0, 1.2, 1.5, 2.0)
 
 TRAININGS = ('stagewise', 'end_to_end')
-PRESETS = ('quick', 'paper')
+PRESETS = ('quick', 'paper', 'long')
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 
 
@@ -98,8 +100,8 @@ class Settings:
   values (see their docstrings).
 
   Attributes:
-    preset: 'quick' or 'paper': names the report and the default workdir
-      and output directory.
+    preset: 'quick', 'paper' or 'long': names the report and the default
+      workdir and output directory.
     note: the report's note on the preset.
     num_stages: stages (iterations) of every method.
     signal_dim: n.
@@ -117,6 +119,8 @@ class Settings:
     steps_per_epoch: steps between validations.
     patience: validations without improvement that end a phase.
     max_epochs: most validations per phase.
+    compile_per_stage: phases of stage t run stages 1..t only, one
+      compilation per stage (`StagewiseConfig.compile_per_stage`).
     l0_lam: l0 weight that initializes the Deep l0 thresholds; None: the one
       IHT chose on validation (for deep_l0), the best on validation of the
       untrained encoder (for alista_l0).
@@ -141,6 +145,7 @@ class Settings:
   steps_per_epoch: int
   patience: int
   max_epochs: int
+  compile_per_stage: bool
   l0_lam: float | None
   max_m: int
   m_growth: int
@@ -170,6 +175,7 @@ class Settings:
         refine_decays=tuple(float(v) for v in self.refine_decays),
         stage_decay=self.stage_decay, steps_per_epoch=self.steps_per_epoch,
         patience=self.patience, max_epochs=self.max_epochs,
+        compile_per_stage=self.compile_per_stage,
         phase_sigmas=(0.2, 0.05, 0.01, 0.005)[:1 + len(self.refine_decays)])
 
 
@@ -530,9 +536,9 @@ def main(argv):
   config = settings.stagewise_config()
   workdir = FLAGS.workdir or os.path.join(
       'workdir', f'unrolled_benchmark_{settings.preset}')
-  output_dir = FLAGS.output_dir or ('results/unrolled_benchmark'
-                                    if settings.preset == 'quick' else
-                                    'results/unrolled_benchmark_paper')
+  output_dir = FLAGS.output_dir or (
+      'results/unrolled_benchmark' if settings.preset == 'quick' else
+      f'results/unrolled_benchmark_{settings.preset}')
   results = {
       'preset': settings.preset,
       'note': settings.note,

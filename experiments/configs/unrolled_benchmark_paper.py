@@ -9,25 +9,16 @@ about 10 minutes on one GPU (an estimate: it has not run on a GPU yet).
         --config=experiments/configs/unrolled_benchmark_paper.py
 """
 
-import importlib.util
 import os
+import runpy
 
 import ml_collections
 
 
-def _quick() -> ml_collections.ConfigDict:
-  # Loaded by path: config_flags loads this file by path, not as a package.
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      'unrolled_benchmark_quick.py')
-  spec = importlib.util.spec_from_file_location('unrolled_benchmark_quick',
-                                                path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def get_config() -> ml_collections.ConfigDict:
-  config = _quick()
+  config = runpy.run_path(os.path.join(os.path.dirname(__file__),
+                                       'unrolled_benchmark_quick.py'))[
+                                           'get_config']()
   config.preset = 'paper'
   config.note = ("Paper preset: the papers' phases (x0.2, x0.02) with "
                  'shorter plateaus, for one GPU.')

@@ -41,6 +41,8 @@ def get_config() -> ml_collections.ConfigDict:
       steps_per_epoch=25,  # Steps between validations.
       patience=1,  # Validations without improvement that end a phase.
       max_epochs=3,  # Most validations per phase.
+      # One compiled step per stage, stages 1..t only (for long phases).
+      compile_per_stage=False,
       # l0 weight that initializes the Deep l0 thresholds; None: the one IHT
       # chose on validation (deep_l0), the best on validation of the
       # untrained encoder (alista_l0).
