@@ -242,6 +242,5 @@ def test_bad_config_raises(config, match):
 
 
 def test_models_without_stages_raise():
-  problem = _problem()
   with pytest.raises(ValueError, match='parameter_stages'):
     stagewise.stagewise_phases(models.MLPEncoder(10, 20, rngs=nnx.Rngs(0)))
