@@ -9,7 +9,8 @@ deep encoders and IHT after 10 iterations; from the calibrated, ZCA-whitened
 regime in results/approximation_whitened when it is there, else from the
 literal regime in results/approximation_paper, and labelled so), the
 calibration of that regime, the encoders' speed-up over IHT, Tables 4-6
-(classification and clustering) and the DDSE paper's headline claims. A row
+(classification and clustering), the DDSE paper's headline claims and the
+unrolled benchmark (each method from its most-trained run). A row
 whose results file is absent is left out. Nothing is recomputed: every number
 is read from a file a script wrote, and the papers' from the tables in
 `l0enc.experiments.paper`.
@@ -274,7 +275,10 @@ def ddse_rows(results_dir: str) -> list[Row]:
   return rows
 
 
-UNROLLED_RUNS = ('unrolled_benchmark', 'unrolled_benchmark_paper')
+# The most-trained run first: each method's number comes from the first of
+# these that has it.
+UNROLLED_RUNS = ('unrolled_benchmark_long', 'unrolled_benchmark_paper',
+                 'unrolled_benchmark')
 UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_cpss', 'alista')),
                    ('our l0 encoders', ('deep_l0', 'deep_msparse',
                                         'alista_l0', 'alista_msparse')))
@@ -286,26 +290,44 @@ UNROLLED_LABELS = {'lista': 'LISTA', 'lista_cpss': 'LISTA-CPSS',
 
 
 def unrolled_rows(results_dir: str) -> list[Row]:
-  """The 250 x 500 benchmark: NMSE at 16 stages, noiseless, per run."""
+  """The 250 x 500 benchmark: NMSE at the last stage, noiseless.
+
+  One row per group of methods; each method from the most-trained run that
+  has it (`UNROLLED_RUNS`), and the source names each run used.
+  """
+  runs = [(experiment, results) for experiment in UNROLLED_RUNS
+          if (results := _read(results_dir, experiment))]
   rows = []
-  for experiment in UNROLLED_RUNS:
-    results = _read(results_dir, experiment)
-    if not results:
-      continue
-    methods = results['settings'].get('noiseless', {})
-    for group, names in UNROLLED_GROUPS:
-      present = [name for name in names if name in methods]
-      if not present:
+  for group, names in UNROLLED_GROUPS:
+    cells, used = [], []
+    for name in names:
+      found = [(experiment, results) for experiment, results in runs
+               if name in results['settings'].get('noiseless', {})]
+      if not found:
         continue
-      stages = len(methods[present[0]]['test_nmse_db'])
-      rows.append([
-          f'250x500 CS benchmark, {group}, NMSE (dB) at {stages} stages, '
-          'noiseless: ' + ' / '.join(UNROLLED_LABELS[n] for n in present),
-          _cells([methods[n]['test_nmse_db'][-1] for n in present], 1),
-          ' / '.join(f'{paper.UNROLLED_TARGETS_DB[n]:.0f}' for n in present)
-          + ' (the papers\' plots; ours held to -60)',
-          _source(experiment, f"{results.get('preset', '?')} preset, "
-                  f"{results['environment'].rstrip('.')}")])
+      experiment, results = found[0]
+      curve = results['settings']['noiseless'][name]['test_nmse_db']
+      cells.append((name, curve[-1], len(curve), experiment))
+      if (experiment, results) not in used:
+        used.append((experiment, results))
+    if not cells:
+      continue
+    stages = sorted({num_stages for _, _, num_stages, _ in cells})
+    sources = []
+    for experiment, results in used:
+      methods = ' / '.join(UNROLLED_LABELS[name] for name, _, _, where
+                           in cells if where == experiment)
+      sources.append(_source(experiment, f"{results.get('preset', '?')} "
+                             f'preset: {methods}'))
+    rows.append([
+        f'250x500 CS benchmark, {group}, NMSE (dB) at '
+        + '/'.join(str(k) for k in stages) + ' stages, noiseless: '
+        + ' / '.join(UNROLLED_LABELS[name] for name, _, _, _ in cells),
+        ' / '.join(f'{value:.1f}' for _, value, _, _ in cells),
+        ' / '.join(f'{paper.UNROLLED_TARGETS_DB[name]:.0f}'
+                   for name, _, _, _ in cells)
+        + " (the papers' plots; ours held to -60)",
+        '; '.join(sources)])
   return rows
 
 

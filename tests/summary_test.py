@@ -127,6 +127,26 @@ def test_classification_picks_the_best_unit_on_validation(tmp_path):
   assert row[2].startswith(f'{best_paper:.2f} ')
 
 
+def test_unrolled_rows_take_each_method_from_its_most_trained_run(tmp_path):
+  curve = lambda last: {'test_nmse_db': [-1.0, last]}
+  write(tmp_path, 'unrolled_benchmark', {
+      'preset': 'quick', 'settings': {'noiseless': {
+          'lista': curve(-10.0), 'alista': curve(-30.0),
+          'alista_l0': curve(-20.0)}, '40': {'lista': curve(-99.0)}}})
+  write(tmp_path, 'unrolled_benchmark_long', {
+      'preset': 'long', 'settings': {'noiseless': {'alista': curve(-50.0)}}})
+  family, ours = cells(summary.summary(str(tmp_path)))
+  assert family[0].endswith('at 2 stages, noiseless: LISTA / ALISTA')
+  assert family[1] == '-10.0 / -50.0'
+  assert family[2].startswith(
+      f"{paper.UNROLLED_TARGETS_DB['lista']:.0f} / "
+      f"{paper.UNROLLED_TARGETS_DB['alista']:.0f} ")
+  assert family[3] == ('`results/unrolled_benchmark/`, quick preset: LISTA; '
+                       '`results/unrolled_benchmark_long/`, long preset: '
+                       'ALISTA')
+  assert ours[1] == '-20.0' and 'quick preset' in ours[3]
+
+
 def test_ddse_rows_from_the_committed_results(tmp_path):
   with open(os.path.join(ROOT, 'results', 'ddse_paper', 'results.json')) as f:
     combined = json.load(f)
