@@ -46,6 +46,25 @@ def nmse_db(predicted: jax.Array, target: jax.Array) -> jax.Array:
   return 10.0 * jnp.log10(_relative_squared_error(predicted, target))
 
 
+def sample_nmse_db(predicted: jax.Array, target: jax.Array) -> jax.Array:
+  """The NMSE of each sample, `10 log₁₀(‖â − a*‖² / ‖a*‖²)`, in dB.
+
+  `nmse_db` is a ratio of sums, so a few badly recovered samples can set it;
+  the distribution of this one (its median, its worst) tells whether they do.
+
+  Args:
+    predicted: predicted values, shape (..., dim).
+    target: reference values, same shape.
+
+  Returns:
+    Shape `(...)`: one value per sample; -inf where a sample is exact, NaN
+    or +inf where its target is all zero (it has no relative error).
+  """
+  predicted, target = _as_real_pair(predicted, target)
+  return 10.0 * jnp.log10(jnp.sum((predicted - target)**2, axis=-1)
+                          / jnp.sum(target**2, axis=-1))
+
+
 def _relative_squared_error(predicted: jax.Array,
                             target: jax.Array) -> jax.Array:
   predicted, target = _as_real_pair(predicted, target)

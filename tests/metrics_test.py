@@ -30,6 +30,21 @@ def test_prediction_error_and_nmse_match_numpy(shape):
       metrics.nmse_db(predicted, target), 10 * np.log10(ratio), rtol=1e-5)
 
 
+@pytest.mark.parametrize('shape', [(7,), (20, 12), (3, 4, 5)])
+def test_sample_nmse_matches_numpy(shape):
+  rng = np.random.default_rng(1)
+  target = _sparse_codes(rng, shape)
+  target[..., 0] = 1.0  # No sample all zero.
+  predicted = target + 0.1 * rng.normal(size=shape)
+  expected = 10 * np.log10(np.sum((predicted - target)**2, -1)
+                           / np.sum(target**2, -1))
+  chex.assert_trees_all_close(metrics.sample_nmse_db(predicted, target),
+                              expected, rtol=1e-5)
+  chex.assert_trees_all_close(jax.jit(metrics.sample_nmse_db)(predicted,
+                                                              target),
+                              expected, rtol=1e-5)
+
+
 def test_prediction_error_is_a_ratio_of_sums_not_a_mean_of_ratios():
   target = np.array([[1.0, 0.0], [10.0, 0.0]])
   predicted = np.array([[0.0, 0.0], [10.0, 0.0]])
@@ -46,7 +61,8 @@ def test_exact_prediction():
 
 
 @pytest.mark.parametrize('metric', [
-    metrics.prediction_error, metrics.nmse_db, metrics.support_error])
+    metrics.prediction_error, metrics.nmse_db, metrics.sample_nmse_db,
+    metrics.support_error])
 def test_code_metrics_reject_mismatched_shapes(metric):
   with pytest.raises(ValueError, match=r'same shape.*\(4, 3\).*\(4, 2\)'):
     metric(np.ones((4, 3)), np.ones((4, 2)))

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 SCRIPT = os.path.join(ROOT, 'experiments', 'unrolled_benchmark.py')
 TINY = ['--config.signal_dim=10', '--config.code_dim=20',
@@ -43,13 +45,33 @@ def test_tiny_run_writes_every_output_and_resumes(tmp_path):
   # No refinement rates (--config.refine_decays=()): one phase per stage.
   assert [p['name'] for p in rows['alista_msparse']['phases']] == [
       'stage_01_new', 'stage_02_new']
+  spread = rows['alista_msparse']['test_code_nmse_db']
+  assert spread['median'] <= spread['p99'] <= spread['worst']
+  # The headline, a ratio of sums, lies within the per-code spread's range.
+  assert rows['alista_msparse']['test_nmse_db'][-1] <= spread['worst']
+  assert np.isfinite(rows['alista_msparse']['last_stage_validation_nmse_db'])
   readme = (out / 'README.md').read_text()
   assert 'Deep M-sparse, ALISTA form' in readme and 'target -60 dB' in readme
+  assert 'per test code: median' in readme
   # Finished units are read back, not trained again.
   again = _run(tmp_path, '--methods=ista,alista_msparse')
   assert 'alista_msparse: read back' in again.stderr
   assert json.loads((out / 'results.json').read_text())['settings'] == (
       results['settings'])
+  # A unit finished before the last-stage metrics were recorded gets them
+  # from its last phase's checkpoint when read back.
+  done = tmp_path / 'work' / 'noiseless' / 'alista_msparse' / 'result.json'
+  old = json.loads(done.read_text())
+  del old['test_code_nmse_db'], old['last_stage_validation_nmse_db']
+  done.write_text(json.dumps(old))
+  _run(tmp_path, '--methods=ista,alista_msparse')
+  upgraded = json.loads(done.read_text())
+  key = 'last_stage_validation_nmse_db'
+  np.testing.assert_allclose(upgraded[key], rows['alista_msparse'][key],
+                             rtol=1e-5)
+  np.testing.assert_allclose(
+      [upgraded['test_code_nmse_db'][k] for k in ('median', 'p99', 'worst')],
+      [spread[k] for k in ('median', 'p99', 'worst')], rtol=1e-5)
 
 
 def test_unknown_method_is_a_usage_error(tmp_path):
