@@ -8,7 +8,7 @@ one Markdown table, one row per headline: Tables 1-3 of the l0 paper (the
 deep encoders and IHT after 10 iterations; from the calibrated, ZCA-whitened
 regime in results/approximation_whitened when it is there, else from the
 literal regime in results/approximation_paper, and labelled so), the
-calibration of that regime, the encoders' speed-up over IHT, Tables 4-6
+encoders' speed-up over IHT, Tables 4-6
 (classification and clustering), the DDSE paper's headline claims and the
 unrolled benchmark (each method from its most-trained run). A row
 whose results file is absent is left out. Nothing is recomputed: every number
@@ -112,29 +112,18 @@ def _approximation_table_rows(experiment: str,
 def approximation_rows(results_dir: str) -> list[Row]:
   """Tables 1-3 at the paper's code sizes, and the encoders' speed-up.
 
-  Every row from the first regime of `APPROXIMATION_REGIMES` with results;
-  the deep encoders' rows of the later regimes too, so that what the regime
-  changed stands beside it.
+  From the first regime of `APPROXIMATION_REGIMES` with results (the
+  others' tables are in their own READMEs).
   """
-  regimes = []
   for experiment in APPROXIMATION_REGIMES:
     results = _read(results_dir, experiment)
     if results:
-      regimes.append((experiment, [
-          r for r in results if r['config']['dataset'] == 'mnist' and
-          r['config']['code_dim'] in paper.APPROXIMATION_CODE_DIMS]))
-  if not regimes:
-    return []
-  (experiment, results), *others = regimes
-  rows = _approximation_table_rows(experiment, results,
-                                   _APPROXIMATION_HEADLINES)
-  deep_only = [headline for headline in _APPROXIMATION_HEADLINES
-               if headline[2] in approximation.DEEP_NAMES.values() and
-               headline[3] == 'prediction_error']
-  for other, other_results in others:
-    rows += _approximation_table_rows(other, other_results, deep_only)
-  rows += _speed_rows(results_dir, experiment, results)
-  return rows
+      results = [r for r in results if r['config']['dataset'] == 'mnist' and
+                 r['config']['code_dim'] in paper.APPROXIMATION_CODE_DIMS]
+      return (_approximation_table_rows(experiment, results,
+                                        _APPROXIMATION_HEADLINES)
+              + _speed_rows(results_dir, experiment, results))
+  return []
 
 
 def _speed_rows(results_dir: str, experiment: str,
@@ -165,29 +154,6 @@ def _speed_rows(results_dir: str, experiment: str,
         '"dramatically faster" (no number)',
         _source(where, _regime(results))])
   return rows
-
-
-def calibration_rows(results_dir: str) -> list[Row]:
-  """IHT after 10 iterations at the settings the calibration chose."""
-  calibration = _read(results_dir, 'approximation_calibration')
-  if not calibration or not calibration.get('chosen'):
-    return []
-  chosen = sorted(calibration['chosen'].values(),
-                  key=lambda point: point['config']['code_dim'])
-  code_dims = [point['config']['code_dim'] for point in chosen]
-  settings = ', '.join(
-      f"p = {point['config']['code_dim']}: ε = "
-      f"{_epsilon(point['config'].get('whitening_epsilon'))}, dictionary ℓ1 "
-      f"weight {point['config']['dictionary_lam']:g}" for point in chosen)
-  published = paper.APPROXIMATION_TABLES['l0']['IHT (10 iterations)']
-  return [[
-      'Calibration: IHT (10 iterations), Table 1, prediction error (%) on '
-      'the validation share of the training split, p = '
-      + ' / '.join(str(p) for p in code_dims),
-      _cells([point['rows']['l0'][-1] for point in chosen]),
-      _cells([published[paper.APPROXIMATION_CODE_DIMS.index(p)]
-              for p in code_dims]),
-      _source('approximation_calibration', f'chosen {settings}')]]
 
 
 def _paper_best(dataset: str, rows: Sequence[str]) -> tuple[float, str]:
@@ -332,8 +298,7 @@ def unrolled_rows(results_dir: str) -> list[Row]:
 
 
 HEADLINES: tuple[Callable[[str], list[Row]], ...] = (
-    approximation_rows, calibration_rows, task_rows, ddse_rows,
-    unrolled_rows)
+    approximation_rows, task_rows, ddse_rows, unrolled_rows)
 
 
 def summary(results_dir: str) -> str:
