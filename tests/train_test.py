@@ -337,6 +337,33 @@ def test_fit_on_a_stream_reduces_the_loss_and_visits_each_step_once():
                              rtol=1e-5)
 
 
+def _dictionary_stream(dictionary, step):
+  """`_stream()`'s batch of `step`, with the dictionary an argument."""
+  key = jax.random.fold_in(jax.random.key(3), step)
+  codes = jax.random.normal(key, (32, CODE_DIM)) * jax.random.bernoulli(
+      jax.random.fold_in(key, 1), 0.2, (32, CODE_DIM))
+  return codes @ dictionary.T, codes
+
+
+def test_a_partial_stream_trains_as_its_closure_and_compiles_once():
+  arguments = dict(key=jax.random.key(0), steps_per_epoch=5,
+                   config=train.TrainConfig(num_epochs=2),
+                   tx=optax.adam(1e-3))
+  reference = train.fit(make_encoder('l0'), _stream(), **arguments)
+  partial = jax.tree_util.Partial(_dictionary_stream, unit_dictionary())
+  result = train.fit(make_encoder('l0'), partial, **arguments)
+  chex.assert_trees_all_close(state_arrays(result.model),
+                              state_arrays(reference.model), rtol=1e-6)
+  np.testing.assert_allclose([r.train_loss for r in result.history],
+                             [r.train_loss for r in reference.history],
+                             rtol=1e-6)
+  # Other arrays of the same shape: the compiled chunk is reused.
+  compiled = train._stream_chunk._cache_size()
+  other = jax.tree_util.Partial(_dictionary_stream, -unit_dictionary())
+  train.fit(make_encoder('l0'), other, **arguments)
+  assert train._stream_chunk._cache_size() == compiled
+
+
 def test_stream_kill_and_resume_gives_the_same_parameters(tmp_path):
   config = train.TrainConfig(num_epochs=4)
   arguments = dict(key=jax.random.key(0), config=config, steps_per_epoch=5,
