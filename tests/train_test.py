@@ -300,17 +300,18 @@ def test_fit_bad_arguments_raise(arguments, match):
 # Streams of fresh batches and early stopping.
 
 
+def _dictionary_stream(dictionary, step):
+  """The batch of `step`: fresh sparse codes and their signals."""
+  key = jax.random.fold_in(jax.random.key(3), step)
+  codes = jax.random.normal(key, (32, CODE_DIM)) * jax.random.bernoulli(
+      jax.random.fold_in(key, 1), 0.2, (32, CODE_DIM))
+  return codes @ dictionary.T, codes
+
+
 def _stream():
   """A pure batch function of the step: fresh signals, IHT-initialized codes."""
   dictionary = unit_dictionary()
-
-  def batch_fn(step):
-    key = jax.random.fold_in(jax.random.key(3), step)
-    codes = jax.random.normal(key, (32, CODE_DIM)) * jax.random.bernoulli(
-        jax.random.fold_in(key, 1), 0.2, (32, CODE_DIM))
-    return codes @ dictionary.T, codes
-
-  return batch_fn
+  return lambda step: _dictionary_stream(dictionary, step)
 
 
 def test_fit_on_a_stream_reduces_the_loss_and_visits_each_step_once():
@@ -335,14 +336,6 @@ def test_fit_on_a_stream_reduces_the_loss_and_visits_each_step_once():
   _, losses = train.train_steps(graphdef, state, inputs, targets)
   np.testing.assert_allclose(result.history[0].train_loss, np.mean(losses),
                              rtol=1e-5)
-
-
-def _dictionary_stream(dictionary, step):
-  """`_stream()`'s batch of `step`, with the dictionary an argument."""
-  key = jax.random.fold_in(jax.random.key(3), step)
-  codes = jax.random.normal(key, (32, CODE_DIM)) * jax.random.bernoulli(
-      jax.random.fold_in(key, 1), 0.2, (32, CODE_DIM))
-  return codes @ dictionary.T, codes
 
 
 def test_a_partial_stream_trains_as_its_closure_and_compiles_once():
