@@ -221,6 +221,12 @@ def eval_step(graphdef: nnx.GraphDef, state: nnx.State,
   return model(inputs)
 
 
+@jax.jit
+def _stream_chunk(batch_fn: jax.tree_util.Partial, steps: jax.Array) -> Any:
+  """The batches of `steps` from a stream given as a `Partial`."""
+  return jax.vmap(batch_fn)(steps)
+
+
 def data_parallel_mesh(
     devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
   """A 1-D mesh with axis `'data'` over `devices` (all devices by default)."""
@@ -419,7 +425,11 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
   `vmap`ped over the steps of each chunk under `jit`); epoch e runs steps
   `e * steps_per_epoch` to `(e + 1) * steps_per_epoch - 1`, so a resumed run
   sees the batches the first would have. `config.batch_size` is not used
-  then (the batches have the size `batch_fn` gives them).
+  then (the batches have the size `batch_fn` gives them). A
+  `jax.tree_util.Partial` over arrays is compiled once per function and
+  array shapes (its arrays are arguments of the compiled chunk, not
+  constants in it), so streams of equal shapes share the compilation;
+  another function is compiled for each `fit` call.
 
   Args:
     model: the model to train, updated in place; `fit` puts it in training
@@ -497,7 +507,10 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     steps_per_epoch = validation.check_int_in_range(
         'steps_per_epoch', steps_per_epoch, 1, 2**31 - 1)
     num_examples = None
-    stream_chunk = jax.jit(jax.vmap(x_train))
+    if isinstance(x_train, jax.tree_util.Partial):
+      stream_chunk = functools.partial(_stream_chunk, x_train)
+    else:
+      stream_chunk = jax.jit(jax.vmap(x_train))
   else:
     if steps_per_epoch is not None:
       raise ValueError('steps_per_epoch is only for a batch function; with '

@@ -300,17 +300,18 @@ def test_fit_bad_arguments_raise(arguments, match):
 # Streams of fresh batches and early stopping.
 
 
+def _dictionary_stream(dictionary, step):
+  """The batch of `step`: fresh sparse codes and their signals."""
+  key = jax.random.fold_in(jax.random.key(3), step)
+  codes = jax.random.normal(key, (32, CODE_DIM)) * jax.random.bernoulli(
+      jax.random.fold_in(key, 1), 0.2, (32, CODE_DIM))
+  return codes @ dictionary.T, codes
+
+
 def _stream():
   """A pure batch function of the step: fresh signals, IHT-initialized codes."""
   dictionary = unit_dictionary()
-
-  def batch_fn(step):
-    key = jax.random.fold_in(jax.random.key(3), step)
-    codes = jax.random.normal(key, (32, CODE_DIM)) * jax.random.bernoulli(
-        jax.random.fold_in(key, 1), 0.2, (32, CODE_DIM))
-    return codes @ dictionary.T, codes
-
-  return batch_fn
+  return lambda step: _dictionary_stream(dictionary, step)
 
 
 def test_fit_on_a_stream_reduces_the_loss_and_visits_each_step_once():
@@ -335,6 +336,25 @@ def test_fit_on_a_stream_reduces_the_loss_and_visits_each_step_once():
   _, losses = train.train_steps(graphdef, state, inputs, targets)
   np.testing.assert_allclose(result.history[0].train_loss, np.mean(losses),
                              rtol=1e-5)
+
+
+def test_a_partial_stream_trains_as_its_closure_and_compiles_once():
+  arguments = dict(key=jax.random.key(0), steps_per_epoch=5,
+                   config=train.TrainConfig(num_epochs=2),
+                   tx=optax.adam(1e-3))
+  reference = train.fit(make_encoder('l0'), _stream(), **arguments)
+  partial = jax.tree_util.Partial(_dictionary_stream, unit_dictionary())
+  result = train.fit(make_encoder('l0'), partial, **arguments)
+  chex.assert_trees_all_close(state_arrays(result.model),
+                              state_arrays(reference.model), rtol=1e-6)
+  np.testing.assert_allclose([r.train_loss for r in result.history],
+                             [r.train_loss for r in reference.history],
+                             rtol=1e-6)
+  # Other arrays of the same shape: the compiled chunk is reused.
+  compiled = train._stream_chunk._cache_size()
+  other = jax.tree_util.Partial(_dictionary_stream, -unit_dictionary())
+  train.fit(make_encoder('l0'), other, **arguments)
+  assert train._stream_chunk._cache_size() == compiled
 
 
 def test_stream_kill_and_resume_gives_the_same_parameters(tmp_path):

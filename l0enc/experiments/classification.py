@@ -300,10 +300,22 @@ def augmented_stream(key: jax.Array, images: np.ndarray, labels: np.ndarray,
   steps_per_epoch = num_images // batch_size
   data_id = checkpoint.data_fingerprint(images, labels)
   order_key, augment_key = jax.random.split(key)
-  device_images = jnp.asarray(images, jnp.float32)
-  device_labels = jnp.asarray(labels)
+  # A Partial over the arrays: `train.fit` compiles the batches once for
+  # all streams of these shapes and settings (the arrays are arguments).
+  batch_fn = jax.tree_util.Partial(
+      _augmented_batch_fn(num_images, batch_size, augmentation), order_key,
+      augment_key, jnp.asarray(images, jnp.float32), jnp.asarray(labels))
+  return AugmentedStream(batch_fn, steps_per_epoch, data_id)
 
-  def batch_fn(step):
+
+@functools.cache
+def _augmented_batch_fn(num_images: int, batch_size: int,
+                        augmentation: augment_lib.AugmentConfig
+                        ) -> Callable[..., tuple[jax.Array, jax.Array]]:
+  """`augmented_stream`'s batch of a step, one function per setting."""
+  steps_per_epoch = num_images // batch_size
+
+  def batch_fn(order_key, augment_key, device_images, device_labels, step):
     order = jax.random.permutation(
         jax.random.fold_in(order_key, step // steps_per_epoch), num_images)
     indices = jax.lax.dynamic_slice_in_dim(
@@ -312,7 +324,7 @@ def augmented_stream(key: jax.Array, images: np.ndarray, labels: np.ndarray,
                                 device_images[indices], augmentation)
     return standardize_images(batch), device_labels[indices]
 
-  return AugmentedStream(batch_fn, steps_per_epoch, data_id)
+  return batch_fn
 
 
 def _fit_classifier(config: ClassificationConfig, model: tasks.TaskModel,

@@ -185,20 +185,29 @@ def training_stream(config: ddse_unit.Config, unit_data: ddse_unit.UnitData,
     The `Stream`.
   """
   num_examples = len(unit_data.epoch_indices)
-  batch_size = config.batch_size
-  steps_per_epoch = num_examples // batch_size
+  steps_per_epoch = num_examples // config.batch_size
   # Every epoch's order, drawn once (the orders of a longer run extend
   # these): a permutation per step would cost far more than the step.
   orders = jnp.stack([
       jax.random.permutation(jax.random.fold_in(order_key, epoch),
                              num_examples)
       for epoch in range(config.num_epochs)])
-  epoch_indices = jnp.asarray(unit_data.epoch_indices)
-  images = jnp.asarray(unit_data.train_images)
-  labels = jnp.asarray(unit_data.train_labels)
-  augment_config = config.augment_config
+  # A Partial over the arrays: `train.fit` compiles the batches once for
+  # all units of these shapes and settings (the arrays are arguments).
+  batch_fn = jax.tree_util.Partial(
+      _batch_fn(config.batch_size, steps_per_epoch, config.augment_config),
+      orders, jnp.asarray(unit_data.epoch_indices),
+      jnp.asarray(unit_data.train_images),
+      jnp.asarray(unit_data.train_labels), augment_key)
+  return Stream(batch_fn, steps_per_epoch)
 
-  def batch_fn(step):
+
+@functools.cache
+def _batch_fn(batch_size: int, steps_per_epoch: int,
+              augment_config: augment_lib.AugmentConfig) -> Callable[..., Any]:
+  """`training_stream`'s batch of a step, one function per setting."""
+
+  def batch_fn(orders, epoch_indices, images, labels, augment_key, step):
     epoch, within = jnp.divmod(step, steps_per_epoch)
     positions = jax.lax.dynamic_slice(orders[epoch],
                                       (within * batch_size,), (batch_size,))
@@ -209,7 +218,7 @@ def training_stream(config: ddse_unit.Config, unit_data: ddse_unit.UnitData,
                                   batch, augment_config)
     return batch.reshape(batch_size, -1), labels[indices]
 
-  return Stream(batch_fn, steps_per_epoch)
+  return batch_fn
 
 
 def train_model(config: ddse_unit.Config, model: nnx.Module,
