@@ -194,7 +194,10 @@ flags.DEFINE_string('workdir', None, 'Checkpoints and finished units '
                     '(default: workdir/unrolled_benchmark_<preset>).')
 flags.DEFINE_string('output_dir', None, 'Results (default: '
                     'results/unrolled_benchmark for quick, '
-                    'results/unrolled_benchmark_paper for paper).')
+                    'results/unrolled_benchmark_<preset> for the others).')
+flags.DEFINE_bool('report_only', False, 'Train nothing: report the finished '
+                  'units of --methods and --settings in --workdir, leaving '
+                  'out the others.')
 
 FLAGS = flags.FLAGS
 flags.register_validator(
@@ -636,6 +639,9 @@ def main(argv):
         logging.info('%s / %s: read back (%.1f dB).', name, method,
                      rows[method]['test_nmse_db'][-1])
         continue
+      if FLAGS.report_only:
+        logging.info('%s / %s: not finished, left out.', name, method)
+        continue
       logging.info('%s / %s: starting.', name, method)
       if method in CLASSICAL:
         row = classical_row(method, problem, settings)
@@ -649,6 +655,11 @@ def main(argv):
       logging.info('%s / %s: %.1f dB at stage %d.', name, method,
                    row['test_nmse_db'][-1], settings.num_stages)
       write_outputs(results, output_dir)
+    if not rows:  # Only with --report_only.
+      del results['settings'][name]
+  if not results['settings']:
+    raise ValueError(f'{workdir} holds no finished unit of --methods and '
+                     '--settings to report.')
   write_outputs(results, output_dir)
   print(report(results))
 

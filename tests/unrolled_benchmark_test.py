@@ -72,6 +72,14 @@ def test_tiny_run_writes_every_output_and_resumes(tmp_path):
   np.testing.assert_allclose(
       [upgraded['test_code_nmse_db'][k] for k in ('median', 'p99', 'worst')],
       [spread[k] for k in ('median', 'p99', 'worst')], rtol=1e-5)
+  # --report_only trains nothing and reports the finished units only.
+  report = _run(tmp_path, '--methods=ista,alista,alista_msparse',
+                '--settings=noiseless,40', '--report_only')
+  assert 'noiseless / alista: not finished, left out' in report.stderr
+  assert 'snr_40db / ista: not finished, left out' in report.stderr
+  reported = json.loads((out / 'results.json').read_text())['settings']
+  assert set(reported) == {'noiseless'}
+  assert set(reported['noiseless']) == {'ista', 'alista_msparse'}
 
 
 def test_unknown_method_is_a_usage_error(tmp_path):
