@@ -146,26 +146,35 @@ def _before_after_table(results: dict[str, Any], caption: str,
 
 
 def nonzeros_table(results: dict[str, Any]) -> str:
-  """Mean nonzeros of the test codes, before -> after end-to-end training.
+  """Mean nonzeros of the codes, before -> after end-to-end training.
 
-  Shows whether the task loss kept the codes sparse. "Before" is the encoder
-  as initialized (tuned LISTA: after its code regression); units written
-  before it was recorded show the "after" value only.
+  Shows whether the task loss kept the codes sparse: of the test codes for
+  classification, of every sample's code for clustering. "Before" is the
+  encoder as initialized (tuned LISTA: after its code regression); units
+  written before it was recorded show the "after" value only, units that
+  recorded neither (k-means references, older clustering runs) no row.
 
   Args:
-    results: the output of `run` for one classification data set.
+    results: the output of `run` for one data set.
 
   Returns:
     Markdown: a one-line caption, then a table with the methods as rows and
-    the code sizes as columns.
+    the code sizes as columns; '' if no unit recorded it.
   """
+  key = ('mean_test_code_nonzeros' if results['experiment'] ==
+         'classification' else 'mean_code_nonzeros')
+  codes = ('the test codes' if results['experiment'] == 'classification'
+           else 'the codes of all samples')
+
   def cell(result):
-    after = f"{result['mean_test_code_nonzeros']:.1f}"
-    before = result.get('initial_mean_test_code_nonzeros')
+    if key not in result:
+      return None
+    after = f'{result[key]:.1f}'
+    before = result.get(f'initial_{key}')
     return after if before is None else f'{before:.1f} → {after}'
 
   return _before_after_table(
-      results, 'Mean nonzeros of the test codes (of p), before → after '
+      results, f'Mean nonzeros of {codes} (of p), before → after '
       'end-to-end training (one number: after only, for units run before the '
       '"before" was recorded):', cell)
 
