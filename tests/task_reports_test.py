@@ -80,6 +80,21 @@ def test_nonzeros_table_shows_before_and_after():
   assert lines[5] == '| Tuned LISTA | 61.2 → 60.0 | — |'
 
 
+def test_validation_table_shows_the_validation_errors():
+  def unit(encoder, code_dim, error):
+    return {'unit': {'encoder': encoder, 'code_dim': code_dim, 'm': None},
+            'row': tasks_common.row_name(encoder), 'validation_error': error}
+
+  results = {'experiment': 'classification',
+             'config': {'code_dims': [128, 256]}, 'units': {
+                 'l0_p128': unit('l0', 128, 12.345),
+                 'fc_p256': unit('fc', 256, 7.0)}}
+  lines = task_reports.validation_table(results).splitlines()
+  assert lines[0].startswith('Validation error (%)')
+  assert lines[4:] == ['| Deep l0-Regularized | 12.35 | — |',
+                       '| Fully connected ReLU (reference) | — | 7.00 |']
+
+
 def test_clustering_nonzeros_table_leaves_out_the_k_means_references():
   l0 = {'unit': {'encoder': 'l0', 'code_dim': 128, 'm': None},
         'row': tasks_common.row_name('l0'), 'mean_code_nonzeros': 40.0,

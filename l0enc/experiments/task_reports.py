@@ -179,6 +179,24 @@ def nonzeros_table(results: dict[str, Any]) -> str:
       '"before" was recorded):', cell)
 
 
+def validation_table(results: dict[str, Any]) -> str:
+  """The validation error (%) after the last epoch, per method and p.
+
+  What a choice between settings (an eps, a variant) is made on: never the
+  test split.
+
+  Args:
+    results: the output of `classification.run` for one data set.
+
+  Returns:
+    Markdown: a caption, then the table.
+  """
+  return _before_after_table(
+      results, 'Validation error (%) after the last epoch (what settings '
+      'are chosen on):',
+      lambda result: f"{result['validation_error']:.2f}")
+
+
 def scale_table(results: dict[str, Any]) -> str:
   """How far W and theta moved in end-to-end training (thresholding rows).
 
