@@ -20,15 +20,14 @@ from l0enc.experiments import paper
 from l0enc.experiments import task_configs
 
 ENCODERS = ('lista', 'l0', 'l0_floor', 'msparse', 'fc')
+EPSILONS = {'mnist': 10.0, 'indian_pines': 0.1}
 
 
 def get_config() -> ml_collections.ConfigDict:
   return task_configs.datasets_config(
       classification.ClassificationConfig, {
-          'mnist': dict(lam=1.0, whitening_epsilon=10.0, num_epochs=50,
-                        lista_pretrain_epochs=20, dictionary_steps=500),
-          'indian_pines': dict(lam=3.0, whitening_epsilon=0.1,
-                               head_weight_decay=1e-3, num_epochs=300,
-                               lista_pretrain_epochs=50,
-                               dictionary_steps=500),
-      }, code_dims=paper.TASK_CODE_DIMS, encoders=ENCODERS)
+          name: dict(section, whitening_epsilon=EPSILONS[name],
+                     dictionary_steps=500)
+          for name, section in
+          task_configs.CLASSIFICATION_PAPER_SECTIONS.items()},
+      code_dims=paper.TASK_CODE_DIMS, encoders=ENCODERS)

@@ -22,9 +22,8 @@ ENCODERS = ('lista', 'l0', 'l0_floor', 'msparse', 'fc')
 def get_config() -> ml_collections.ConfigDict:
   return task_configs.datasets_config(
       clustering.ClusteringConfig, {
-          'coil20': dict(num_epochs=100, lista_pretrain_epochs=100,
-                         dictionary_steps=1_000),
-          'pie': dict(num_epochs=50, lista_pretrain_epochs=30,
-                      dictionary_steps=500),
-      }, code_dims=paper.TASK_CODE_DIMS, lam=1.0, learning_rate=1e-4,
+          **task_configs.CLUSTERING_PAPER_SECTIONS,
+          'pie': dict(task_configs.CLUSTERING_PAPER_SECTIONS['pie'],
+                      dictionary_steps=500)},
+      code_dims=paper.TASK_CODE_DIMS, **task_configs.CLUSTERING_PAPER_SHARED,
       whitening_epsilon=10.0, encoders=ENCODERS)
