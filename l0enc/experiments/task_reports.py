@@ -296,6 +296,8 @@ def plot_confusion_matrix(results: dict[str, Any], path: str) -> str:
                   f"{unit['row']}, p = {unit['unit']['code_dim']}\n"
                   f"test error {unit['test_error']:.2f}% (chosen by "
                   f"validation, {unit['validation_error']:.2f}%)"))
+  # Long row names (our variants) must fit the figure's width.
+  axes.title.set_fontsize(9 if len(unit['row']) > 30 else 12)
   figure.tight_layout()
   reporting.save_figure_atomic(figure, path, dpi=110)
   return name
