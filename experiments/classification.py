@@ -124,6 +124,7 @@ def main(argv):
         f"{unit['unit']['code_dim']} (validation {unit['validation_error']:.2f}"
         f"%, test {unit['test_error']:.2f}%); its confusion matrix is "
         f'confusion_{config.dataset}.png.\n\n' +
+        task_reports.validation_table(result) + '\n\n' +
         task_reports.nonzeros_table(result) + '\n' +
         (f'{scale}\n' if scale else ''))
   report = '\n'.join(sections)

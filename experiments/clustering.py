@@ -112,8 +112,10 @@ def main(argv):
     results.append(clustering.run(
         config, os.path.join(workdir, config.dataset),
         report_only=FLAGS.report_only))
-  report = '\n'.join([task_reports.paper_table(result)
-                      for result in results] + notes)
+  report = '\n'.join([
+      task_reports.paper_table(result) + '\n\n' +
+      task_reports.nonzeros_table(result) + '\n' for result in results] +
+      notes)
   reporting.write_results(workdir, results, report)
   task_reports.plot_learning_curves(
       results, os.path.join(workdir, 'learning_curves.png'))

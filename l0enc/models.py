@@ -52,6 +52,17 @@ class HeluSigma(nnx.Variable):
   """The ramp width sigma of HELU_sigma (eq. 9): model state, not trained."""
 
 
+class FixedGain(nnx.Variable):
+  """Row norms of W held fixed (`input_norm='fixed'`): state, not trained."""
+
+
+# `DeepL0Encoder(input_norm=...)`: W as the paper trains it (None), or with
+# its rows normalized, `W = diag(g) V / ||V||_rows`, the gains g fixed at
+# their initial values (a norm constraint) or trained (weight normalization,
+# Salimans and Kingma 2016).
+INPUT_NORMS = (None, 'fixed', 'learned')
+
+
 def set_helu_sigma(model: nnx.Module, sigma: float) -> int:
   """Sets sigma of every HELU_sigma neuron in `model`, nested modules included.
 
@@ -160,6 +171,10 @@ class _UnrolledEncoder(nnx.Module):
     self.recurrent_weights = nnx.Param(
         recurrent_init(rngs.params(), recurrent_shape, param_dtype))
 
+  def effective_input_weights(self) -> jax.Array:
+    """W as the stages use it, `(code_dim, signal_dim)`: the stored one."""
+    return self.input_weights[...]
+
   @property
   def _stage_shape(self) -> tuple[int, ...]:
     """Leading shape of per-stage parameters: () if tied, (K,) if untied."""
@@ -197,7 +212,7 @@ class _UnrolledEncoder(nnx.Module):
     """
     x = _check_inputs(x, self.signal_dim)
     num_stages = check_num_stages(num_stages, self.num_stages)
-    drive = x @ self.input_weights[...].T  # W x, the same in every stage.
+    drive = x @ self.effective_input_weights().T  # W x, in every stage.
     recurrent = self.recurrent_weights[...]
     neuron_params = self._neuron_parameters()
     # Per-stage settings that are not parameters (support selection counts,
@@ -237,7 +252,7 @@ class _UnrolledEncoder(nnx.Module):
     """
     if self.tied:
       return {name: 1 for name in self._parameter_names()}
-    stages = {'input_weights': 1,
+    stages = {'input_weights': 1, 'input_gain': 1,
               'recurrent_weights': np.arange(2, self.num_stages + 1)}
     for name in self._parameter_names():
       stages.setdefault(name, np.arange(1, self.num_stages + 1))
@@ -385,6 +400,13 @@ class DeepL0Encoder(_UnrolledEncoder):
     sigma: `HeluSigma`, a scalar in [0, 1).
     support_counts: with support selection, the number of entries of each
       stage that pass whatever the threshold; None without.
+    threshold_floor: kappa >= 0 of our variant `theta_i >= kappa RMS(u)`
+      (see the constructor); 0 for the paper's form.
+    input_norm: None (the paper's form), 'fixed' or 'learned': see
+      `INPUT_NORMS`. Then `input_weights` holds the direction V of each row
+      of W, and `input_gain` its norm g (`FixedGain` or `nnx.Param`),
+      shape `(code_dim,)`, initialized to the norms of the initial rows, so
+      that the encoder starts as the paper's.
     deterministic: True in evaluation mode.
   """
 
@@ -393,6 +415,8 @@ class DeepL0Encoder(_UnrolledEncoder):
                support_selection: bool = False,
                percent: float = SUPPORT_SELECTION_PERCENT,
                max_percent: float = SUPPORT_SELECTION_MAX_PERCENT,
+               input_norm: str | None = None,
+               threshold_floor: float = 0.0,
                param_dtype: Any = jnp.float32,
                input_init: nnx.Initializer = _scaled_normal(),
                recurrent_init: nnx.Initializer = _scaled_normal(),
@@ -411,16 +435,41 @@ class DeepL0Encoder(_UnrolledEncoder):
         max_percent)` % of them in stage k (`ops.support_selection_counts`).
       percent: growth of the selected percentage per stage.
       max_percent: its cap.
+      input_norm: None, 'fixed' or 'learned' (`INPUT_NORMS`): our variant,
+        W with rows of fixed or trained norm. The drive `W x` that the
+        thresholds are compared with is then bounded by `g_i ||x||`, so
+        training cannot densify the codes by growing W past theta.
+      threshold_floor: kappa >= 0, our variant: each stage thresholds its
+        pre-activation u (of one signal) at `max(|theta_i|, kappa RMS(u))`,
+        `RMS(u) = ||u||_2 / sqrt(p)`, a threshold that scales with u's norm
+        where theta is below it. Since at most `p / kappa^2` entries can
+        have `u_i^2 >= kappa^2 mean(u^2)` (Markov), no stage gives more than
+        `p / kappa^2` nonzeros whatever training does to W, S and theta;
+        kappa = sqrt(2): at most half. 0 is the paper's form.
       param_dtype: dtype of the parameters (and of sigma).
-      input_init: initializer of W, shape `(code_dim, signal_dim)`.
+      input_init: initializer of W, shape `(code_dim, signal_dim)` (with
+        `input_norm`, of V; g starts at its row norms).
       recurrent_init: initializer of S.
       rngs: random streams; `rngs.params` initializes W and S.
     """
+    if input_norm not in INPUT_NORMS:
+      raise ValueError(f'input_norm must be one of {INPUT_NORMS}, got '
+                       f'{input_norm!r}.')
     super().__init__(signal_dim, code_dim, num_stages=num_stages, tied=tied,
                      param_dtype=param_dtype, input_init=input_init,
                      recurrent_init=recurrent_init, rngs=rngs)
     validation.check_positive('threshold', threshold)
     _check_sigma(sigma)
+    self.input_norm = input_norm
+    validation.check_nonnegative('threshold_floor', threshold_floor)
+    self.threshold_floor = float(threshold_floor)
+    if input_norm is not None:
+      norms = jnp.linalg.norm(self.input_weights[...], axis=-1)
+      if validation.is_concrete(norms) and not np.all(np.asarray(norms) > 0):
+        raise ValueError('input_norm needs every row of the initial W to be '
+                         'nonzero (a zero row has no direction).')
+      self.input_gain = (FixedGain if input_norm == 'fixed'
+                         else nnx.Param)(norms)
     self.support_counts = (ops.support_selection_counts(
         self.num_stages, self.code_dim, percent=percent,
         max_percent=max_percent) if support_selection else None)
@@ -436,6 +485,8 @@ class DeepL0Encoder(_UnrolledEncoder):
                       support_selection: bool = False,
                       percent: float = SUPPORT_SELECTION_PERCENT,
                       max_percent: float = SUPPORT_SELECTION_MAX_PERCENT,
+                      input_norm: str | None = None,
+                      threshold_floor: float = 0.0,
                       param_dtype: Any = None) -> 'DeepL0Encoder':
     """K stages of IHT on problem (1), `1/2||x - D a||^2 + lam ||a||_0` (eq. 8).
 
@@ -456,6 +507,12 @@ class DeepL0Encoder(_UnrolledEncoder):
         differs from IHT wherever a selected entry is below the threshold).
       percent: growth of the selected percentage per stage.
       max_percent: its cap.
+      input_norm: None (the paper's form), 'fixed' or 'learned': our
+        variant, rows of W normalized (see the constructor); the untrained
+        encoder is the same IHT, since g starts at the norms of `mu D^T`'s
+        rows (`mu ||d_i||`).
+      threshold_floor: kappa of our variant (see the constructor): the
+        untrained encoder is IHT wherever `sqrt(2 lam mu) >= kappa RMS(u)`.
       param_dtype: parameter dtype; the dictionary's by default.
 
     Returns:
@@ -465,10 +522,21 @@ class DeepL0Encoder(_UnrolledEncoder):
     encoder, step_size = cls._from_iteration(
         dictionary, step_size, param_dtype, num_stages=num_stages, tied=tied,
         sigma=sigma, support_selection=support_selection, percent=percent,
-        max_percent=max_percent)
+        max_percent=max_percent, input_norm=input_norm,
+        threshold_floor=threshold_floor)
     encoder.threshold[...] = jnp.full_like(
         encoder.threshold[...], solvers.iht_threshold(lam, step_size))
     return encoder
+
+  def effective_input_weights(self) -> jax.Array:
+    """W: the stored one, or `diag(g) V / ||V||_rows` with `input_norm`."""
+    directions = self.input_weights[...]
+    if self.input_norm is None:
+      return directions
+    # Only V's direction matters: W's row norms are g, held fixed or
+    # trained by the optimizer at theta's pace, not at that of W's entries.
+    norms = jnp.linalg.norm(directions, axis=-1, keepdims=True)
+    return self.input_gain[...][:, None] * directions / norms
 
   def _neuron_parameters(self) -> jax.Array:
     return self.threshold[...]
@@ -481,6 +549,10 @@ class DeepL0Encoder(_UnrolledEncoder):
   def _neuron(self, u: jax.Array, threshold: jax.Array,
               count: jax.Array | None) -> jax.Array:
     sigma = 0.0 if self.deterministic else self.sigma[...]
+    if self.threshold_floor:
+      # HELU is odd, so theta HELU(u / theta) depends on |theta| only.
+      rms = jnp.sqrt(jnp.mean(jnp.square(u), axis=-1, keepdims=True))
+      threshold = jnp.maximum(jnp.abs(threshold), self.threshold_floor * rms)
     if count is None:
       return threshold * ops.helu(u / threshold, sigma)
     return threshold * ops.helu_ss(u / threshold, sigma, count,
@@ -584,12 +656,17 @@ class MLPEncoder(nnx.Module):
   then a linear layer to the codes. The default three hidden layers with
   dropout rates 0.1, 0.1, 0.5 are the paper's keep probabilities 0.9, 0.9,
   0.5. Dropout is active in training mode only (`model.eval()` disables it)
-  and draws its masks from `rngs.dropout`.
+  and draws its masks from `rngs.dropout`. With `relu_output` the codes pass
+  a ReLU too: `MLPEncoder(n, p, dropout_rates=(0.0,) * (K - 1),
+  relu_output=True)` is the fully connected reference of the task tables,
+  the unrolled encoders' layer sizes (n -> p, then K - 1 layers p -> p)
+  with ReLU neurons and no recurrence or thresholds.
   """
 
   def __init__(self, signal_dim: int, code_dim: int, *,
                hidden_dim: int | None = None,
                dropout_rates: Sequence[float] = (0.1, 0.1, 0.5),
+               relu_output: bool = False,
                param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
     """Builds the baseline with one hidden layer per dropout rate.
 
@@ -600,6 +677,7 @@ class MLPEncoder(nnx.Module):
       dropout_rates: the dropout rate (1 - keep probability) after each
         hidden layer, each in [0, 1); its length is the number of hidden
         layers.
+      relu_output: apply a ReLU to the codes as well (nonnegative codes).
       param_dtype: dtype of the parameters.
       rngs: random streams: `params` for the weights, `dropout` for masks.
     """
@@ -621,10 +699,12 @@ class MLPEncoder(nnx.Module):
                               for rate in dropout_rates])
     self.output_layer = nnx.Linear(widths[-1], code_dim,
                                    param_dtype=param_dtype, rngs=rngs)
+    self.relu_output = bool(relu_output)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """Encodes signals of shape `(..., signal_dim)` into `(..., code_dim)`."""
     x = _check_inputs(x, self.signal_dim)
     for layer, dropout in zip(self.hidden_layers, self.dropouts):
       x = dropout(jax.nn.relu(layer(x)))
-    return self.output_layer(x)
+    codes = self.output_layer(x)
+    return jax.nn.relu(codes) if self.relu_output else codes

@@ -29,6 +29,8 @@ def test_clustering_results(clustering_run):
   assert len(trained['history']) == config.num_epochs
   assert trained['temperature'] > 0
   assert 'error' in trained['initial_kmeans']
+  for key in ('mean_code_nonzeros', 'initial_mean_code_nonzeros'):
+    assert 0 <= trained[key] <= 8
   assert clustering.run(config, workdir)['units'] == results['units']
   assert os.path.exists(os.path.join(workdir, 'l0_p8', 'train',
                                      'checkpoint.json'))

@@ -436,3 +436,179 @@ def test_a_bad_sigma_set_under_jit_gives_nan_codes():
 
   assert np.all(np.isfinite(encode(model, 0.1)))
   assert np.all(np.isnan(encode(model, 1.5)))
+
+
+# Our Deep l0 variant: rows of W normalized (`input_norm`).
+
+
+@pytest.mark.parametrize('tied', [True, False])
+@pytest.mark.parametrize('num_stages', [1, 2, 3])
+@pytest.mark.parametrize('input_norm', ['fixed', 'learned'])
+def test_normalized_input_weights_start_as_the_papers_encoder(
+    input_norm, num_stages, tied):
+  # Before training the variant is the paper's form: K IHT iterations.
+  dictionary, x = _dictionary(), _signals()
+  paper = models.DeepL0Encoder.from_dictionary(
+      dictionary, lam=LAM, num_stages=num_stages, tied=tied)
+  ours = models.DeepL0Encoder.from_dictionary(
+      dictionary, lam=LAM, num_stages=num_stages, tied=tied,
+      input_norm=input_norm)
+  paper.eval()
+  ours.eval()
+  step_size = 1 / np.linalg.norm(np.asarray(dictionary), 2)**2
+  chex.assert_trees_all_close(ours.effective_input_weights(),
+                              step_size * np.asarray(dictionary).T)
+  chex.assert_trees_all_close(
+      ours.input_gain[...], step_size * np.linalg.norm(dictionary, axis=0))
+  chex.assert_trees_all_close(ours(x), paper(x))
+  chex.assert_trees_all_close(ours(x), np_iterate(x, dictionary, num_stages,
+                                                  np_hard), atol=1e-10)
+
+
+@pytest.mark.parametrize('input_norm', ['fixed', 'learned'])
+def test_normalized_input_weights_ignore_the_scale_of_v(input_norm):
+  # W = diag(g) V / ||V||: scaling V changes nothing, the row norms are g.
+  model = models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, input_norm=input_norm,
+                               rngs=nnx.Rngs(0))
+  model.eval()
+  x = _signals((8,), jnp.float32)
+  before = model(x)
+  rng = np.random.default_rng(3)
+  model.input_weights[...] = model.input_weights[...] * rng.uniform(
+      0.5, 4.0, size=(CODE_DIM, 1)).astype(np.float32)
+  chex.assert_trees_all_close(model(x), before, rtol=1e-5)
+  chex.assert_trees_all_close(
+      np.linalg.norm(model.effective_input_weights(), axis=1),
+      model.input_gain[...], rtol=1e-5)
+
+
+@pytest.mark.parametrize('input_norm, trained', [('fixed', False),
+                                                 ('learned', True)])
+def test_the_gain_is_trained_only_when_learned(input_norm, trained):
+  model = models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, threshold=1.0,
+                               input_norm=input_norm, rngs=nnx.Rngs(0))
+  chex.assert_shape(model.input_gain[...], (CODE_DIM,))
+  assert isinstance(model.input_gain, nnx.Param) == trained
+  x = _signals((64,), jnp.float32)
+  grads = nnx.grad(lambda model: jnp.sum(model(x)**2))(model)
+  names = {path[0] for path, _ in nnx.to_flat_state(grads)}
+  assert ('input_gain' in names) == trained
+  for path, grad in nnx.to_flat_state(grads):
+    chex.assert_tree_all_finite(grad.get_value())
+    assert np.any(grad.get_value() != 0), path
+
+
+def test_gradient_of_v_is_orthogonal_to_its_rows_and_matches_differences():
+  # A property and finite differences: only the direction of each row of V
+  # acts, so d loss / d V_i is orthogonal to V_i.
+  model = models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, threshold=1.0,
+                               sigma=0.5, input_norm='learned',
+                               param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+  x = _signals((16,))
+  loss = lambda model: jnp.sum(jnp.tanh(model(x)))
+  v = model.input_weights[...]
+  grad = nnx.grad(loss)(model).input_weights[...]
+  chex.assert_trees_all_close(jnp.sum(grad * v, axis=1),
+                              jnp.zeros(CODE_DIM), atol=1e-10)
+  direction = jnp.asarray(np.random.default_rng(4).normal(size=v.shape))
+  eps = 1e-6
+  losses = []
+  for sign in (1, -1):
+    model.input_weights[...] = v + sign * eps * direction
+    losses.append(loss(model))
+  numeric = (losses[0] - losses[1]) / (2 * eps)
+  np.testing.assert_allclose(jnp.sum(grad * direction), numeric, rtol=1e-5)
+
+
+def test_bad_input_norm_raises():
+  with pytest.raises(ValueError, match='input_norm'):
+    models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, input_norm='batch',
+                         rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match='input_norm'):
+    models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, input_norm='fixed',
+                         input_init=nnx.initializers.zeros, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize('num_stages', [1, 2, 3])
+def test_fully_connected_reference_matches_numpy(num_stages):
+  # n -> p, then K - 1 layers p -> p, a ReLU after each: the task tables'
+  # reference with the unrolled encoders' layer sizes.
+  model = models.MLPEncoder(SIGNAL_DIM, CODE_DIM,
+                            dropout_rates=(0.0,) * (num_stages - 1),
+                            relu_output=True, rngs=nnx.Rngs(0))
+  layers = [*model.hidden_layers, model.output_layer]
+  assert [layer.kernel[...].shape for layer in layers] == (
+      [(SIGNAL_DIM, CODE_DIM)] + [(CODE_DIM, CODE_DIM)] * (num_stages - 1))
+  x = np.asarray(_signals((8,), jnp.float32))
+  expected = x
+  for layer in layers:
+    expected = np.maximum(
+        expected @ np.asarray(layer.kernel[...]) + np.asarray(
+            layer.bias[...]), 0)
+  chex.assert_trees_all_close(model(jnp.asarray(x)), expected, rtol=1e-5,
+                              atol=1e-6)
+
+
+# Our Deep l0 variant: a threshold floor kappa RMS(u) (`threshold_floor`).
+
+
+def _np_floor_stage(u, theta, kappa):
+  threshold = np.maximum(np.abs(theta), kappa * np.sqrt(
+      np.mean(u**2, axis=-1, keepdims=True)))
+  return np.where(np.abs(u) >= threshold, u, 0)
+
+
+@pytest.mark.parametrize('kappa', [0.5, 2**0.5, 2.0])
+def test_threshold_floor_matches_numpy_and_bounds_the_nonzeros(kappa):
+  # Random weights and tiny thresholds: without the floor nearly every entry
+  # passes; with it at most p / kappa^2 per stage (Markov's inequality).
+  dictionary, x = _dictionary(), _signals((64,))
+  model = models.DeepL0Encoder.from_dictionary(
+      dictionary, lam=1e-8, num_stages=2, threshold_floor=kappa)
+  model.eval()
+  w = np.asarray(model.input_weights[...])
+  s = np.asarray(model.recurrent_weights[...])
+  theta = np.asarray(model.threshold[...])
+  first = _np_floor_stage(np.asarray(x) @ w.T, theta, kappa)
+  second = _np_floor_stage(np.asarray(x) @ w.T + first @ s.T, theta, kappa)
+  stages = model(x, return_all_stages=True)
+  chex.assert_trees_all_close(stages[0], first, atol=1e-12)
+  chex.assert_trees_all_close(stages[1], second, atol=1e-12)
+  assert np.all(np.count_nonzero(stages, axis=-1) <= CODE_DIM / kappa**2)
+  paper = models.DeepL0Encoder.from_dictionary(dictionary, lam=1e-8)
+  paper.eval()
+  assert np.mean(np.count_nonzero(paper(x), -1)) > CODE_DIM / 2
+
+
+def test_threshold_floor_zero_is_the_papers_form_and_inactive_floors_too():
+  dictionary, x = _dictionary(), _signals()
+  paper = models.DeepL0Encoder.from_dictionary(dictionary, lam=LAM)
+  paper.eval()
+  for kappa in (0.0, 1e-6):  # A floor below every theta changes nothing.
+    ours = models.DeepL0Encoder.from_dictionary(dictionary, lam=LAM,
+                                                threshold_floor=kappa)
+    ours.eval()
+    chex.assert_trees_all_close(ours(x), paper(x))
+
+
+def test_threshold_floor_codes_are_positively_homogeneous_where_it_binds():
+  # Where the floor binds the threshold scales with u, so z(c x) = c z(x).
+  model = models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, threshold=1e-9,
+                               threshold_floor=1.0, param_dtype=jnp.float64,
+                               rngs=nnx.Rngs(0))
+  model.eval()
+  x = _signals((8,))
+  chex.assert_trees_all_close(model(3.0 * x), 3.0 * model(x), rtol=1e-10)
+
+
+def test_threshold_floor_gradients_are_finite_and_reach_every_parameter():
+  model = models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, threshold=1.0,
+                               threshold_floor=0.5, rngs=nnx.Rngs(0))
+  x = _signals((64,), jnp.float32)
+  grads = nnx.grad(lambda model: jnp.sum(model(x)**2))(model)
+  for path, grad in nnx.to_flat_state(grads):
+    chex.assert_tree_all_finite(grad.get_value())
+    assert np.any(grad.get_value() != 0), path
+  with pytest.raises(ValueError, match='threshold_floor'):
+    models.DeepL0Encoder(SIGNAL_DIM, CODE_DIM, threshold_floor=-1.0,
+                         rngs=nnx.Rngs(0))

@@ -68,14 +68,46 @@ def test_nonzeros_table_shows_before_and_after():
       result['initial_mean_test_code_nonzeros'] = before
     return result
 
-  results = {'config': {'code_dims': [128, 256]}, 'units': {
+  results = {'experiment': 'classification',
+             'config': {'code_dims': [128, 256]}, 'units': {
       'l0_p128': unit('l0', 128, 120.04, 30.46),
       'l0_p256': unit('l0', 256, 250.0),  # Written before "before" existed.
       'lista_p128': unit('lista', 128, 60.0, 61.24)}}
   lines = task_reports.nonzeros_table(results).splitlines()
+  assert 'of the test codes' in lines[0]
   assert lines[2] == '| method | p = 128 | p = 256 |'
   assert lines[4] == '| Deep l0-Regularized | 30.5 → 120.0 | 250.0 |'
   assert lines[5] == '| Tuned LISTA | 61.2 → 60.0 | — |'
+
+
+def test_validation_table_shows_the_validation_errors():
+  def unit(encoder, code_dim, error):
+    return {'unit': {'encoder': encoder, 'code_dim': code_dim, 'm': None},
+            'row': tasks_common.row_name(encoder), 'validation_error': error}
+
+  results = {'experiment': 'classification',
+             'config': {'code_dims': [128, 256]}, 'units': {
+                 'l0_p128': unit('l0', 128, 12.345),
+                 'fc_p256': unit('fc', 256, 7.0)}}
+  lines = task_reports.validation_table(results).splitlines()
+  assert lines[0].startswith('Validation error (%)')
+  assert lines[4:] == ['| Deep l0-Regularized | 12.35 | — |',
+                       '| Fully connected ReLU (reference) | — | 7.00 |']
+
+
+def test_clustering_nonzeros_table_leaves_out_the_k_means_references():
+  l0 = {'unit': {'encoder': 'l0', 'code_dim': 128, 'm': None},
+        'row': tasks_common.row_name('l0'), 'mean_code_nonzeros': 40.0,
+        'initial_mean_code_nonzeros': 50.0}
+  kmeans = {'unit': {'encoder': 'kmeans_codes', 'code_dim': 128, 'm': None},
+            'row': tasks_common.row_name('kmeans_codes')}
+  results = {'experiment': 'clustering', 'config': {'code_dims': [128]},
+             'units': {'kmeans_codes_p128': kmeans, 'l0_p128': l0}}
+  lines = task_reports.nonzeros_table(results).splitlines()
+  assert 'of the codes of all samples' in lines[0]
+  assert lines[4:] == ['| Deep l0-Regularized | 50.0 → 40.0 |']
+  del results['units']['l0_p128']  # Older runs recorded no nonzeros.
+  assert task_reports.nonzeros_table(results) == ''
 
 
 def test_scale_table_shows_thresholding_rows_before_and_after():

@@ -53,6 +53,38 @@ def test_deep_l0_starts_from_the_lista_threshold(scale):
   assert explicit.l0_weight(step_size=0.01) == 0.3
 
 
+@pytest.mark.parametrize('encoder', list(tasks_common.L0_VARIANTS))
+def test_deep_l0_variants_start_as_the_papers_encoder_or_sparser(encoder):
+  config = classification.ClassificationConfig(
+      encoders=('l0', encoder), **TINY)
+  rng = np.random.default_rng(0)
+  dictionary, x = rng.normal(size=(6, 8)), rng.normal(size=(50, 6))
+  paper = tasks_common.build_encoder(config, dictionary, 'l0')
+  ours = tasks_common.build_encoder(config, dictionary, encoder)
+  paper.eval()
+  ours.eval()
+  np.testing.assert_allclose(ours.threshold[...], paper.threshold[...])
+  if encoder == 'l0_floor':
+    # At most half of the entries pass the floor sqrt(2) RMS(u).
+    nonzeros = np.count_nonzero(np.asarray(ours(x)), axis=1)
+    assert np.all(nonzeros <= 8 / tasks_common.L0_FLOOR**2)
+  else:
+    np.testing.assert_allclose(ours(x), paper(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('num_stages', [1, 2, 3])
+def test_fully_connected_reference_has_the_encoders_layer_sizes(num_stages):
+  config = classification.ClassificationConfig(
+      encoders=('fc',), num_stages=num_stages, **TINY)
+  model = tasks_common.build_encoder(config, np.ones((6, 8)), 'fc')
+  kernels = [layer.kernel[...].shape
+             for layer in [*model.hidden_layers, model.output_layer]]
+  assert kernels == [(6, 8)] + [(8, 8)] * (num_stages - 1)
+  codes = np.asarray(model(np.random.default_rng(0).normal(size=(5, 6))))
+  assert codes.shape == (5, 8) and np.all(codes >= 0)
+  assert tasks_common.row_name('fc') == 'Fully connected ReLU (reference)'
+
+
 def test_stratified_split_and_standardization():
   labels = np.array([0] * 10 + [1] * 5 + [2] * 1)
   kept, held_out = tasks_common.stratified_split(labels, 0.2, seed=0)

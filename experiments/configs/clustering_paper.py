@@ -12,9 +12,5 @@ from l0enc.experiments import task_configs
 
 def get_config() -> ml_collections.ConfigDict:
   return task_configs.datasets_config(
-      clustering.ClusteringConfig, {
-          'coil20': dict(num_epochs=100, lista_pretrain_epochs=100,
-                         dictionary_steps=1_000),
-          'pie': dict(num_epochs=50, lista_pretrain_epochs=30,
-                      dictionary_steps=2_000),
-      }, code_dims=paper.TASK_CODE_DIMS, lam=1.0, learning_rate=1e-4)
+      clustering.ClusteringConfig, task_configs.CLUSTERING_PAPER_SECTIONS,
+      code_dims=paper.TASK_CODE_DIMS, **task_configs.CLUSTERING_PAPER_SHARED)

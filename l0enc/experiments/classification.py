@@ -73,7 +73,7 @@ class ClassificationConfig(tasks_common.TaskConfig):
   augment: bool = False
 
   _datasets = DATASETS
-  _encoders = ENCODERS
+  _encoders = ENCODERS + tasks_common.OPTIONAL_ENCODERS
 
   def __post_init__(self):
     super().__post_init__()
@@ -211,7 +211,8 @@ def _classification_unit(config: ClassificationConfig,
   model = tasks.TaskModel(encoder, task_data.num_classes)
   # Before end-to-end training (for LISTA: after its code regression) too,
   # to show how the task loss changes the sparsity, and why.
-  initial_nonzeros = _mean_nonzeros(train.predict(encoder, task_data.x_test))
+  initial_nonzeros = tasks_common.mean_nonzeros(
+      train.predict(encoder, task_data.x_test))
   initial_scale = _encoder_scale(encoder)
   history = _fit_classifier(config, model, task_data,
                             os.path.join(unit_dir, 'train'))
@@ -228,7 +229,7 @@ def _classification_unit(config: ClassificationConfig,
       'confusion_matrix': tasks.confusion_matrix(
           test_predictions, task_data.y_test,
           task_data.num_classes).tolist(),
-      'mean_test_code_nonzeros': _mean_nonzeros(codes),
+      'mean_test_code_nonzeros': tasks_common.mean_nonzeros(codes),
       'initial_mean_test_code_nonzeros': initial_nonzeros,
       'encoder_scale': _encoder_scale(model.encoder),
       'initial_encoder_scale': initial_scale,
@@ -357,10 +358,6 @@ def _fit_classifier(config: ClassificationConfig, model: tasks.TaskModel,
       workdir=workdir, progress=False, **stream))
 
 
-def _mean_nonzeros(codes: np.ndarray) -> float:
-  return float(np.mean(np.count_nonzero(codes, axis=1)))
-
-
 def _encoder_scale(encoder: nnx.Module) -> dict[str, float] | None:
   """RMS of W and mean of theta for a thresholding encoder, else None.
 
@@ -370,7 +367,7 @@ def _encoder_scale(encoder: nnx.Module) -> dict[str, float] | None:
   if not isinstance(encoder, (models.LISTA, models.DeepL0Encoder)):
     return None
   return {'input_weight_rms': float(np.sqrt(np.mean(np.square(
-              encoder.input_weights[...])))),
+              encoder.effective_input_weights())))),
           'mean_threshold': float(np.mean(encoder.threshold[...]))}
 
 

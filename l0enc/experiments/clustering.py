@@ -149,6 +149,10 @@ def _clustering_unit(config: ClusteringConfig, task_data: ClusteringData,
   logits = train.predict(model, task_data.x)
   scores = _clustering_scores(np.argmax(logits, axis=-1), task_data.y)
   return {'row': unit.row, **scores,
+          'initial_mean_code_nonzeros': tasks_common.mean_nonzeros(
+              initial_codes),
+          'mean_code_nonzeros': tasks_common.mean_nonzeros(
+              train.predict(tasks.Encoded(model), task_data.x)),
           'initial_kmeans': initial, 'temperature': temperature,
           'history': tasks_common.history_dicts(fit),
           'pretrain_history': pretrain_history}

@@ -21,6 +21,23 @@ from l0enc.experiments import tasks_common
 # Set per data set by the main (the section's name, the file its flags name).
 DERIVED_FIELDS = ('dataset', 'data_path')
 
+# The sections of the paper presets (experiments/configs/*_paper.py), which
+# the whitened presets (*_whitened.py) start from.
+CLASSIFICATION_PAPER_SECTIONS = {
+    'mnist': dict(lam=1.0, num_epochs=50, lista_pretrain_epochs=20,
+                  dictionary_steps=2_000),
+    'indian_pines': dict(lam=3.0, head_weight_decay=1e-3, num_epochs=300,
+                         lista_pretrain_epochs=50, dictionary_steps=1_000),
+}
+CLUSTERING_PAPER_SECTIONS = {
+    'coil20': dict(num_epochs=100, lista_pretrain_epochs=100,
+                   dictionary_steps=1_000),
+    'pie': dict(num_epochs=50, lista_pretrain_epochs=30,
+                dictionary_steps=2_000),
+}
+# What every section of the clustering paper preset shares (but p).
+CLUSTERING_PAPER_SHARED = dict(lam=1.0, learning_rate=1e-4)
+
 
 def _placeholder_type(annotation: Any) -> type:
   """`float` of `float | None`: the type an override of None parses as."""

@@ -146,28 +146,55 @@ def _before_after_table(results: dict[str, Any], caption: str,
 
 
 def nonzeros_table(results: dict[str, Any]) -> str:
-  """Mean nonzeros of the test codes, before -> after end-to-end training.
+  """Mean nonzeros of the codes, before -> after end-to-end training.
 
-  Shows whether the task loss kept the codes sparse. "Before" is the encoder
-  as initialized (tuned LISTA: after its code regression); units written
-  before it was recorded show the "after" value only.
+  Shows whether the task loss kept the codes sparse: of the test codes for
+  classification, of every sample's code for clustering. "Before" is the
+  encoder as initialized (tuned LISTA: after its code regression); units
+  written before it was recorded show the "after" value only, units that
+  recorded neither (k-means references, older clustering runs) no row.
 
   Args:
-    results: the output of `run` for one classification data set.
+    results: the output of `run` for one data set.
 
   Returns:
     Markdown: a one-line caption, then a table with the methods as rows and
-    the code sizes as columns.
+    the code sizes as columns; '' if no unit recorded it.
   """
+  key = ('mean_test_code_nonzeros' if results['experiment'] ==
+         'classification' else 'mean_code_nonzeros')
+  codes = ('the test codes' if results['experiment'] == 'classification'
+           else 'the codes of all samples')
+
   def cell(result):
-    after = f"{result['mean_test_code_nonzeros']:.1f}"
-    before = result.get('initial_mean_test_code_nonzeros')
+    if key not in result:
+      return None
+    after = f'{result[key]:.1f}'
+    before = result.get(f'initial_{key}')
     return after if before is None else f'{before:.1f} → {after}'
 
   return _before_after_table(
-      results, 'Mean nonzeros of the test codes (of p), before → after '
+      results, f'Mean nonzeros of {codes} (of p), before → after '
       'end-to-end training (one number: after only, for units run before the '
       '"before" was recorded):', cell)
+
+
+def validation_table(results: dict[str, Any]) -> str:
+  """The validation error (%) after the last epoch, per method and p.
+
+  What a choice between settings (an eps, a variant) is made on: never the
+  test split.
+
+  Args:
+    results: the output of `classification.run` for one data set.
+
+  Returns:
+    Markdown: a caption, then the table.
+  """
+  return _before_after_table(
+      results, 'Validation error (%) after the last epoch (what settings '
+      'are chosen on):',
+      lambda result: f"{result['validation_error']:.2f}")
 
 
 def scale_table(results: dict[str, Any]) -> str:
@@ -269,6 +296,8 @@ def plot_confusion_matrix(results: dict[str, Any], path: str) -> str:
                   f"{unit['row']}, p = {unit['unit']['code_dim']}\n"
                   f"test error {unit['test_error']:.2f}% (chosen by "
                   f"validation, {unit['validation_error']:.2f}%)"))
+  # Long row names (our variants) must fit the figure's width.
+  axes.title.set_fontsize(9 if len(unit['row']) > 30 else 12)
   figure.tight_layout()
   reporting.save_figure_atomic(figure, path, dpi=110)
   return name

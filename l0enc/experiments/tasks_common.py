@@ -22,6 +22,18 @@ coding with weight `lam`), then trained end to end with a linear head
   dictionary, which is trained through the codes by implicit
   differentiation.
 
+Run only when named in `encoders` (`OPTIONAL_ENCODERS`):
+
+* 'fc' — the fully connected reference: `models.MLPEncoder` with the
+  unrolled encoders' layer sizes (n -> p, then K - 1 layers p -> p), ReLU
+  after every layer, no dropout, random initialization (seed), trained with
+  the same head, loss and optimizer: what the sparse structure buys;
+* 'l0_fixednorm', 'l0_weightnorm', 'l0_floor' — our variants of the Deep
+  l0 encoder (`L0_VARIANTS`), the same initialization: the rows of W
+  normalized, at fixed norms or with trained gains (`input_norm`), or each
+  stage's threshold at least sqrt(2) times the RMS of its pre-activation
+  (`threshold_floor`: at most half of the entries nonzero).
+
 This module holds the settings both share (`TaskConfig`), the (method, p)
 units, the synthetic mixture and the preprocessing, the per-p caches of
 dictionaries and l1 codes, the encoders built from a dictionary, LISTA's
@@ -59,6 +71,15 @@ from l0enc import whitening
 from l0enc.experiments import units as units_lib
 
 ENCODERS = ('lista', 'l0', 'msparse')
+# Our Deep l0 variants: encoder kind -> `DeepL0Encoder.from_dictionary`'s
+# options. The floor sqrt(2) is the kappa of the guarantee "at most half of
+# the entries nonzero" (`DeepL0Encoder`'s `threshold_floor`), fixed by that
+# bound, not tuned.
+L0_FLOOR = 2**0.5
+L0_VARIANTS = {'l0_fixednorm': dict(input_norm='fixed'),
+               'l0_weightnorm': dict(input_norm='learned'),
+               'l0_floor': dict(threshold_floor=L0_FLOOR)}
+OPTIONAL_ENCODERS = ('fc', *L0_VARIANTS)
 OPTIMIZERS = train.OPTIMIZERS
 SETTINGS_FILE = 'settings.json'
 RESULTS_FILE = 'results.json'
@@ -76,7 +97,8 @@ class TaskConfig:
     dataset: the data set (see the subclasses).
     code_dims: the code sizes p, one table column each.
     encoders: which of 'lista', 'l0', 'msparse' (and for classification
-      'tdsc') to train.
+      'tdsc') to train; also the `OPTIONAL_ENCODERS` (the fully connected
+      reference 'fc', our Deep l0 variants).
     ms: the M of the Deep M-Sparse Encoder, one table row each.
     num_stages: K, the unrolled stages of every encoder (paper: 2).
     lam: l1 weight of `1/2||x - Da||^2 + lam||a||_1`: dictionary learning,
@@ -138,7 +160,7 @@ class TaskConfig:
   whitening_epsilon: float | None = None
 
   _datasets = ()
-  _encoders = ENCODERS
+  _encoders = ENCODERS + OPTIONAL_ENCODERS
 
   def __post_init__(self):
     if self.dataset not in self._datasets:
@@ -235,6 +257,10 @@ def row_name(method: str, m: int | None = None) -> str:
   """The paper's row label of a method."""
   return {'tdsc': 'TDSC', 'lista': 'Tuned LISTA',
           'l0': 'Deep l0-Regularized',
+          'l0_fixednorm': 'Deep l0-Regularized, ours: rows of W at fixed norm',
+          'l0_weightnorm': 'Deep l0-Regularized, ours: weight-normalized W',
+          'l0_floor': 'Deep l0-Regularized, ours: θ ≥ √2 RMS(u)',
+          'fc': 'Fully connected ReLU (reference)',
           'msparse': f'Deep M-Sparse (M = {m})',
           'kmeans_input': 'k-means on the inputs (reference)',
           'kmeans_codes': 'k-means on the l1 codes (reference)'}[method]
@@ -386,16 +412,25 @@ def l1_codes(config: TaskConfig, x: np.ndarray, dictionary: np.ndarray,
 
 def build_encoder(config: TaskConfig, dictionary: np.ndarray, encoder: str,
                   m: int | None = None) -> nnx.Module:
-  """The encoder of a unit, initialized from the dictionary (eq. 8)."""
+  """The encoder of a unit, initialized from the dictionary (eq. 8).
+
+  The fully connected reference ('fc') takes only its sizes from it.
+  """
   dictionary = jnp.asarray(dictionary)
   if encoder == 'lista':
     return models.LISTA.from_dictionary(dictionary, lam=config.lam,
                                         num_stages=config.num_stages)
-  if encoder == 'l0':
+  if encoder == 'l0' or encoder in L0_VARIANTS:
     step_size = 1 / float(solvers.lipschitz_constant(dictionary))
     return models.DeepL0Encoder.from_dictionary(
         dictionary, lam=config.l0_weight(step_size), step_size=step_size,
-        num_stages=config.num_stages)
+        num_stages=config.num_stages, **L0_VARIANTS.get(encoder, {}))
+  if encoder == 'fc':
+    # The dictionary gives only the sizes: the reference learns from scratch.
+    signal_dim, code_dim = dictionary.shape
+    return models.MLPEncoder(
+        signal_dim, code_dim, dropout_rates=(0.0,) * (config.num_stages - 1),
+        relu_output=True, rngs=nnx.Rngs(config.seed))
   if encoder == 'tdsc':
     return tdsc.ElasticNetEncoder(dictionary, lam1=config.lam,
                                   lam2=config.tdsc_lam2,
@@ -426,6 +461,11 @@ def train_config(config: TaskConfig, num_epochs: int) -> train.TrainConfig:
 def history_dicts(result: train.FitResult) -> list[dict[str, Any]]:
   """The fit's history as JSON-able dicts."""
   return [record._asdict() for record in result.history]
+
+
+def mean_nonzeros(codes: np.ndarray) -> float:
+  """Mean number of nonzero entries per code, `codes` of shape `(N, p)`."""
+  return float(np.mean(np.count_nonzero(codes, axis=1)))
 
 
 def _code_metric(outputs, targets):
