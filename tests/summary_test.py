@@ -127,6 +127,33 @@ def test_unrolled_rows_take_each_method_from_its_most_trained_run(tmp_path):
   assert ours[1] == '-20.0' and 'quick preset' in ours[3]
 
 
+def test_task_rows_prefer_the_whitened_run_and_report_the_l0_codes(tmp_path):
+  unit = lambda row, error, nonzeros=None, code_dim=128: {
+      'unit': {'code_dim': code_dim}, 'row': row, 'validation_error': error,
+      'test_error': error, 'mean_test_code_nonzeros': nonzeros}
+  write(tmp_path, 'classification_paper', [{
+      'config': {'dataset': 'mnist'},
+      'units': {'a': unit('Tuned LISTA', 9.0)}}])
+  write(tmp_path, 'classification_whitened', [{
+      'config': {'dataset': 'mnist', 'whitening_epsilon': 10.0},
+      'units': {'a': unit('Tuned LISTA', 3.0, 70.0),
+                'b': unit('Deep l0-Regularized', 8.0, 120.0),
+                'c': unit('Deep l0-Regularized, ours: floor', 5.0, 18.0),
+                'd': unit('Fully connected ReLU (reference)', 2.0, 40.0),
+                'e': unit('Fully connected ReLU (reference)', 1.0, 40.0,
+                          code_dim=256)}}])
+  table4, codes = cells(summary.summary(str(tmp_path)))
+  # The best of the paper's rows on validation (the reference and our
+  # variant are not the paper's), with the reference at the same p.
+  assert table4[1] == ('3.00 (Tuned LISTA, p = 128: lowest validation error '
+                       "of the paper's rows); fully connected reference 2.00")
+  assert '`results/classification_whitened/`' in table4[3]
+  assert 'ε = 10' in table4[3]
+  assert codes[0].endswith(
+      'Deep l0-Regularized · Deep l0-Regularized, ours: floor')
+  assert codes[1] == '120.0 · 18.0'
+
+
 def test_ddse_rows_from_the_committed_results(tmp_path):
   with open(os.path.join(ROOT, 'results', 'ddse_paper', 'results.json')) as f:
     combined = json.load(f)
