@@ -404,8 +404,7 @@ def with_last_stage_metrics(row: dict[str, Any], method: str,
   if not os.path.isdir(path):
     return False
   encoder = build_encoder(method, problem, settings, row['init_l0_lam'])
-  # pylint: disable-next=protected-access
-  checkpoint.restore_model(path, stagewise._stage_model(
+  checkpoint.restore_model(path, stagewise.stage_model(
       encoder, last['num_stages'], settings.stagewise_config()))
   row.update(last_stage_metrics(encoder, problem))
   return True

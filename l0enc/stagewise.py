@@ -196,8 +196,22 @@ class _TruncatedOutput(nnx.Module):
     return self.encoder(x, num_stages=self.stage)
 
 
-def _stage_model(encoder: nnx.Module, stage: int,
-                 config: 'StagewiseConfig') -> nnx.Module:
+def stage_model(encoder: nnx.Module, stage: int,
+                config: StagewiseConfig) -> nnx.Module:
+  """The model a phase of stage `stage` trains: the encoder's stage output.
+
+  Its state is what the phase's checkpoints hold, so it also restores a
+  trained encoder from one (`l0enc.checkpoint.restore_model(phase_dir,
+  stage_model(encoder, stage, config))`).
+
+  Args:
+    encoder: an unrolled encoder; the model shares its parameters.
+    stage: the stage whose output the model returns.
+    config: the settings (`compile_per_stage` picks the form).
+
+  Returns:
+    An `nnx.Module` mapping signals to the codes of stage `stage`.
+  """
   cls = _TruncatedOutput if config.compile_per_stage else _StageOutput
   return cls(encoder, stage)
 
@@ -405,7 +419,7 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
         # The model is where the last finished phase left it.
         checkpoint.restore_model(
             os.path.join(workdir, done[-1].name),
-            _stage_model(encoder, done[-1].num_stages, config))
+            stage_model(encoder, done[-1].num_stages, config))
         logging.info('Resuming stage-wise training in %s after phase %s.',
                      workdir, done[-1].name)
 
@@ -413,7 +427,7 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
                                  config.min_relative_improvement)
   settings = _PhaseSettings()
   tx = phase_optimizer(settings)
-  model = _stage_model(encoder, 1, config)
+  model = stage_model(encoder, 1, config)
   for index in range(len(done), len(phases)):
     phase = phases[index]
     settings.phase = phase
