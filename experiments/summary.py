@@ -179,6 +179,14 @@ FULLY_CONNECTED = 'Fully connected ReLU (reference)'
 DEEP_L0 = 'Deep l0-Regularized'
 
 
+def _code_nonzeros(unit: dict[str, Any]) -> float | None:
+  """A task unit's mean code nonzeros after training (None: not recorded).
+
+  Classification counts them on the test codes, clustering on all codes.
+  """
+  return unit.get('mean_test_code_nonzeros', unit.get('mean_code_nonzeros'))
+
+
 def _task_results(results_dir: str, runs: Sequence[str]
                   ) -> list[tuple[str, dict[str, Any]]]:
   """`(experiment, result)` per data set, from the first run that has it."""
@@ -232,20 +240,17 @@ def task_rows(results_dir: str) -> list[Row]:
           _task_regime(experiment, result)])
       l0 = {u['row']: u for u in units if u['row'].startswith(DEEP_L0) and
             u['unit']['code_dim'] == 128}
-      counts = [u.get('mean_test_code_nonzeros', u.get('mean_code_nonzeros'))
-                for u in l0.values()]
-      if len(l0) > 1 and None not in counts:
+      if len(l0) > 1 and None not in map(_code_nonzeros, l0.values()):
         nonzeros.append((dataset, experiment, l0))
   if nonzeros:
     names = sorted({row for _, _, l0 in nonzeros for row in l0},
                    key=lambda row: (row != DEEP_L0, row))
-    count = lambda unit: unit.get('mean_test_code_nonzeros',
-                                  unit.get('mean_code_nonzeros'))
     rows.append([
         'Deep l0 codes, mean nonzeros of 128 after end-to-end training, '
         + ' / '.join(TASK_TITLES[d].split(':')[0] for d, _, _ in nonzeros)
         + ': ' + ' · '.join(names),
-        ' · '.join(' / '.join(f'{count(l0[name]):.1f}' if name in l0 else '-'
+        ' · '.join(' / '.join(f'{_code_nonzeros(l0[name]):.1f}'
+                              if name in l0 else '-'
                               for _, _, l0 in nonzeros) for name in names),
         'not reported',
         '; '.join(sorted({_source(e) for _, e, _ in nonzeros}))])
