@@ -125,6 +125,8 @@ class Settings:
     l0_lam: l0 weight that initializes the Deep l0 thresholds; None: the one
       IHT chose on validation (for deep_l0), the best on validation of the
       untrained encoder (for alista_l0).
+    max_support_percent: cap of the support selection's p_k of LISTA-CPSS,
+      ALISTA and the Deep l0 encoders, in percent of p (the papers' 13).
     max_m: largest M of the M-sparse encoders (M per stage grows to it).
     m_growth: M of stage k is `min(k * m_growth, max_m)`.
     fista_max_iterations: cap of converged FISTA.
@@ -148,6 +150,7 @@ class Settings:
   max_epochs: int
   compile_per_stage: bool
   l0_lam: float | None
+  max_support_percent: float
   max_m: int
   m_growth: int
   fista_max_iterations: int
@@ -167,6 +170,9 @@ class Settings:
       raise ValueError(f'refine_decays must be numbers, got '
                        f'{self.refine_decays!r}.')
     validation.check_positive('l0_lam', self.l0_lam)
+    if not 0 < self.max_support_percent <= 100:
+      raise ValueError('max_support_percent must be in (0, 100], got '
+                       f'{self.max_support_percent}.')
     stagewise.check_config(self.stagewise_config())
 
   def stagewise_config(self) -> stagewise.StagewiseConfig:
@@ -255,53 +261,50 @@ def _nmse(codes, target) -> float:
   return float(metrics.nmse_db(codes, target))
 
 
-def _iterations_nmse(run, x, target, num_stages) -> list[float]:
-  """NMSE after each of 1..K iterations of a Markov iteration `run`."""
-  codes, curve = None, []
-  for _ in range(num_stages):
-    codes = run(x, codes)
-    curve.append(_nmse(codes, target))
-  return curve
-
-
 def classical_row(method: str, problem: synthetic.SyntheticProblem,
                   settings: Settings) -> dict[str, Any]:
-  """NMSE per iteration on the test set, lambda/M chosen on validation."""
+  """NMSE per iteration on the test set, lambda/M chosen on validation, and
+  where the last iteration's test error comes from (`code_error_sources`)."""
   num_stages = settings.num_stages
   d = problem.dictionary
   step = lista.paper_step_size(d)
   val, test = problem.validation, problem.test
 
-  def final_nmse(param, signals, codes):
-    if method == 'fista':  # K iterations only, not the whole curve.
-      return _nmse(solvers.fista(signals, d, param, num_iterations=num_stages,
-                                 step_size=step).codes, codes)
-    return curves(param, signals, codes)[-1]
-
-  def curves(param, signals, codes):
+  def encoder(param):  # The methods that are untrained unrolled encoders.
     if method == 'ista':
-      return list(stagewise.stage_nmse_db(models.LISTA.from_dictionary(
-          d, lam=param, num_stages=num_stages, tied=False, step_size=step),
-          signals, codes))
+      return models.LISTA.from_dictionary(d, lam=param, num_stages=num_stages,
+                                          tied=False, step_size=step)
     if method == 'iht':
-      encoder = models.DeepL0Encoder.from_dictionary(
+      return models.DeepL0Encoder.from_dictionary(
           d, lam=param, num_stages=num_stages, tied=False, step_size=step)
-      return list(stagewise.stage_nmse_db(encoder, signals, codes))
-    if method == 'iht_m':
-      return list(stagewise.stage_nmse_db(models.DeepMSparseEncoder
-                                          .from_dictionary(
-                                              d, m=int(param),
-                                              num_stages=num_stages,
-                                              tied=False, step_size=step),
-                                          signals, codes))
+    return models.DeepMSparseEncoder.from_dictionary(
+        d, m=int(param), num_stages=num_stages, tied=False, step_size=step)
+
+  def fista(param, signals, num_iterations, tol=None):
+    return solvers.fista(signals, d, param, num_iterations=num_iterations,
+                         tol=tol, step_size=step).codes
+
+  def final_codes(param, signals):
     if method == 'fista':
-      return [_nmse(solvers.fista(signals, d, param, num_iterations=k,
-                                  step_size=step).codes, codes)
+      return fista(param, signals, num_stages)
+    if method == 'fista_converged':
+      return fista(param, signals, settings.fista_max_iterations, tol=1e-7)
+    unrolled = encoder(param)
+    unrolled.eval()
+    return unrolled(signals)
+
+  def final_nmse(param, signals, codes):
+    if method in ('fista', 'fista_converged'):  # Not the whole curve.
+      return _nmse(final_codes(param, signals), codes)
+    return curve(param, signals, codes)[-1]
+
+  def curve(param, signals, codes):
+    if method == 'fista':
+      return [_nmse(fista(param, signals, k), codes)
               for k in range(1, num_stages + 1)]
-    result = solvers.fista(signals, d, param, tol=1e-7,
-                           num_iterations=settings.fista_max_iterations,
-                           step_size=step)
-    return [_nmse(result.codes, codes)] * num_stages
+    if method == 'fista_converged':
+      return [_nmse(final_codes(param, signals), codes)] * num_stages
+    return list(stagewise.stage_nmse_db(encoder(param), signals, codes))
 
   expected_nonzeros = problem.nonzero_prob * d.shape[1]
   grid = (tuple(sorted({min(max(1, round(f * expected_nonzeros)), d.shape[1])
@@ -312,12 +315,14 @@ def classical_row(method: str, problem: synthetic.SyntheticProblem,
   start = time.perf_counter()
   scores = [final_nmse(param, val.signals, val.codes) for param in grid]
   best = grid[int(np.argmin(scores))]
-  curve = curves(best, test.signals, test.codes)
   return {'method': method, 'kind': 'classical',
           'parameter': ('m' if method == 'iht_m' else 'lam'),
           'value': float(best), 'validation_nmse_db': dict(
               zip([f'{v:.4g}' for v in grid], map(float, scores))),
-          'test_nmse_db': [float(v) for v in curve],
+          'test_nmse_db': [float(v) for v in curve(best, test.signals,
+                                                   test.codes)],
+          **code_error_sources(final_codes(best, test.signals), test.codes,
+                               settings),
           'seconds': time.perf_counter() - start}
 
 
@@ -336,20 +341,23 @@ def build_encoder(method: str, problem: synthetic.SyntheticProblem,
                                         step_size=step)
   if method == 'lista_cp':
     return lista.LISTACP(d, num_stages=num_stages)
+  cap = settings.max_support_percent
   if method == 'lista_cpss':
-    return lista.LISTACP(d, num_stages=num_stages, support_selection=True)
+    return lista.LISTACP(d, num_stages=num_stages, support_selection=True,
+                         max_percent=cap)
   if method == 'alista':
-    return lista.ALISTA(d, num_stages=num_stages)
+    return lista.ALISTA(d, num_stages=num_stages, max_percent=cap)
   if method == 'deep_l0':
     return models.DeepL0Encoder.from_dictionary(
         d, lam=l0_lam, num_stages=num_stages, tied=False, step_size=step,
-        support_selection=True)
+        support_selection=True, max_percent=cap)
   if method == 'deep_msparse':
     return models.DeepMSparseEncoder.from_dictionary(
         d, m=m_schedule(settings), num_stages=num_stages, tied=False,
         step_size=step)
   if method == 'alista_l0':
-    return lista.ALISTA(d, num_stages=num_stages, neuron='helu', lam=l0_lam)
+    return lista.ALISTA(d, num_stages=num_stages, neuron='helu', lam=l0_lam,
+                        max_percent=cap)
   if method == 'alista_msparse':
     return lista.ALISTA(d, num_stages=num_stages, neuron='top_m',
                         m=m_schedule(settings))
@@ -357,34 +365,73 @@ def build_encoder(method: str, problem: synthetic.SyntheticProblem,
 
 
 def analytic_l0_lam(problem: synthetic.SyntheticProblem,
-                    num_stages: int) -> float:
+                    settings: Settings) -> float:
   """The l0 weight of the best untrained ALISTA-form l0 encoder (IHT with the
   analytic weight) on the validation set, from `LAM_GRID`."""
   scores = [stagewise.stage_nmse_db(
-      lista.ALISTA(problem.dictionary, num_stages=num_stages, neuron='helu',
-                   lam=lam), problem.validation.signals,
+      build_encoder('alista_l0', problem, settings, lam),
+      problem.validation.signals,
       problem.validation.codes)[-1] for lam in LAM_GRID]
   return LAM_GRID[int(np.argmin(scores))]
 
 
-def last_stage_metrics(encoder: nnx.Module,
-                       problem: synthetic.SyntheticProblem) -> dict[str, Any]:
-  """The spread of the last stage's per-code test NMSE.
+def nonzero_bins(settings: Settings) -> tuple[tuple[int, int], ...]:
+  """Ranges of a code's nonzeros (inclusive): at most the expected count, up
+  to the support selection's cap (if above it), above the cap."""
+  expected = int(round(settings.nonzero_prob * settings.code_dim))
+  cap = int(settings.max_support_percent / 100 * settings.code_dim)
+  edges = sorted({0, expected, max(cap, expected), settings.code_dim})
+  return tuple((low + 1, high) for low, high in zip(edges, edges[1:]))
+
+
+def code_error_sources(estimate: jax.Array, codes: jax.Array,
+                       settings: Settings) -> dict[str, Any]:
+  """Where the test error of codes `estimate` of `codes` comes from.
 
   The NMSE is a ratio of sums over the 1,000 test codes, so a few codes
-  recovered badly can set it: the median, 99th percentile and worst of the
-  per-code NMSE (`metrics.sample_nmse_db`) show whether they do. (The last
-  stage's validation NMSE is the last phase's `final_eval_nmse_db`.)
+  recovered badly can set it. Returns the spread of the per-code NMSE
+  (`metrics.sample_nmse_db`: median, 99th percentile, worst), the share of
+  the total squared error of the worst code, and the NMSE of the codes
+  grouped by their number of nonzeros (`nonzero_bins`): support selection
+  passes at most `max_support_percent` % of the entries unshrunk, and a
+  Bernoulli code can have more nonzeros than that.
   """
-  encoder.eval()
-  per_code = np.asarray(metrics.sample_nmse_db(encoder(problem.test.signals),
-                                               problem.test.codes))
+  codes, estimate = np.asarray(codes), np.asarray(estimate)
   # An all-zero code has no relative error: left out.
-  per_code = per_code[np.any(np.asarray(problem.test.codes) != 0, axis=-1)]
+  keep = np.any(codes != 0, axis=-1)
+  codes, estimate = codes[keep], estimate[keep]
+  per_code = np.asarray(metrics.sample_nmse_db(estimate, codes))
+  error = np.sum((estimate - codes)**2, axis=-1)
+  nonzeros = np.count_nonzero(codes, axis=-1)
+  by_nonzeros = []
+  for low, high in nonzero_bins(settings):
+    members = (nonzeros >= low) & (nonzeros <= high)
+    by_nonzeros.append({
+        'nonzeros': [low, high], 'codes': int(members.sum()),
+        'nmse_db': (float(10 * np.log10(error[members].sum()
+                                        / np.sum(codes[members]**2)))
+                    if members.any() else None)})
+  worst = int(np.argmax(error))
   return {'test_code_nmse_db': {
               'median': float(np.median(per_code)),
               'p99': float(np.percentile(per_code, 99)),
-              'worst': float(np.max(per_code))}}
+              'worst': float(np.max(per_code))},
+          'worst_code': {'error_share': float(error[worst] / error.sum()),
+                         'nonzeros': int(nonzeros[worst])},
+          'test_nmse_db_by_nonzeros': by_nonzeros}
+
+
+def last_stage_metrics(encoder: nnx.Module,
+                       problem: synthetic.SyntheticProblem,
+                       settings: Settings) -> dict[str, Any]:
+  """`code_error_sources` of a trained encoder's last stage on the test set.
+
+  (The last stage's validation NMSE is the last phase's
+  `final_eval_nmse_db`.)
+  """
+  encoder.eval()
+  return code_error_sources(encoder(problem.test.signals), problem.test.codes,
+                            settings)
 
 
 def with_last_stage_metrics(row: dict[str, Any], method: str,
@@ -395,7 +442,7 @@ def with_last_stage_metrics(row: dict[str, Any], method: str,
   Restores the unit's trained encoder from its last phase's checkpoint
   (kept in the workdir); returns False, changing nothing, without one.
   """
-  if 'test_code_nmse_db' in row or not row.get('phases'):
+  if 'test_nmse_db_by_nonzeros' in row or not row.get('phases'):
     return False
   last = row['phases'][-1]
   path = os.path.join(unit, last['name'])
@@ -404,7 +451,7 @@ def with_last_stage_metrics(row: dict[str, Any], method: str,
   encoder = build_encoder(method, problem, settings, row['init_l0_lam'])
   checkpoint.restore_model(path, stagewise.stage_model(
       encoder, last['num_stages'], settings.stagewise_config()))
-  row.update(last_stage_metrics(encoder, problem))
+  row.update(last_stage_metrics(encoder, problem, settings))
   return True
 
 
@@ -414,7 +461,7 @@ def learned_row(method: str, problem: synthetic.SyntheticProblem,
   if method == 'alista_l0' and settings.l0_lam is None:
     # Its steps are along the analytic W, not mu D^T: IHT's lambda does not
     # carry over, so it is chosen on validation for this iteration.
-    l0_lam = analytic_l0_lam(problem, settings.num_stages)
+    l0_lam = analytic_l0_lam(problem, settings)
   encoder = build_encoder(method, problem, settings, l0_lam)
   before = stagewise.stage_nmse_db(encoder, problem.test.signals,
                                    problem.test.codes)
@@ -433,7 +480,7 @@ def learned_row(method: str, problem: synthetic.SyntheticProblem,
   curve = stagewise.stage_nmse_db(encoder, problem.test.signals,
                                   problem.test.codes)
   return {'method': method, 'kind': 'learned', 'training': settings.training,
-          **last_stage_metrics(encoder, problem),
+          **last_stage_metrics(encoder, problem, settings),
           'init_l0_lam': (float(l0_lam) if method in ('deep_l0', 'alista_l0')
                           else None),
           'test_nmse_db': [float(v) for v in curve],
@@ -481,6 +528,28 @@ def tables(results: dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
+def error_sources(results: dict[str, Any]) -> str:
+  """Per setting, the learned rows' error by the codes' number of nonzeros."""
+  lines = []
+  for setting, rows in results['settings'].items():
+    rows = {m: r for m, r in rows.items() if 'test_nmse_db_by_nonzeros' in r}
+    if not rows:
+      continue
+    bins = next(iter(rows.values()))['test_nmse_db_by_nonzeros']
+    headers = (['method', 'worst code: share of the error (its nonzeros)']
+               + [f"{b['nonzeros'][0]}-{b['nonzeros'][1]} nonzeros "
+                  f"({b['codes']} codes)" for b in bins])
+    table = [[LABELS[method],
+              f"{100 * row['worst_code']['error_share']:.0f} % "
+              f"({row['worst_code']['nonzeros']})"]
+             + [_fmt(b['nmse_db']) if b['nmse_db'] is not None else '-'
+                for b in row['test_nmse_db_by_nonzeros']]
+             for method, row in rows.items()]
+    lines.append(f'### {setting}\n')
+    lines.append(reporting.markdown_table(headers, table))
+  return '\n'.join(lines)
+
+
 def reading(results: dict[str, Any]) -> str:
   """Sentences computed from the numbers: each target, met or missed."""
   rows = results['settings'].get(NOISELESS, {})
@@ -494,6 +563,10 @@ def reading(results: dict[str, Any]) -> str:
     spread = rows[method].get('test_code_nmse_db')
     codes = (f" (per test code: median {spread['median']:.1f} dB, worst "
              f"{spread['worst']:.1f} dB)" if spread else '')
+    worst = rows[method].get('worst_code')
+    if worst:
+      codes += (f"; its worst test code ({worst['nonzeros']} nonzeros) "
+                f"carries {100 * worst['error_share']:.0f} % of the error")
     lines.append(f'- {LABELS[method]}: {value:.1f} dB at stage '
                  f'{len(rows[method]["test_nmse_db"])}{codes}, target '
                  f'{target:.0f} dB: {verdict}.')
@@ -514,6 +587,12 @@ def report(results: dict[str, Any]) -> str:
           'validation codes whose plateaus ended the phases; *per code*: the '
           "spread of each test code's own NMSE, which shows when a few "
           'badly recovered codes set the headline.\n\n' + tables(results) +
+          '\n## Where the error comes from (last stage, test codes)\n\n'
+          'The NMSE of the test codes grouped by their number of nonzeros '
+          "(the expected count, then up to support selection's cap of "
+          f"{results['flags'].get('max_support_percent', 13.0):g} % of p, "
+          'then above it), and the share of the total squared error of the '
+          'single worst code.\n\n' + error_sources(results) +
           '\n## Against the targets (noiseless, 16 stages)\n\n'
           + reading(results) + '\n')
 
@@ -610,7 +689,7 @@ def main(argv):
       'flags': {name: getattr(settings, name) for name in (
           'num_stages', 'signal_dim', 'code_dim', 'nonzero_prob', 'num_test',
           'batch_size', 'training', 'learning_rate', 'stage_decay', 'seed',
-          'max_m', 'm_growth', 'l0_lam')},
+          'max_m', 'm_growth', 'l0_lam', 'max_support_percent')},
       'config': {k: list(v) if isinstance(v, tuple) else v
                  for k, v in config._asdict().items()},
       'num_validation': settings.num_validation,

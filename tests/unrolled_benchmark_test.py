@@ -31,14 +31,14 @@ def _run(tmp_path, *extra):
 
 
 def test_tiny_run_writes_every_output_and_resumes(tmp_path):
-  _run(tmp_path, '--methods=ista,alista_msparse')
+  _run(tmp_path, '--methods=ista,fista_converged,alista_msparse')
   out = tmp_path / 'out'
   assert sorted(os.listdir(out)) == [
       'README.md', 'nmse_per_stage.png', 'results.json', 'results.md',
       'training_curves.png']
   results = json.loads((out / 'results.json').read_text())
   rows = results['settings']['noiseless']
-  assert set(rows) == {'ista', 'alista_msparse'}
+  assert set(rows) == {'ista', 'fista_converged', 'alista_msparse'}
   for row in rows.values():
     assert len(row['test_nmse_db']) == 2
   assert rows['alista_msparse']['steps'] > 0
@@ -50,11 +50,22 @@ def test_tiny_run_writes_every_output_and_resumes(tmp_path):
   # The headline, a ratio of sums, lies within the per-code spread's range.
   assert rows['alista_msparse']['test_nmse_db'][-1] <= spread['worst']
   assert np.isfinite(rows['alista_msparse']['phases'][-1]['final_eval_nmse_db'])
+  # The nonzero-count groups partition the test codes with a nonzero entry.
+  groups = rows['alista_msparse']['test_nmse_db_by_nonzeros']
+  bounds = [g['nonzeros'] for g in groups]
+  assert bounds[0][0] == 1 and bounds[-1][1] == 20
+  assert all(low <= high for low, high in bounds)
+  assert all(a[1] + 1 == b[0] for a, b in zip(bounds, bounds[1:]))
+  assert 0 < sum(g['codes'] for g in groups) <= 30
+  for row in rows.values():
+    assert 0 < row['worst_code']['error_share'] <= 1
+    assert [g['nonzeros'] for g in row['test_nmse_db_by_nonzeros']] == bounds
   readme = (out / 'README.md').read_text()
   assert 'Deep M-sparse, ALISTA form' in readme and 'target -60 dB' in readme
   assert 'per test code: median' in readme
+  assert 'Where the error comes from' in readme and 'nonzeros (' in readme
   # Finished units are read back, not trained again.
-  again = _run(tmp_path, '--methods=ista,alista_msparse')
+  again = _run(tmp_path, '--methods=ista,fista_converged,alista_msparse')
   assert 'alista_msparse: read back' in again.stderr
   assert json.loads((out / 'results.json').read_text())['settings'] == (
       results['settings'])
@@ -62,13 +73,15 @@ def test_tiny_run_writes_every_output_and_resumes(tmp_path):
   # from its last phase's checkpoint when read back.
   done = tmp_path / 'work' / 'noiseless' / 'alista_msparse' / 'result.json'
   old = json.loads(done.read_text())
-  del old['test_code_nmse_db']
+  for key in ('test_code_nmse_db', 'worst_code', 'test_nmse_db_by_nonzeros'):
+    del old[key]
   done.write_text(json.dumps(old))
-  _run(tmp_path, '--methods=ista,alista_msparse')
+  _run(tmp_path, '--methods=ista,fista_converged,alista_msparse')
   upgraded = json.loads(done.read_text())
   np.testing.assert_allclose(
       [upgraded['test_code_nmse_db'][k] for k in ('median', 'p99', 'worst')],
       [spread[k] for k in ('median', 'p99', 'worst')], rtol=1e-5)
+  assert upgraded['test_nmse_db_by_nonzeros'] == groups
   # --report_only trains nothing and reports the finished units only.
   report = _run(tmp_path, '--methods=ista,alista,alista_msparse',
                 '--settings=noiseless,40', '--report_only')

@@ -47,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
       # chose on validation (deep_l0), the best on validation of the
       # untrained encoder (alista_l0).
       l0_lam=config_dict.placeholder(float),
+      # Cap of support selection's p_k, in percent of p (the papers' 13 %:
+      # 65 entries, 2.3 sigma above the 50 nonzeros of a Bernoulli(0.1) code).
+      max_support_percent=13.0,
       max_m=100,  # Largest M of the M-sparse encoders.
       m_growth=12,  # M of stage k: min(k * m_growth, max_m).
       fista_max_iterations=3000,  # Cap of converged FISTA.
