@@ -85,6 +85,10 @@ LABELS = {
     'alista_msparse': 'Deep M-sparse, ALISTA form',
 }
 LAM_GRID = tuple(float(v) for v in np.geomspace(1e-3, 1.0, 13))
+# Converged FISTA's grid goes further down, the same steps: noiseless, its
+# best lambda tends to 0 (basis pursuit), where convergence takes thousands
+# of iterations (`fista_max_iterations`).
+FLOOR_LAM_GRID = tuple(float(v) for v in np.geomspace(1e-5, 1.0, 21))
 # M of problem (2), as multiples of the expected number of nonzeros (50).
 M_GRID_FACTORS = (0.8, 1.0, 1.2, 1.5, 2.0)
 
@@ -312,6 +316,8 @@ def classical_row(method: str, problem: synthetic.SyntheticProblem,
           if method == 'iht_m' else LAM_GRID)
   if method == 'iht':
     grid = tuple(v / 10 for v in LAM_GRID)  # l0 weights are smaller.
+  if method == 'fista_converged':
+    grid = FLOOR_LAM_GRID
   start = time.perf_counter()
   scores = [final_nmse(param, val.signals, val.codes) for param in grid]
   best = grid[int(np.argmin(scores))]

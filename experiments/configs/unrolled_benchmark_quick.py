@@ -52,5 +52,5 @@ def get_config() -> ml_collections.ConfigDict:
       max_support_percent=13.0,
       max_m=100,  # Largest M of the M-sparse encoders.
       m_growth=12,  # M of stage k: min(k * m_growth, max_m).
-      fista_max_iterations=3000,  # Cap of converged FISTA.
+      fista_max_iterations=20000,  # Cap of converged FISTA.
   ))
