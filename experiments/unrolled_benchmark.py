@@ -17,7 +17,10 @@ fixed. Every method has 16 stages (iterations):
              with support selection) and Deep M-sparse encoder (untied, M
              per stage), and the two in the ALISTA form (analytic W, only
              per-stage step sizes and thresholds learned):
-             `l0enc.lista.ALISTA(neuron='helu' | 'top_m')`.
+             `l0enc.lista.ALISTA(neuron='helu' | 'top_m')`;
+  variants   <method>_e2e (ours): a learned method's trained encoder, then
+             end-to-end phases on the last stage's loss (`fine_tuned_row`),
+             reported beside the method as its ablation.
 
 Learned methods are trained stage-wise (`l0enc.stagewise`, the papers'
 recipe) or end to end (`training`). Each (setting, method) is a resumable
@@ -75,6 +78,11 @@ NOISELESS = 'noiseless'
 CLASSICAL = ('ista', 'fista', 'iht', 'iht_m', 'fista_converged')
 LEARNED = ('lista', 'lista_cp', 'lista_cpss', 'alista', 'deep_l0',
            'deep_msparse', 'alista_l0', 'alista_msparse')
+# Our variant: a learned method trained as usual, then end to end on the
+# last stage's loss from where that left off (`fine_tuned_row`).
+FINE_TUNED_SUFFIX = '_e2e'
+FINE_TUNED = tuple(method + FINE_TUNED_SUFFIX for method in LEARNED)
+METHODS = CLASSICAL + LEARNED + FINE_TUNED
 LABELS = {
     'ista': 'ISTA', 'fista': 'FISTA', 'iht': 'IHT, problem (1)',
     'iht_m': 'IHT, problem (2)', 'fista_converged': 'FISTA, converged',
@@ -84,6 +92,8 @@ LABELS = {
     'alista_l0': 'Deep l0, ALISTA form (SS)',
     'alista_msparse': 'Deep M-sparse, ALISTA form',
 }
+LABELS.update({method + FINE_TUNED_SUFFIX: LABELS[method]
+               + ' + end to end (ours)' for method in LEARNED})
 LAM_GRID = tuple(float(v) for v in np.geomspace(1e-3, 1.0, 13))
 # Converged FISTA's grid goes further down, the same steps: noiseless, its
 # best lambda tends to 0 (basis pursuit), where convergence takes thousands
@@ -118,6 +128,8 @@ class Settings:
     training: 'stagewise' (the papers' recipe) or 'end_to_end'.
     batch_size: training batch (the papers' 64).
     learning_rate: base Adam rate (the papers' 5e-4).
+    end_to_end_rate: base Adam rate of the end-to-end phases of the
+      fine-tuned variants (`fine_tuned_row`).
     refine_decays: refinement rates as multiples of the base rate.
     stage_decay: rates of earlier stages are multiplied by this after each
       stage (the papers' 0.3).
@@ -147,6 +159,7 @@ class Settings:
   training: str
   batch_size: int
   learning_rate: float
+  end_to_end_rate: float
   refine_decays: tuple[float, ...]
   stage_decay: float
   steps_per_epoch: int
@@ -174,6 +187,7 @@ class Settings:
       raise ValueError(f'refine_decays must be numbers, got '
                        f'{self.refine_decays!r}.')
     validation.check_positive('l0_lam', self.l0_lam)
+    validation.check_positive('end_to_end_rate', self.end_to_end_rate)
     if not 0 < self.max_support_percent <= 100:
       raise ValueError('max_support_percent must be in (0, 100], got '
                        f'{self.max_support_percent}.')
@@ -197,7 +211,9 @@ CONFIG = configs.define_config_flag(
     '(the default) or unrolled_benchmark_paper.py; override fields as '
     '--config.num_stages=8.')
 flags.DEFINE_list('methods', list(CLASSICAL + LEARNED),
-                  'Methods, from ' + ', '.join(CLASSICAL + LEARNED) + '.')
+                  'Methods, from ' + ', '.join(METHODS) + '. <method>'
+                  f'{FINE_TUNED_SUFFIX} is <method> fine-tuned end to end '
+                  '(our variant; <method> runs first).')
 flags.DEFINE_list('settings', [NOISELESS, '40'],
                   f'Noise settings: "{NOISELESS}" and/or SNRs in dB.')
 flags.DEFINE_string('workdir', None, 'Checkpoints and finished units '
@@ -211,8 +227,8 @@ flags.DEFINE_bool('report_only', False, 'Train nothing: report the finished '
 
 FLAGS = flags.FLAGS
 flags.register_validator(
-    'methods', lambda methods: set(methods) <= set(CLASSICAL + LEARNED),
-    'Unknown method(s): choose from ' + ', '.join(CLASSICAL + LEARNED) + '.')
+    'methods', lambda methods: set(methods) <= set(METHODS),
+    'Unknown method(s): choose from ' + ', '.join(METHODS) + '.')
 
 
 def _is_setting(setting: str) -> bool:
@@ -440,25 +456,67 @@ def last_stage_metrics(encoder: nnx.Module,
                             settings)
 
 
-def with_last_stage_metrics(row: dict[str, Any], method: str,
-                            problem: synthetic.SyntheticProblem,
-                            settings: Settings, unit: str) -> bool:
-  """Adds `last_stage_metrics` to a unit finished before they were recorded.
+def base_method(method: str) -> str:
+  """The method a fine-tuned variant starts from (itself otherwise)."""
+  return method.removesuffix(FINE_TUNED_SUFFIX)
 
-  Restores the unit's trained encoder from its last phase's checkpoint
-  (kept in the workdir); returns False, changing nothing, without one.
-  """
-  if 'test_nmse_db_by_nonzeros' in row or not row.get('phases'):
+
+def restore_trained(encoder: nnx.Module, row: dict[str, Any], unit: str,
+                    settings: Settings) -> bool:
+  """Restores a finished unit's trained encoder from its last phase's
+  checkpoint (kept in the workdir); False, changing nothing, without one."""
+  if not row.get('phases'):
     return False
   last = row['phases'][-1]
   path = os.path.join(unit, last['name'])
   if not os.path.isdir(path):
     return False
-  encoder = build_encoder(method, problem, settings, row['init_l0_lam'])
   checkpoint.restore_model(path, stagewise.stage_model(
       encoder, last['num_stages'], settings.stagewise_config()))
+  return True
+
+
+def with_last_stage_metrics(row: dict[str, Any], method: str,
+                            problem: synthetic.SyntheticProblem,
+                            settings: Settings, unit: str) -> bool:
+  """Adds `last_stage_metrics` to a unit finished before they were recorded
+  (`restore_trained`); returns False, changing nothing, if it cannot."""
+  if 'test_nmse_db_by_nonzeros' in row:
+    return False
+  encoder = build_encoder(base_method(method), problem, settings,
+                          row['init_l0_lam'])
+  if not restore_trained(encoder, row, unit, settings):
+    return False
   row.update(last_stage_metrics(encoder, problem, settings))
   return True
+
+
+def _stream(problem: synthetic.SyntheticProblem, first_step: int = 0):
+  """Fresh training batches, `first_step` on (no run sees another's)."""
+  def batch_fn(step):
+    batch = synthetic.synthetic_batch(problem, step + first_step)
+    return batch.signals, batch.codes
+  return batch_fn
+
+
+def _trained_row(method: str, encoder: nnx.Module,
+                 result: stagewise.StagewiseResult,
+                 problem: synthetic.SyntheticProblem, settings: Settings,
+                 l0_lam: float | None, before: Any, start: float,
+                 training: str) -> dict[str, Any]:
+  curve = stagewise.stage_nmse_db(encoder, problem.test.signals,
+                                  problem.test.codes)
+  return {'method': method, 'kind': 'learned', 'training': training,
+          **last_stage_metrics(encoder, problem, settings),
+          'init_l0_lam': l0_lam,
+          'test_nmse_db': [float(v) for v in curve],
+          'untrained_test_nmse_db': [float(v) for v in before],
+          'steps': int(sum(p.steps for p in result.phases)),
+          'train_seconds': float(sum(p.seconds for p in result.phases)),
+          'wall_seconds_this_run': time.perf_counter() - start,
+          'num_parameters': int(sum(np.size(v) for v in jax.tree.leaves(
+              nnx.state(encoder, nnx.Param)))),
+          'phases': [p._asdict() for p in result.phases]}
 
 
 def learned_row(method: str, problem: synthetic.SyntheticProblem,
@@ -471,32 +529,62 @@ def learned_row(method: str, problem: synthetic.SyntheticProblem,
   encoder = build_encoder(method, problem, settings, l0_lam)
   before = stagewise.stage_nmse_db(encoder, problem.test.signals,
                                    problem.test.codes)
-
-  def batch_fn(step):
-    batch = synthetic.synthetic_batch(problem, step)
-    return batch.signals, batch.codes
-
   train = (stagewise.train_stagewise if settings.training == 'stagewise'
            else stagewise.train_end_to_end)
   start = time.perf_counter()
-  result = train(encoder, batch_fn, x_eval=problem.validation.signals,
+  result = train(encoder, _stream(problem), x_eval=problem.validation.signals,
                  y_eval=problem.validation.codes,
                  config=settings.stagewise_config(),
                  workdir=workdir)
-  curve = stagewise.stage_nmse_db(encoder, problem.test.signals,
-                                  problem.test.codes)
-  return {'method': method, 'kind': 'learned', 'training': settings.training,
-          **last_stage_metrics(encoder, problem, settings),
-          'init_l0_lam': (float(l0_lam) if method in ('deep_l0', 'alista_l0')
-                          else None),
-          'test_nmse_db': [float(v) for v in curve],
-          'untrained_test_nmse_db': [float(v) for v in before],
-          'steps': int(sum(p.steps for p in result.phases)),
-          'train_seconds': float(sum(p.seconds for p in result.phases)),
-          'wall_seconds_this_run': time.perf_counter() - start,
-          'num_parameters': int(sum(np.size(v) for v in jax.tree.leaves(
-              nnx.state(encoder, nnx.Param)))),
-          'phases': [p._asdict() for p in result.phases]}
+  return _trained_row(
+      method, encoder, result, problem, settings,
+      float(l0_lam) if method in ('deep_l0', 'alista_l0') else None, before,
+      start, settings.training)
+
+
+def fine_tuned_row(method: str, problem: synthetic.SyntheticProblem,
+                   settings: Settings, base_row: dict[str, Any],
+                   base_unit: str, workdir: str) -> dict[str, Any]:
+  """Our variant: the base method's trained encoder, then end to end.
+
+  Stage-wise training leaves each stage's parameters where its own stage's
+  loss put them (later refinements move them at decayed rates). Trained
+  together on the last stage's loss, the step sizes can take a schedule no
+  single stage would choose (deep-unfolded gradient descent learns
+  Chebyshev-like steps: Takabe and Wadayama, 2020). The phases are
+  `stagewise.end_to_end_phases` at `settings.end_to_end_rate` with the last
+  stage-wise phase's HELU sigma, on stream batches after the base's.
+
+  Args:
+    method: '<base>_e2e'.
+    problem: the setting's problem.
+    settings: the benchmark's settings.
+    base_row: the finished row of the base method.
+    base_unit: its unit directory (its last phase's checkpoint).
+    workdir: this unit's directory.
+
+  Returns:
+    The row, with `base_steps` (the base's training steps) and the base's
+    test curve as `untrained_test_nmse_db`.
+  """
+  base = base_method(method)
+  encoder = build_encoder(base, problem, settings, base_row['init_l0_lam'])
+  if not restore_trained(encoder, base_row, base_unit, settings):
+    raise ValueError(f'{method} starts from {base}, whose last checkpoint is '
+                     f'not in {base_unit}: rerun {base} there first.')
+  config = settings.stagewise_config()
+  config = config._replace(learning_rate=settings.end_to_end_rate,
+                           phase_sigmas=(config.phase_sigmas[-1],)
+                           * len(config.phase_sigmas))
+  start = time.perf_counter()
+  result = stagewise.train_end_to_end(
+      encoder, _stream(problem, base_row['steps']),
+      x_eval=problem.validation.signals, y_eval=problem.validation.codes,
+      config=config, workdir=workdir)
+  return {**_trained_row(method, encoder, result, problem, settings,
+                         base_row['init_l0_lam'], base_row['test_nmse_db'],
+                         start, f"{base_row['training']} + end to end"),
+          'base_steps': base_row['steps']}
 
 
 # ------------------------------------------------------------ report
@@ -560,7 +648,10 @@ def reading(results: dict[str, Any]) -> str:
   """Sentences computed from the numbers: each target, met or missed."""
   rows = results['settings'].get(NOISELESS, {})
   lines = []
-  for method, target in paper.UNROLLED_TARGETS_DB.items():
+  targets = [(variant, target) for method, target
+             in paper.UNROLLED_TARGETS_DB.items()
+             for variant in (method, method + FINE_TUNED_SUFFIX)]
+  for method, target in targets:
     if method not in rows:
       continue
     value = rows[method]['test_nmse_db'][-1]
@@ -573,6 +664,10 @@ def reading(results: dict[str, Any]) -> str:
     if worst:
       codes += (f"; its worst test code ({worst['nonzeros']} nonzeros) "
                 f"carries {100 * worst['error_share']:.0f} % of the error")
+    base = base_method(method)
+    if method in FINE_TUNED and base in rows:
+      codes += (f"; {rows[base]['test_nmse_db'][-1]:.1f} dB before the "
+                'end-to-end phases')
     lines.append(f'- {LABELS[method]}: {value:.1f} dB at stage '
                  f'{len(rows[method]["test_nmse_db"])}{codes}, target '
                  f'{target:.0f} dB: {verdict}.')
@@ -605,8 +700,15 @@ def report(results: dict[str, Any]) -> str:
 
 def _color(method: str):
   """One color per method, the same in every panel and figure."""
-  return matplotlib.colormaps['tab20']((CLASSICAL + LEARNED).index(method)
-                                       / 20)
+  return matplotlib.colormaps['tab20']((CLASSICAL + LEARNED).index(
+      base_method(method)) / 20)
+
+
+def _style(method: str, row: dict[str, Any]) -> str:
+  """Dashed: classical; dotted: a fine-tuned variant; solid: learned."""
+  if row['kind'] == 'classical':
+    return '--'
+  return ':' if method in FINE_TUNED else '-'
 
 
 def stage_figure(results: dict[str, Any]):
@@ -616,7 +718,7 @@ def stage_figure(results: dict[str, Any]):
     axes = figure.add_subplot(1, len(settings), index + 1)
     for method, row in results['settings'][setting].items():
       curve = row['test_nmse_db']
-      style = '--' if row['kind'] == 'classical' else '-'
+      style = _style(method, row)
       if method == 'fista_converged':
         axes.axhline(curve[-1], color='gray', linestyle=':',
                      label=LABELS[method])
@@ -645,10 +747,11 @@ def curve_figure(results: dict[str, Any]):
       for phase in row['phases']:
         per_epoch = (phase['steps'] / max(phase['epochs'], 1))
         for i, value in enumerate(phase['eval_nmse_db']):
-          steps.append(phase['first_step'] + (i + 1) * per_epoch)
+          steps.append(row.get('base_steps', 0) + phase['first_step']
+                       + (i + 1) * per_epoch)
           values.append(value)
-      axes.plot(steps, values, color=_color(method), label=LABELS[method],
-                linewidth=1)
+      axes.plot(steps, values, _style(method, row), color=_color(method),
+                label=LABELS[method], linewidth=1)
     axes.set_xlabel('training step (all phases)')
     axes.set_ylabel('validation NMSE (dB) of the stage being trained')
     axes.set_title(setting)
@@ -695,17 +798,18 @@ def main(argv):
       'flags': {name: getattr(settings, name) for name in (
           'num_stages', 'signal_dim', 'code_dim', 'nonzero_prob', 'num_test',
           'batch_size', 'training', 'learning_rate', 'stage_decay', 'seed',
-          'max_m', 'm_growth', 'l0_lam', 'max_support_percent')},
+          'max_m', 'm_growth', 'l0_lam', 'max_support_percent',
+          'end_to_end_rate')},
       'config': {k: list(v) if isinstance(v, tuple) else v
                  for k, v in config._asdict().items()},
       'num_validation': settings.num_validation,
       'settings': {}}
-  methods = ([m for m in CLASSICAL if m in FLAGS.methods]
-             + [m for m in LEARNED if m in FLAGS.methods])
+  # A fine-tuned variant starts from its base method's unit: it runs first.
+  requested = set(FLAGS.methods) | set(map(base_method, FLAGS.methods))
   # IHT's lambda initializes the Deep l0 thresholds: it runs first.
-  if settings.l0_lam is None and any(m in FLAGS.methods for m in (
-      'deep_l0', 'alista_l0')) and 'iht' not in methods:
-    methods.insert(0, 'iht')
+  if settings.l0_lam is None and requested & {'deep_l0', 'alista_l0'}:
+    requested.add('iht')
+  methods = [m for m in METHODS if m in requested]
   for setting in FLAGS.settings:
     name = setting_name(setting)
     problem = make_problem(setting, settings)
@@ -715,7 +819,7 @@ def main(argv):
       done = os.path.join(unit, 'result.json')
       if os.path.exists(done):
         rows[method] = reporting.read_json(done)
-        if method in LEARNED and with_last_stage_metrics(
+        if method not in CLASSICAL and with_last_stage_metrics(
             rows[method], method, problem, settings, unit):
           reporting.write_json_atomic(done, rows[method])
         logging.info('%s / %s: read back (%.1f dB).', name, method,
@@ -727,6 +831,10 @@ def main(argv):
       logging.info('%s / %s: starting.', name, method)
       if method in CLASSICAL:
         row = classical_row(method, problem, settings)
+      elif method in FINE_TUNED:
+        base = base_method(method)
+        row = fine_tuned_row(method, problem, settings, rows[base],
+                             os.path.join(workdir, name, base), unit)
       else:
         # Set whenever an l0 method runs (IHT is then added above).
         l0_lam = (settings.l0_lam if settings.l0_lam is not None

@@ -31,20 +31,29 @@ def _run(tmp_path, *extra):
 
 
 def test_tiny_run_writes_every_output_and_resumes(tmp_path):
-  _run(tmp_path, '--methods=ista,fista_converged,alista_msparse')
+  # alista_msparse_e2e alone: its base method runs first.
+  _run(tmp_path, '--methods=ista,fista_converged,alista_msparse_e2e')
   out = tmp_path / 'out'
   assert sorted(os.listdir(out)) == [
       'README.md', 'nmse_per_stage.png', 'results.json', 'results.md',
       'training_curves.png']
   results = json.loads((out / 'results.json').read_text())
   rows = results['settings']['noiseless']
-  assert set(rows) == {'ista', 'fista_converged', 'alista_msparse'}
+  assert set(rows) == {'ista', 'fista_converged', 'alista_msparse',
+                       'alista_msparse_e2e'}
   for row in rows.values():
     assert len(row['test_nmse_db']) == 2
   assert rows['alista_msparse']['steps'] > 0
   # No refinement rates (--config.refine_decays=()): one phase per stage.
   assert [p['name'] for p in rows['alista_msparse']['phases']] == [
       'stage_01_new', 'stage_02_new']
+  # The fine-tuned variant continues from the base's trained encoder and
+  # stream position, with end-to-end phases only.
+  tuned = rows['alista_msparse_e2e']
+  assert [p['name'] for p in tuned['phases']] == ['end_to_end_0']
+  assert tuned['base_steps'] == rows['alista_msparse']['steps']
+  assert tuned['untrained_test_nmse_db'] == rows['alista_msparse'][
+      'test_nmse_db']
   spread = rows['alista_msparse']['test_code_nmse_db']
   assert spread['median'] <= spread['p99'] <= spread['worst']
   # The headline, a ratio of sums, lies within the per-code spread's range.
@@ -62,11 +71,14 @@ def test_tiny_run_writes_every_output_and_resumes(tmp_path):
     assert [g['nonzeros'] for g in row['test_nmse_db_by_nonzeros']] == bounds
   readme = (out / 'README.md').read_text()
   assert 'Deep M-sparse, ALISTA form' in readme and 'target -60 dB' in readme
+  assert 'Deep M-sparse, ALISTA form + end to end (ours)' in readme
+  assert 'before the end-to-end phases' in readme
   assert 'per test code: median' in readme
   assert 'Where the error comes from' in readme and 'nonzeros (' in readme
   # Finished units are read back, not trained again.
-  again = _run(tmp_path, '--methods=ista,fista_converged,alista_msparse')
+  again = _run(tmp_path, '--methods=ista,fista_converged,alista_msparse_e2e')
   assert 'alista_msparse: read back' in again.stderr
+  assert 'alista_msparse_e2e: read back' in again.stderr
   assert json.loads((out / 'results.json').read_text())['settings'] == (
       results['settings'])
   # A unit finished before the last-stage metrics were recorded gets them
@@ -76,7 +88,7 @@ def test_tiny_run_writes_every_output_and_resumes(tmp_path):
   for key in ('test_code_nmse_db', 'worst_code', 'test_nmse_db_by_nonzeros'):
     del old[key]
   done.write_text(json.dumps(old))
-  _run(tmp_path, '--methods=ista,fista_converged,alista_msparse')
+  _run(tmp_path, '--methods=ista,fista_converged,alista_msparse_e2e')
   upgraded = json.loads(done.read_text())
   np.testing.assert_allclose(
       [upgraded['test_code_nmse_db'][k] for k in ('median', 'p99', 'worst')],
