@@ -114,8 +114,9 @@ def test_unrolled_rows_take_each_method_from_its_most_trained_run(tmp_path):
           'lista': curve(-10.0), 'alista': curve(-30.0),
           'alista_l0': curve(-20.0)}, '40': {'lista': curve(-99.0)}}})
   write(tmp_path, 'unrolled_benchmark_long', {
-      'preset': 'long', 'settings': {'noiseless': {'alista': curve(-50.0)}}})
-  family, ours = cells(summary.summary(str(tmp_path)))
+      'preset': 'long', 'settings': {'noiseless': {
+          'alista': curve(-50.0), 'alista_e2e': curve(-60.0)}}})
+  family, ours, variant = cells(summary.summary(str(tmp_path)))
   assert family[0].endswith('at 2 stages, noiseless: LISTA / ALISTA')
   assert family[1] == '-10.0 / -50.0'
   assert family[2].startswith(
@@ -125,6 +126,10 @@ def test_unrolled_rows_take_each_method_from_its_most_trained_run(tmp_path):
                        '`results/unrolled_benchmark_long/`, long preset: '
                        'ALISTA')
   assert ours[1] == '-20.0' and 'quick preset' in ours[3]
+  # The fine-tuned variant is held to its method's target.
+  assert variant[0].endswith('noiseless: ALISTA + e2e')
+  assert variant[1] == '-60.0'
+  assert variant[2].startswith(f"{paper.UNROLLED_TARGETS_DB['alista']:.0f} ")
 
 
 def test_task_rows_prefer_the_whitened_run_and_report_the_l0_codes(tmp_path):
