@@ -1,11 +1,16 @@
 """experiments/unrolled_benchmark.py end to end, with tiny settings."""
 
+import importlib.util
 import json
 import os
+import runpy
 import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+from l0enc.experiments import configs
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 SCRIPT = os.path.join(ROOT, 'experiments', 'unrolled_benchmark.py')
@@ -16,6 +21,65 @@ TINY = ['--config.signal_dim=10', '--config.code_dim=20',
         '--config.batch_size=8', '--config.fista_max_iterations=50',
         '--config.max_m=4', '--config.m_growth=2', '--settings=noiseless',
         '--config.refine_decays=()']
+
+
+def _load_script():
+  spec = importlib.util.spec_from_file_location('unrolled_benchmark', SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+benchmark = _load_script()
+
+
+def _settings(**overrides):
+  config = runpy.run_path(os.path.join(
+      ROOT, 'experiments', 'configs', 'unrolled_benchmark_quick.py'))[
+          'get_config']()
+  return configs.to_settings(benchmark.Settings, config, **overrides)
+
+
+@pytest.mark.parametrize('cap_percent, bins', [
+    (40.0, ((1, 2), (3, 4), (5, 10))),
+    (10.0, ((1, 2), (3, 10))),  # A cap below the expected count.
+])
+def test_code_error_sources_against_hand_computed_values(cap_percent, bins):
+  settings = _settings(code_dim=10, nonzero_prob=0.2,
+                       max_support_percent=cap_percent)
+  assert benchmark.nonzero_bins(settings) == bins
+  codes = np.zeros((4, 10), np.float32)
+  codes[0, :1] = 2.0  # 1 nonzero
+  codes[1, :3] = 1.0  # 3
+  codes[2, :5] = -1.0  # 5; codes[3] is all zero: left out.
+  error = np.zeros_like(codes)
+  error[0, 5] = 0.2
+  error[1, 9] = 0.1
+  error[2, 7] = 1.0
+  error[3, 0] = 5.0
+  sources = benchmark.code_error_sources(codes + error, codes, settings)
+  squared = np.array([0.04, 0.01, 1.0])
+  energy = np.array([4.0, 3.0, 5.0])
+  nonzeros = np.array([1, 3, 5])
+  per_code = 10 * np.log10(squared / energy)
+  np.testing.assert_allclose(sources['test_code_nmse_db']['worst'],
+                             per_code.max(), rtol=1e-5)
+  np.testing.assert_allclose(sources['test_code_nmse_db']['median'],
+                             np.median(per_code), rtol=1e-5)
+  assert sources['worst_code']['nonzeros'] == 5
+  np.testing.assert_allclose(sources['worst_code']['error_share'],
+                             1.0 / squared.sum(), rtol=1e-5)
+  for group, (low, high) in zip(sources['test_nmse_db_by_nonzeros'], bins):
+    members = (nonzeros >= low) & (nonzeros <= high)
+    assert group['nonzeros'] == [low, high]
+    assert group['codes'] == members.sum()
+    np.testing.assert_allclose(group['nmse_db'], 10 * np.log10(
+        squared[members].sum() / energy[members].sum()), rtol=1e-5)
+
+
+def test_bad_support_cap_is_named():
+  with pytest.raises(ValueError, match='max_support_percent'):
+    _settings(max_support_percent=120.0)
 
 
 def _run(tmp_path, *extra):
