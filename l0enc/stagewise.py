@@ -80,6 +80,14 @@ class StagewiseConfig(NamedTuple):
       encoders agree in quality, not to the digit). Worth it for long
       phases: stage t costs t / K of a full pass, about half on average,
       for K compilations.
+    relative_steps: multiply every update by the size of what it updates:
+      the RMS of each stage's slice of a parameter (its leading axis) for
+      parameters of rank >= 2, the magnitude of each entry for scalars and
+      vectors. Adam's steps are otherwise about `rate` in every entry,
+      whatever its scale; per-stage thresholds that fall by two orders of
+      magnitude over the stages (ALISTA's) then move by the same fraction
+      of themselves at every stage instead of crossing zero at the last
+      ones. A slice that is exactly zero stays zero.
   """
   learning_rate: float = 5e-4
   refine_decays: tuple[float, ...] = (0.2, 0.02)
@@ -90,6 +98,7 @@ class StagewiseConfig(NamedTuple):
   max_epochs: int = 100
   phase_sigmas: tuple[float, ...] = (0.2, 0.05, 0.01)
   compile_per_stage: bool = False
+  relative_steps: bool = False
 
 
 class Phase(NamedTuple):
@@ -358,7 +367,18 @@ class ScaleByStageState(NamedTuple):
   multipliers: Any
 
 
-def phase_optimizer(settings: _PhaseSettings) -> optax.GradientTransformation:
+def _relative_scale(param: jax.Array) -> jax.Array:
+  """The size an update of `param` is measured against
+  (`StagewiseConfig.relative_steps`)."""
+  if param.ndim <= 1:
+    return jnp.abs(param)
+  axes = tuple(range(1, param.ndim))
+  return jnp.sqrt(jnp.mean(jnp.square(param), axis=axes, keepdims=True))
+
+
+def phase_optimizer(settings: _PhaseSettings, *,
+                    relative_steps: bool = False
+                    ) -> optax.GradientTransformation:
   """Adam at the phase's base rate, then the per-stage multipliers.
 
   One transformation serves all the phases of a run, so that they share
@@ -369,6 +389,8 @@ def phase_optimizer(settings: _PhaseSettings) -> optax.GradientTransformation:
 
   Args:
     settings: holds the phase whose optimizer `init` builds.
+    relative_steps: scale each update by the size of what it updates
+      (`StagewiseConfig.relative_steps`).
 
   Returns:
     The transformation.
@@ -387,9 +409,19 @@ def phase_optimizer(settings: _PhaseSettings) -> optax.GradientTransformation:
     updates, adam_state = adam.update(updates, state.adam, params)
     updates = jax.tree.map(lambda u, m: u * m.astype(u.dtype), updates,
                            state.multipliers)
+    if relative_steps:
+      if params is None:
+        raise ValueError('relative_steps needs the parameters in update().')
+      updates = jax.tree.map(lambda u, p: u * _relative_scale(p).astype(
+          u.dtype), updates, params)
     return updates, ScaleByStageState(adam_state, state.multipliers)
 
   return optax.GradientTransformation(init, update)
+
+
+def _config_record(config: StagewiseConfig) -> dict[str, Any]:
+  return {k: list(v) if isinstance(v, tuple) else v
+          for k, v in config._asdict().items()}
 
 
 def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
@@ -402,16 +434,19 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
   plan = [{'name': p.name, 'num_stages': p.num_stages,
            'learning_rate': p.learning_rate, 'sigma': p.sigma}
           for p in phases]
-  plan_record = {'config': {k: list(v) if isinstance(v, tuple) else v
-                            for k, v in config._asdict().items()},
-                 'plan': plan}
+  plan_record = {'config': _config_record(config), 'plan': plan}
   done: list[PhaseRecord] = []
   if workdir is not None:
     os.makedirs(workdir, exist_ok=True)
     record_path = os.path.join(workdir, PROGRESS_RECORD)
     if os.path.exists(record_path):
       saved = reporting.read_json(record_path)
-      if saved.get('format') != _FORMAT or saved['run'] != plan_record:
+      if 'run' in saved:
+        # A field added to StagewiseConfig since, at its default, is the
+        # behaviour the saved run had.
+        saved['run']['config'] = {**_config_record(StagewiseConfig()),
+                                  **saved['run']['config']}
+      if saved.get('format') != _FORMAT or saved.get('run') != plan_record:
         raise ValueError(f'{record_path} is from a different stage-wise run '
                          '(other phases or settings). Use another workdir.')
       done = [PhaseRecord(**r) for r in saved['phases']]
@@ -426,7 +461,7 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
   stop = lambda history: plateau(history, config.patience,
                                  config.min_relative_improvement)
   settings = _PhaseSettings()
-  tx = phase_optimizer(settings)
+  tx = phase_optimizer(settings, relative_steps=config.relative_steps)
   model = stage_model(encoder, 1, config)
   for index in range(len(done), len(phases)):
     phase = phases[index]

@@ -4,6 +4,7 @@ import json
 
 import chex
 from flax import nnx
+import optax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,6 +137,71 @@ def test_per_stage_losses_decrease(kind):
   # The phases ran on successive, distinct steps of the stream.
   starts = [p.first_step for p in result.phases]
   assert starts == list(np.cumsum([0] + [p.steps for p in result.phases])[:-1])
+
+
+def test_relative_steps_scale_adam_by_the_size_of_each_stage_slice():
+  problem = _problem()
+  encoder = _encoder('lista', problem)  # theta (K, p) and matrices.
+  phase = stagewise.end_to_end_phases(encoder, CONFIG)[0]
+  settings = stagewise._PhaseSettings()
+  settings.phase = phase
+  model = stagewise._StageOutput(encoder, encoder.num_stages)
+  before = _params(encoder)
+  optimizer = nnx.Optimizer(
+      model, stagewise.phase_optimizer(settings, relative_steps=True),
+      wrt=nnx.Param)
+  x, codes = _batch_fn(problem)(0)
+  grads = nnx.grad(lambda m: train.squared_error_loss(m(x), codes))(model)
+  # Reference: one plain optax Adam step, scaled by hand.
+  flat_grads = _params(grads.encoder)
+  adam = optax.adam(phase.learning_rate)
+  reference, _ = adam.update(flat_grads, adam.init(flat_grads))
+  optimizer.update(model, grads)
+  after = _params(encoder)
+  for name, value in before.items():
+    if value.ndim <= 1:
+      scale = np.abs(value)
+    else:
+      scale = np.sqrt(np.mean(value**2, axis=tuple(range(1, value.ndim)),
+                              keepdims=True))
+    np.testing.assert_allclose(after[name] - value, reference[name] * scale,
+                               rtol=1e-4, atol=1e-9)
+
+
+def test_relative_steps_keep_positive_scalars_positive():
+  problem = _problem()
+  encoder = _encoder('alista', problem, num_stages=2)
+  config = CONFIG._replace(learning_rate=0.5, relative_steps=True,
+                           refine_decays=(), phase_sigmas=(0.0,))
+  stagewise.train_end_to_end(encoder, _batch_fn(problem),
+                             x_eval=problem.validation.signals,
+                             y_eval=problem.validation.codes, config=config)
+  # A step of rate r < 1 changes each scalar by at most about r of itself.
+  assert np.all(np.asarray(encoder.threshold[...]) > 0)
+  assert np.all(np.asarray(encoder.step_size[...]) > 0)
+
+
+def test_a_record_written_before_a_config_field_existed_resumes(tmp_path):
+  problem = _problem()
+  arguments = dict(x_eval=problem.validation.signals,
+                   y_eval=problem.validation.codes, config=CONFIG)
+  first = stagewise.train_stagewise(_encoder('alista', problem, 2),
+                                    _batch_fn(problem), workdir=tmp_path,
+                                    **arguments)
+  path = tmp_path / stagewise.PROGRESS_RECORD
+  record = json.loads(path.read_text())
+  # As written before `relative_steps` was added (its default: the old
+  # behaviour).
+  del record['run']['config']['relative_steps']
+  path.write_text(json.dumps(record))
+  again = stagewise.train_stagewise(_encoder('alista', problem, 2),
+                                    _batch_fn(problem), workdir=tmp_path,
+                                    **arguments)
+  chex.assert_trees_all_equal(_params(again.model), _params(first.model))
+  with pytest.raises(ValueError, match='different stage-wise run'):
+    stagewise.train_stagewise(
+        _encoder('alista', problem, 2), _batch_fn(problem), workdir=tmp_path,
+        **dict(arguments, config=CONFIG._replace(relative_steps=True)))
 
 
 class Interrupt(Exception):
