@@ -294,10 +294,12 @@ def ddse_rows(results_dir: str) -> list[Row]:
   return rows
 
 
-# The most-trained run first: each method's number comes from the first of
-# these that has it.
-UNROLLED_RUNS = ('unrolled_benchmark_long', 'unrolled_benchmark_paper',
-                 'unrolled_benchmark')
+# The most-trained runs first: each method's number comes from the first
+# group that has it; within a group (runs of one preset with different
+# settings, e.g. the support-selection cap), from the run with its lowest
+# validation NMSE.
+UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16'),
+                 ('unrolled_benchmark_paper',), ('unrolled_benchmark',))
 UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_cpss', 'alista')),
                    ('our l0 encoders', ('deep_l0', 'deep_msparse',
                                         'alista_l0', 'alista_msparse')),
@@ -313,6 +315,13 @@ UNROLLED_LABELS.update({name + '_e2e': label + ' + e2e'
                         for name, label in list(UNROLLED_LABELS.items())})
 
 
+def _validation_nmse(row: dict[str, Any]) -> float:
+  """A learned row's last validation NMSE (its last phase's); +inf for a
+  row without phases (classical), so that any learned run wins."""
+  phases = row.get('phases')
+  return phases[-1]['final_eval_nmse_db'] if phases else float('inf')
+
+
 def _unrolled_target(name: str) -> float:
   """A fine-tuned variant (<method>_e2e) is held to its method's target."""
   return paper.UNROLLED_TARGETS_DB[name.removesuffix('_e2e')]
@@ -324,17 +333,21 @@ def unrolled_rows(results_dir: str) -> list[Row]:
   One row per group of methods; each method from the most-trained run that
   has it (`UNROLLED_RUNS`), and the source names each run used.
   """
-  runs = [(experiment, results) for experiment in UNROLLED_RUNS
-          if (results := _read(results_dir, experiment))]
+  tiers = [[(experiment, results) for experiment in tier
+            if (results := _read(results_dir, experiment))]
+           for tier in UNROLLED_RUNS]
   rows = []
   for group, names in UNROLLED_GROUPS:
     cells, used = [], []
     for name in names:
-      found = [(experiment, results) for experiment, results in runs
-               if name in results['settings'].get('noiseless', {})]
+      found = next((runs for runs in (
+          [(e, r) for e, r in tier if name in r['settings'].get('noiseless',
+                                                                  {})]
+          for tier in tiers) if runs), None)
       if not found:
         continue
-      experiment, results = found[0]
+      experiment, results = min(found, key=lambda run: _validation_nmse(
+          run[1]['settings']['noiseless'][name]))
       curve = results['settings']['noiseless'][name]['test_nmse_db']
       cells.append((name, curve[-1], len(curve), experiment))
       if (experiment, results) not in used:

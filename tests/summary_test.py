@@ -132,6 +132,23 @@ def test_unrolled_rows_take_each_method_from_its_most_trained_run(tmp_path):
   assert variant[2].startswith(f"{paper.UNROLLED_TARGETS_DB['alista']:.0f} ")
 
 
+def test_unrolled_rows_choose_between_runs_of_a_preset_on_validation(
+    tmp_path):
+  row = lambda test, validation: {
+      'test_nmse_db': [test], 'phases': [{'final_eval_nmse_db': validation}]}
+  write(tmp_path, 'unrolled_benchmark_long', {
+      'preset': 'long', 'settings': {'noiseless': {
+          'alista': row(-50.0, -58.0), 'alista_l0': row(-48.0, -49.0)}}})
+  write(tmp_path, 'unrolled_benchmark_long_ss16', {
+      'preset': 'long', 'settings': {'noiseless': {
+          'alista': row(-60.0, -40.0), 'alista_l0': row(-45.0, -50.0)}}})
+  family, ours = cells(summary.summary(str(tmp_path)))
+  # ALISTA: the first run's validation is lower; Deep l0: the second's
+  # (although its test number is worse).
+  assert family[1] == '-50.0' and 'unrolled_benchmark_long/' in family[3]
+  assert ours[1] == '-45.0' and 'unrolled_benchmark_long_ss16/' in ours[3]
+
+
 def test_task_rows_prefer_the_whitened_run_and_report_the_l0_codes(tmp_path):
   unit = lambda row, error, nonzeros=None, code_dim=128: {
       'unit': {'code_dim': code_dim}, 'row': row, 'validation_error': error,
