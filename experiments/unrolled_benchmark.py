@@ -558,7 +558,7 @@ def fine_tuned_row(method: str, problem: synthetic.SyntheticProblem,
   relative steps (`StagewiseConfig.relative_steps`): the thresholds of the
   last stages are a hundredth of the first's, and Adam's absolute steps at
   a rate that moves the step sizes drive them through zero (at SNR 40 dB
-  the fine-tuning diverged within ten steps).
+  such fine-tuning diverged in its first epoch).
 
   Args:
     method: '<base>_e2e'.
@@ -628,7 +628,9 @@ def tables(results: dict[str, Any]) -> str:
 
 
 def error_sources(results: dict[str, Any]) -> str:
-  """Per setting, the learned rows' error by the codes' number of nonzeros."""
+  """Per setting, each row's test error by the codes' number of nonzeros
+  (`code_error_sources`; rows finished before it was recorded are left
+  out)."""
   lines = []
   for setting, rows in results['settings'].items():
     rows = {m: r for m, r in rows.items() if 'test_nmse_db_by_nonzeros' in r}
