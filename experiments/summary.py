@@ -300,13 +300,15 @@ def ddse_rows(results_dir: str) -> list[Row]:
 # validation NMSE.
 UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16'),
                  ('unrolled_benchmark_paper',), ('unrolled_benchmark',))
-UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_cpss', 'alista')),
+UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_shared', 'lista_cpss',
+                                         'alista')),
                    ('our l0 encoders', ('deep_l0', 'deep_msparse',
                                         'alista_l0', 'alista_msparse')),
                    ('our variant, fine-tuned end to end after stage-wise '
                     'training', ('lista_cpss_e2e', 'alista_e2e',
                                  'alista_l0_e2e', 'alista_msparse_e2e')))
-UNROLLED_LABELS = {'lista': 'LISTA', 'lista_cpss': 'LISTA-CPSS',
+UNROLLED_LABELS = {'lista': 'LISTA', 'lista_shared': 'LISTA (shared B, S)',
+                   'lista_cpss': 'LISTA-CPSS',
                    'alista': 'ALISTA', 'deep_l0': 'Deep l0 (SS)',
                    'deep_msparse': 'Deep M-sparse',
                    'alista_l0': 'Deep l0, ALISTA form',

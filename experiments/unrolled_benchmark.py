@@ -12,8 +12,10 @@ fixed. Every method has 16 stages (iterations):
              iterations, lambda (or M) chosen on the validation set; FISTA
              to convergence (the floor an l1 solver reaches with unlimited
              iterations), lambda chosen on validation;
-  learned    LISTA (Gregor and LeCun), LISTA-CP and LISTA-CPSS (Chen et al.
-             2018), ALISTA (Liu et al. 2019), our Deep l0 encoder (untied,
+  learned    LISTA (Gregor and LeCun; untied, and with one B and S shared
+             by the stages as in the field's code, `lista_shared`), LISTA-CP
+             and LISTA-CPSS (Chen et al. 2018), ALISTA (Liu et al. 2019),
+             our Deep l0 encoder (untied,
              with support selection) and Deep M-sparse encoder (untied, M
              per stage), and the two in the ALISTA form (analytic W, only
              per-stage step sizes and thresholds learned):
@@ -76,8 +78,8 @@ from l0enc.experiments import paper
 
 NOISELESS = 'noiseless'
 CLASSICAL = ('ista', 'fista', 'iht', 'iht_m', 'fista_converged')
-LEARNED = ('lista', 'lista_cp', 'lista_cpss', 'alista', 'deep_l0',
-           'deep_msparse', 'alista_l0', 'alista_msparse')
+LEARNED = ('lista', 'lista_shared', 'lista_cp', 'lista_cpss', 'alista',
+           'deep_l0', 'deep_msparse', 'alista_l0', 'alista_msparse')
 # Our variant: a learned method trained as usual, then end to end on the
 # last stage's loss from where that left off (`fine_tuned_row`).
 FINE_TUNED_SUFFIX = '_e2e'
@@ -86,7 +88,8 @@ METHODS = CLASSICAL + LEARNED + FINE_TUNED
 LABELS = {
     'ista': 'ISTA', 'fista': 'FISTA', 'iht': 'IHT, problem (1)',
     'iht_m': 'IHT, problem (2)', 'fista_converged': 'FISTA, converged',
-    'lista': 'LISTA', 'lista_cp': 'LISTA-CP', 'lista_cpss': 'LISTA-CPSS',
+    'lista': 'LISTA', 'lista_shared': 'LISTA, shared B and S',
+    'lista_cp': 'LISTA-CP', 'lista_cpss': 'LISTA-CPSS',
     'alista': 'ALISTA', 'deep_l0': 'Deep l0 (SS)',
     'deep_msparse': 'Deep M-sparse (M per stage)',
     'alista_l0': 'Deep l0, ALISTA form (SS)',
@@ -362,6 +365,8 @@ def build_encoder(method: str, problem: synthetic.SyntheticProblem,
     return models.LISTA.from_dictionary(d, lam=lista.PAPER_LAM,
                                         num_stages=num_stages, tied=False,
                                         step_size=step)
+  if method == 'lista_shared':
+    return lista.SharedLISTA(d, num_stages=num_stages, step_size=step)
   if method == 'lista_cp':
     return lista.LISTACP(d, num_stages=num_stages)
   cap = settings.max_support_percent

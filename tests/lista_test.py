@@ -153,6 +153,50 @@ def test_untrained_lista_cp_is_ista_with_the_papers_step():
   chex.assert_shape(model.threshold[...], (5,))
 
 
+def test_untrained_shared_lista_is_ista_with_the_papers_step():
+  dictionary = _dictionary()
+  model = lista.SharedLISTA(dictionary, num_stages=5, lam=0.1)
+  x, _ = _signals()
+  step = 1 / (1.001 * float(solvers.lipschitz_constant(dictionary)))
+  expected = solvers.ista(x, dictionary, 0.1, num_iterations=5,
+                          step_size=step).codes
+  chex.assert_trees_all_close(model(x), expected, atol=1e-10)
+  chex.assert_shape(model.recurrent_weights[...], (CODE_DIM, CODE_DIM))
+  chex.assert_shape(model.threshold[...], (5,))
+
+
+def test_shared_lista_stages_match_a_numpy_reference():
+  rng = np.random.default_rng(3)
+  model = lista.SharedLISTA(_dictionary(), num_stages=NUM_STAGES)
+  # Trained-looking parameters: B, S and distinct thresholds, all random.
+  model.input_weights[...] = jnp.asarray(
+      rng.normal(size=(CODE_DIM, SIGNAL_DIM)) * 0.3)
+  model.recurrent_weights[...] = jnp.asarray(
+      rng.normal(size=(CODE_DIM, CODE_DIM)) * 0.1)
+  model.threshold[...] = jnp.asarray(rng.uniform(0.05, 0.3, NUM_STAGES))
+  x, _ = _signals()
+  b, s = np.asarray(model.input_weights[...]), np.asarray(
+      model.recurrent_weights[...])
+  codes, expected = np.zeros((8, CODE_DIM)), []
+  for theta in np.asarray(model.threshold[...]):
+    u = np.asarray(x) @ b.T + codes @ s.T
+    codes = np.sign(u) * np.maximum(np.abs(u) - theta, 0)
+    expected.append(codes)
+  all_stages = model(x, return_all_stages=True)
+  chex.assert_trees_all_close(all_stages, jnp.asarray(np.stack(expected)),
+                              atol=1e-10)
+  chex.assert_trees_all_close(model(x, num_stages=2), all_stages[1],
+                              atol=1e-12)
+  grads = nnx.grad(lambda m: jnp.sum(m(x, return_all_stages=True)**2))(model)
+  for leaf in jax.tree.leaves(grads):
+    assert np.all(np.isfinite(leaf)) and np.any(leaf != 0)
+  stages = model.parameter_stages()
+  assert set(stages) == set(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  assert stages['input_weights'] == 1 and stages['recurrent_weights'] == 2
+  np.testing.assert_array_equal(stages['threshold'],
+                                np.arange(1, NUM_STAGES + 1))
+
+
 def test_support_selection_counts_grow_with_the_stage():
   model = lista.LISTACP(_dictionary((50, 500)), num_stages=16,
                         support_selection=True)
