@@ -81,9 +81,9 @@ class StagewiseConfig(NamedTuple):
       phases: stage t costs t / K of a full pass, about half on average,
       for K compilations.
     relative_steps: multiply every update by the size of what it updates:
-      the RMS of each stage's slice of a parameter (its leading axis) for
-      parameters of rank >= 2, the magnitude of each entry for scalars and
-      vectors. Adam's steps are otherwise about `rate` in every entry,
+      for parameters of rank >= 2, the RMS over all but the leading axis
+      (each stage's matrix of a per-stage parameter, each row of a shared
+      one); for scalars and vectors, the magnitude of each entry. Adam's steps are otherwise about `rate` in every entry,
       whatever its scale; per-stage thresholds that fall by two orders of
       magnitude over the stages (ALISTA's) then move by the same fraction
       of themselves at every stage instead of crossing zero at the last
