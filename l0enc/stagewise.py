@@ -83,11 +83,12 @@ class StagewiseConfig(NamedTuple):
     relative_steps: multiply every update by the size of what it updates:
       for parameters of rank >= 2, the RMS over all but the leading axis
       (each stage's matrix of a per-stage parameter, each row of a shared
-      one); for scalars and vectors, the magnitude of each entry. Adam's steps are otherwise about `rate` in every entry,
-      whatever its scale; per-stage thresholds that fall by two orders of
-      magnitude over the stages (ALISTA's) then move by the same fraction
-      of themselves at every stage instead of crossing zero at the last
-      ones. A slice that is exactly zero stays zero.
+      one); for scalars and vectors, the magnitude of each entry. Adam's
+      steps are otherwise about `rate` in every entry, whatever its scale;
+      per-stage thresholds that fall by two orders of magnitude over the
+      stages (ALISTA's) then move by the same fraction of themselves at
+      every stage instead of crossing zero at the last ones. A slice that
+      is exactly zero stays zero.
   """
   learning_rate: float = 5e-4
   refine_decays: tuple[float, ...] = (0.2, 0.02)

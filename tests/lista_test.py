@@ -141,27 +141,19 @@ def test_stages_match_a_numpy_reference_and_shapes(kind):
   assert np.count_nonzero(all_stages[-1]) > 0
 
 
-def test_untrained_lista_cp_is_ista_with_the_papers_step():
+@pytest.mark.parametrize('cls, matrix, shape', [
+    (lista.LISTACP, 'weights', (5, CODE_DIM, SIGNAL_DIM)),
+    (lista.SharedLISTA, 'recurrent_weights', (CODE_DIM, CODE_DIM)),
+])
+def test_untrained_encoder_is_ista_with_the_papers_step(cls, matrix, shape):
   dictionary = _dictionary()
-  model = lista.LISTACP(dictionary, num_stages=5, lam=0.1)
+  model = cls(dictionary, num_stages=5, lam=0.1)
   x, _ = _signals()
   step = 1 / (1.001 * float(solvers.lipschitz_constant(dictionary)))
   expected = solvers.ista(x, dictionary, 0.1, num_iterations=5,
                           step_size=step).codes
   chex.assert_trees_all_close(model(x), expected, atol=1e-10)
-  chex.assert_shape(model.weights[...], (5, CODE_DIM, SIGNAL_DIM))
-  chex.assert_shape(model.threshold[...], (5,))
-
-
-def test_untrained_shared_lista_is_ista_with_the_papers_step():
-  dictionary = _dictionary()
-  model = lista.SharedLISTA(dictionary, num_stages=5, lam=0.1)
-  x, _ = _signals()
-  step = 1 / (1.001 * float(solvers.lipschitz_constant(dictionary)))
-  expected = solvers.ista(x, dictionary, 0.1, num_iterations=5,
-                          step_size=step).codes
-  chex.assert_trees_all_close(model(x), expected, atol=1e-10)
-  chex.assert_shape(model.recurrent_weights[...], (CODE_DIM, CODE_DIM))
+  chex.assert_shape(getattr(model, matrix)[...], shape)
   chex.assert_shape(model.threshold[...], (5,))
 
 
