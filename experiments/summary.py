@@ -298,7 +298,8 @@ def ddse_rows(results_dir: str) -> list[Row]:
 # group that has it; within a group (runs of one preset with different
 # settings, e.g. the support-selection cap), from the run with its lowest
 # validation NMSE.
-UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16'),
+UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16',
+                  'unrolled_benchmark_long_warm'),
                  ('unrolled_benchmark_paper',), ('unrolled_benchmark',))
 UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_shared', 'lista_cpss',
                                          'alista')),
@@ -327,6 +328,18 @@ def _validation_nmse(row: dict[str, Any]) -> float:
 def _unrolled_target(name: str) -> float:
   """A fine-tuned variant (<method>_e2e) is held to its method's target."""
   return paper.UNROLLED_TARGETS_DB[name.removesuffix('_e2e')]
+
+
+def _unrolled_variant(results: dict[str, Any]) -> str:
+  """What a run changed from the papers' settings (our variants), as its
+  results record it; '' for the papers' settings."""
+  flags = results.get('flags', {})
+  changes = []
+  if flags.get('max_support_percent', 13.0) != 13.0:
+    changes.append(f"support cap {flags['max_support_percent']:g} % of p")
+  if flags.get('new_stage_init', 'as_built') == 'previous_stage':
+    changes.append('new stages start as a copy of the stage before')
+  return f" (ours: {', '.join(changes)})" if changes else ''
 
 
 def unrolled_rows(results_dir: str) -> list[Row]:
@@ -362,7 +375,8 @@ def unrolled_rows(results_dir: str) -> list[Row]:
       methods = ' / '.join(UNROLLED_LABELS[name] for name, _, _, where
                            in cells if where == experiment)
       sources.append(_source(experiment, f"{results.get('preset', '?')} "
-                             f'preset: {methods}'))
+                             f'preset{_unrolled_variant(results)}: '
+                             f'{methods}'))
     rows.append([
         f'250x500 CS benchmark, {group}, NMSE (dB) at '
         + '/'.join(str(k) for k in stages) + ' stages, noiseless: '

@@ -142,6 +142,9 @@ class Settings:
     max_epochs: most validations per phase.
     compile_per_stage: phases of stage t run stages 1..t only, one
       compilation per stage (`StagewiseConfig.compile_per_stage`).
+    new_stage_init: 'as_built' (the papers') or 'previous_stage' (ours: a
+      new stage starts as a copy of the trained stage before it;
+      `StagewiseConfig.new_stage_init`).
     l0_lam: l0 weight that initializes the Deep l0 thresholds; None: the one
       IHT chose on validation (for deep_l0), the best on validation of the
       untrained encoder (for alista_l0).
@@ -170,6 +173,7 @@ class Settings:
   patience: int
   max_epochs: int
   compile_per_stage: bool
+  new_stage_init: str
   l0_lam: float | None
   max_support_percent: float
   max_m: int
@@ -205,6 +209,7 @@ class Settings:
         stage_decay=self.stage_decay, steps_per_epoch=self.steps_per_epoch,
         patience=self.patience, max_epochs=self.max_epochs,
         compile_per_stage=self.compile_per_stage,
+        new_stage_init=self.new_stage_init,
         phase_sigmas=(0.2, 0.05, 0.01, 0.005)[:1 + len(self.refine_decays)])
 
 
@@ -811,7 +816,7 @@ def main(argv):
           'num_stages', 'signal_dim', 'code_dim', 'nonzero_prob', 'num_test',
           'batch_size', 'training', 'learning_rate', 'stage_decay', 'seed',
           'max_m', 'm_growth', 'l0_lam', 'max_support_percent',
-          'end_to_end_rate')},
+          'end_to_end_rate', 'new_stage_init')},
       'config': {k: list(v) if isinstance(v, tuple) else v
                  for k, v in config._asdict().items()},
       'num_validation': settings.num_validation,

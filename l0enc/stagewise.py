@@ -89,6 +89,18 @@ class StagewiseConfig(NamedTuple):
       stages (ALISTA's) then move by the same fraction of themselves at
       every stage instead of crossing zero at the last ones. A slice that
       is exactly zero stays zero.
+    new_stage_init: where the parameters of stage t start its new-stage
+      phase: 'as_built' (the papers': as the encoder was built, for the
+      encoders built from an iteration one more ISTA/IHT step) or
+      'previous_stage' (our variant, `copy_previous_stage`: a copy of stage
+      t - 1's trained slices). Why: the untied LISTA and Deep l0 encoders
+      share W across the stages, so a new stage built as an ISTA step pairs
+      the trained W with the untrained `S_t = I - mu D^T D`. It no longer
+      maps the code reached so far to itself (`W D a + S_t a != a`), starts
+      far above the error of the stage before it, and stage-wise training
+      stalls (LISTA on the 250 x 500 benchmark: new stages start near 0 dB
+      and the NMSE stops falling after stage 9). A copy of the trained stage
+      t - 1 starts stage t at one more step of the stage before.
   """
   learning_rate: float = 5e-4
   refine_decays: tuple[float, ...] = (0.2, 0.02)
@@ -100,6 +112,10 @@ class StagewiseConfig(NamedTuple):
   phase_sigmas: tuple[float, ...] = (0.2, 0.05, 0.01)
   compile_per_stage: bool = False
   relative_steps: bool = False
+  new_stage_init: str = 'as_built'
+
+
+NEW_STAGE_INITS = ('as_built', 'previous_stage')
 
 
 class Phase(NamedTuple):
@@ -112,12 +128,15 @@ class Phase(NamedTuple):
     multipliers: `{parameter name: multiplier}`, a float or one per slice
       along the parameter's leading axis; 0 freezes.
     sigma: HELU_sigma during the phase.
+    copy_previous_stage: set stage `num_stages`' parameters to stage
+      `num_stages - 1`'s before the phase (`copy_previous_stage`).
   """
   name: str
   num_stages: int
   learning_rate: float
   multipliers: dict[str, Any]
   sigma: float
+  copy_previous_stage: bool = False
 
 
 class PhaseRecord(NamedTuple):
@@ -258,6 +277,9 @@ def check_config(config: StagewiseConfig) -> None:
   for sigma in config.phase_sigmas:
     if not 0 <= sigma < 1:
       raise ValueError(f'phase_sigmas must be in [0, 1), got {sigma}.')
+  if config.new_stage_init not in NEW_STAGE_INITS:
+    raise ValueError(f'new_stage_init must be one of {NEW_STAGE_INITS}, got '
+                     f'{config.new_stage_init!r}.')
 
 
 def plateau(history: Sequence[train.EpochRecord], patience: int,
@@ -310,8 +332,11 @@ def stagewise_phases(encoder: nnx.Module,
     new = {name: (np.asarray(s) == t).astype(np.float32)
            for name, s in stages.items()}
     if any(np.any(m) for m in new.values()):
-      phases.append(Phase(f'stage_{t:02d}_new', t, config.learning_rate,
-                          new, config.phase_sigmas[0]))
+      phases.append(Phase(
+          f'stage_{t:02d}_new', t, config.learning_rate, new,
+          config.phase_sigmas[0],
+          copy_previous_stage=(t > 1 and
+                               config.new_stage_init == 'previous_stage')))
     # Parameters first trained in stage s <= t, decayed once per stage since.
     trained = {name: np.where(np.asarray(s) <= t,
                               config.stage_decay**(t - np.asarray(s)),
@@ -343,6 +368,32 @@ def end_to_end_phases(encoder: nnx.Module,
   return [Phase(f'end_to_end_{j}', encoder.num_stages,
                 config.learning_rate * rate, ones, sigma)
           for j, (rate, sigma) in enumerate(zip(rates, config.phase_sigmas))]
+
+
+def copy_previous_stage(encoder: nnx.Module, stage: int) -> None:
+  """Sets the slices of stage `stage` to those of stage `stage - 1`.
+
+  Our variant's start of a new stage (`StagewiseConfig.new_stage_init`).
+  Only per-stage parameters (an array in `parameter_stages()`) change, and
+  only where both stages have a slice: e.g. the untied LISTA's first S is
+  stage 2's, so stage 2 keeps its S as built and copies stage 1's
+  thresholds.
+
+  Args:
+    encoder: an unrolled encoder with `parameter_stages()`; changed in
+      place.
+    stage: the new stage, `2 <= stage <= encoder.num_stages`.
+  """
+  validation.check_int_in_range('stage', stage, 2, encoder.num_stages)
+  for name, stages in _stages_of(encoder).items():
+    stages = np.asarray(stages)
+    param = getattr(encoder, name, None)
+    if stages.ndim == 0 or not isinstance(param, nnx.Param):
+      continue
+    target, source = np.flatnonzero(stages == stage), np.flatnonzero(
+        stages == stage - 1)
+    if target.size and source.size:
+      param[...] = param[...].at[target].set(param[...][source])
 
 
 def _multiplier_tree(params: Any, multipliers: Mapping[str, Any]) -> Any:
@@ -468,6 +519,9 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
     phase = phases[index]
     settings.phase = phase
     model.set_stage(phase.num_stages)
+    if phase.copy_previous_stage:
+      # A resumed phase then restores its own checkpoint over the copy.
+      copy_previous_stage(encoder, phase.num_stages)
     first_step = sum(r.steps for r in done)
     phase_dir = (None if workdir is None
                  else os.path.join(workdir, phase.name))

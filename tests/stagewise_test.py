@@ -208,23 +208,28 @@ class Interrupt(Exception):
   pass
 
 
-@pytest.mark.parametrize('compile_per_stage', [False, True])
-def test_resume_after_a_kill_gives_identical_parameters(tmp_path, monkeypatch,
-                                                        compile_per_stage):
+# Killed in the fourth phase (stage 2's refinement), or in the third (stage
+# 2's new-stage phase, which starts from a copy of stage 1 in our variant).
+@pytest.mark.parametrize('compile_per_stage,new_stage_init,killed_in', [
+    (False, 'as_built', 4), (True, 'as_built', 4),
+    (False, 'previous_stage', 3)])
+def test_resume_after_a_kill_gives_identical_parameters(
+    tmp_path, monkeypatch, compile_per_stage, new_stage_init, killed_in):
   problem = _problem()
-  config = CONFIG._replace(compile_per_stage=compile_per_stage)
+  config = CONFIG._replace(compile_per_stage=compile_per_stage,
+                           new_stage_init=new_stage_init)
   arguments = dict(x_eval=problem.validation.signals,
                    y_eval=problem.validation.codes, config=config)
   encoder = lambda: _encoder('lista', problem, num_stages=2)
   reference = stagewise.train_stagewise(encoder(), _batch_fn(problem),
                                         **arguments)
-  # Kill in the middle of the fourth phase (after its first epoch).
+  # Kill in the middle of a phase (after its first epoch).
   fits = []
   real_fit = train.fit
 
   def fit_then_die(*args, **kwargs):
     fits.append(1)
-    if len(fits) == 4:
+    if len(fits) == killed_in:
       def die(record):
         raise Interrupt
       kwargs = dict(kwargs, callback=die)
@@ -236,7 +241,7 @@ def test_resume_after_a_kill_gives_identical_parameters(tmp_path, monkeypatch,
                               workdir=tmp_path, **arguments)
   monkeypatch.setattr(train, 'fit', real_fit)
   record = json.loads((tmp_path / stagewise.PROGRESS_RECORD).read_text())
-  assert len(record['phases']) == 3
+  assert len(record['phases']) == killed_in - 1
   resumed = stagewise.train_stagewise(encoder(), _batch_fn(problem),
                                       workdir=tmp_path, **arguments)
   chex.assert_trees_all_equal(_params(resumed.model),
@@ -251,6 +256,38 @@ def test_resume_after_a_kill_gives_identical_parameters(tmp_path, monkeypatch,
                               workdir=tmp_path,
                               **dict(arguments,
                                      config=config._replace(patience=2)))
+
+
+@pytest.mark.parametrize('stage', [2, 3])
+def test_copy_previous_stage_copies_the_per_stage_slices(stage):
+  problem = _problem()
+  encoder = _encoder('lista', problem)
+  # Different slices, so that a copy shows.
+  encoder.threshold[...] = jnp.arange(3.0)[:, None] + encoder.threshold[...]
+  encoder.recurrent_weights[...] = (jnp.arange(1.0, 3.0)[:, None, None]
+                                    * encoder.recurrent_weights[...])
+  before = _params(encoder)
+  stagewise.copy_previous_stage(encoder, stage)
+  after = _params(encoder)
+  expected = {name: value.copy() for name, value in before.items()}
+  expected['threshold'][stage - 1] = before['threshold'][stage - 2]
+  if stage == 3:  # S_3 <- S_2; stage 2's S has no predecessor.
+    expected['recurrent_weights'][1] = before['recurrent_weights'][0]
+  chex.assert_trees_all_equal(after, expected)
+  with pytest.raises(ValueError, match='stage'):
+    stagewise.copy_previous_stage(encoder, 1)
+
+
+def test_only_new_stages_after_the_first_start_from_a_copy():
+  problem = _problem()
+  phases = stagewise.stagewise_phases(
+      _encoder('lista', problem),
+      CONFIG._replace(new_stage_init='previous_stage'))
+  assert [p.name for p in phases if p.copy_previous_stage] == [
+      'stage_02_new', 'stage_03_new']
+  assert not any(p.copy_previous_stage
+                 for p in stagewise.stagewise_phases(
+                     _encoder('lista', problem), CONFIG))
 
 
 @pytest.mark.parametrize('kind', ['alista', 'l0', 'lista'])
@@ -298,6 +335,7 @@ def test_compiling_per_stage_trains_the_same_parameters():
     (CONFIG._replace(stage_decay=1.5), 'stage_decay'),
     (CONFIG._replace(phase_sigmas=(0.2,)), 'phase_sigmas'),
     (CONFIG._replace(patience=0), 'patience'),
+    (CONFIG._replace(new_stage_init='copy'), 'new_stage_init'),
 ])
 def test_bad_config_raises(config, match):
   problem = _problem()

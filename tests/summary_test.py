@@ -140,13 +140,24 @@ def test_unrolled_rows_choose_between_runs_of_a_preset_on_validation(
       'preset': 'long', 'settings': {'noiseless': {
           'alista': row(-50.0, -58.0), 'alista_l0': row(-48.0, -49.0)}}})
   write(tmp_path, 'unrolled_benchmark_long_ss16', {
-      'preset': 'long', 'settings': {'noiseless': {
+      'preset': 'long', 'flags': {'max_support_percent': 16.0},
+      'settings': {'noiseless': {
           'alista': row(-60.0, -40.0), 'alista_l0': row(-45.0, -50.0)}}})
+  write(tmp_path, 'unrolled_benchmark_long_warm', {
+      'preset': 'long', 'flags': {'new_stage_init': 'previous_stage'},
+      'settings': {'noiseless': {'lista': row(-30.0, -31.0)}}})
   family, ours = cells(summary.summary(str(tmp_path)))
   # ALISTA: the first run's validation is lower; Deep l0: the second's
-  # (although its test number is worse).
-  assert family[1] == '-50.0' and 'unrolled_benchmark_long/' in family[3]
-  assert ours[1] == '-45.0' and 'unrolled_benchmark_long_ss16/' in ours[3]
+  # (although its test number is worse); LISTA: the only run with it. The
+  # sources say which of our variants a run is.
+  assert family[1] == '-30.0 / -50.0'
+  assert family[3] == (
+      '`results/unrolled_benchmark_long_warm/`, long preset (ours: new '
+      'stages start as a copy of the stage before): LISTA; '
+      '`results/unrolled_benchmark_long/`, long preset: ALISTA')
+  assert ours[1] == '-45.0'
+  assert ours[3] == ('`results/unrolled_benchmark_long_ss16/`, long preset '
+                     '(ours: support cap 16 % of p): Deep l0, ALISTA form')
 
 
 def test_task_rows_prefer_the_whitened_run_and_report_the_l0_codes(tmp_path):

@@ -49,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
       max_epochs=3,  # Most validations per phase.
       # One compiled step per stage, stages 1..t only (for long phases).
       compile_per_stage=False,
+      # Where a new stage starts: 'as_built' (the papers': one more ISTA/IHT
+      # step) or 'previous_stage' (ours: a copy of the trained stage before).
+      new_stage_init='as_built',
       # l0 weight that initializes the Deep l0 thresholds; None: the one IHT
       # chose on validation (deep_l0), the best on validation of the
       # untrained encoder (alista_l0).
