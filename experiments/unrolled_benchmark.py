@@ -371,7 +371,7 @@ def build_encoder(method: str, problem: synthetic.SyntheticProblem,
                                         num_stages=num_stages, tied=False,
                                         step_size=step)
   if method == 'lista_shared':
-    return lista.SharedLISTA(d, num_stages=num_stages, step_size=step)
+    return lista.shared_lista(d, num_stages=num_stages, step_size=step)
   if method == 'lista_cp':
     return lista.LISTACP(d, num_stages=num_stages)
   cap = settings.max_support_percent

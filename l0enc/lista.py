@@ -16,8 +16,8 @@ to learn:
 
     z_k = eta_k(z_{k-1} + gamma_k W (x - D z_{k-1})).                (ALISTA)
 
-`SharedLISTA` is the field's LISTA baseline in the same conventions: one B
-and one S for all stages and a scalar threshold per stage.
+`shared_lista` builds the field's LISTA baseline in the same conventions:
+one B and one S for all stages and a scalar threshold per stage.
 
 Both papers add support selection ("SS", `l0enc.ops.soft_threshold_ss`):
 the largest p_k % of each stage's entries pass without shrinkage, p_k
@@ -361,7 +361,9 @@ class ALISTA(_CoupledEncoder):
     return step_size * (residual @ self.weight[...].T)
 
 
-class SharedLISTA(nnx.Module):
+def shared_lista(dictionary: jax.Array, *, num_stages: int = 16,
+                 lam: float = PAPER_LAM, step_size: float | None = None,
+                 param_dtype: Any = None) -> models.LISTA:
   """LISTA with one B and one S for all stages and a threshold per stage.
 
   The form of the field's LISTA baseline (Borgerding et al.'s
@@ -378,75 +380,22 @@ class SharedLISTA(nnx.Module):
   `B = mu D^T`, `S = I - mu D^T D`, `theta_k = lam mu`: the untrained
   encoder computes K ISTA iterations from zero.
 
-  Attributes:
-    input_weights: B, shape `(code_dim, signal_dim)`.
-    recurrent_weights: S, shape `(code_dim, code_dim)`.
-    threshold: theta, shape `(num_stages,)`.
+  Args:
+    dictionary: D, shape `(signal_dim, code_dim)`.
+    num_stages: K >= 1.
+    lam: the l1 weight of the initial thresholds, positive.
+    step_size: mu; `paper_step_size(D)` by default.
+    param_dtype: parameter dtype; the dictionary's by default.
+
+  Returns:
+    A `models.LISTA` with tied S, untied scalar thresholds: `input_weights`
+    B `(code_dim, signal_dim)`, `recurrent_weights` S `(code_dim,
+    code_dim)`, `threshold` `(num_stages,)`.
   """
-
-  def __init__(self, dictionary: jax.Array, *, num_stages: int = 16,
-               lam: float = PAPER_LAM, step_size: float | None = None,
-               param_dtype: Any = None):
-    """Builds the encoder from D (the ISTA initialization above).
-
-    Args:
-      dictionary: D, shape `(signal_dim, code_dim)`.
-      num_stages: K >= 1.
-      lam: the l1 weight of the initial thresholds, positive.
-      step_size: mu; `paper_step_size(D)` by default.
-      param_dtype: parameter dtype; the dictionary's by default.
-    """
-    dictionary = _check_dictionary(dictionary)
-    validation.check_positive('lam', lam)
-    step_size = (paper_step_size(dictionary) if step_size is None
-                 else step_size)
-    validation.check_positive('step_size', step_size)
-    param_dtype = dictionary.dtype if param_dtype is None else param_dtype
-    self.signal_dim, self.code_dim = dictionary.shape
-    self.num_stages = validation.check_int_in_range('num_stages', num_stages,
-                                                    1, 2**31 - 1)
-    dictionary = dictionary.astype(param_dtype)
-    self.input_weights = nnx.Param(step_size * dictionary.T)
-    self.recurrent_weights = nnx.Param(
-        jnp.eye(self.code_dim, dtype=param_dtype)
-        - step_size * dictionary.T @ dictionary)
-    self.threshold = nnx.Param(jnp.full((self.num_stages,), lam * step_size,
-                                        param_dtype))
-
-  def __call__(self, x: jax.Array, *, return_all_stages: bool = False,
-               num_stages: int | None = None) -> jax.Array:
-    """Encodes signals by the stages of the class docstring.
-
-    Args:
-      x: signals, shape `(..., signal_dim)`.
-      return_all_stages: return every stage's codes, stacked along a new
-        leading axis.
-      num_stages: run only the first `k` stages (a Python int).
-
-    Returns:
-      Codes `(..., code_dim)`, or `(k, ..., code_dim)` with
-      `return_all_stages`.
-    """
-    # pylint: disable-next=protected-access
-    x = models._check_inputs(x, self.signal_dim)
-    num_stages = models.check_num_stages(num_stages, self.num_stages)
-    drive = x @ self.input_weights[...].T  # B x, in every stage.
-    recurrent = self.recurrent_weights[...]
-    thresholds = self.threshold[...]
-    soft = lambda u, theta: ops.soft_threshold(u, theta, validate=False)
-
-    def stage(codes, threshold):
-      codes = soft(drive + codes @ recurrent.T, threshold)
-      return codes, codes if return_all_stages else None
-
-    first = soft(drive, thresholds[0])
-    codes, later = jax.lax.scan(stage, first, thresholds[1:num_stages])
-    if return_all_stages:
-      return jnp.concatenate([first[None], later])
-    return codes
-
-  def parameter_stages(self) -> dict[str, Any]:
-    """B from stage 1, S from stage 2 (the first that uses it), theta_k of
-    stage k."""
-    return {'input_weights': 1, 'recurrent_weights': min(2, self.num_stages),
-            'threshold': np.arange(1, self.num_stages + 1)}
+  dictionary = _check_dictionary(dictionary)
+  step_size = (paper_step_size(dictionary) if step_size is None
+               else step_size)
+  return models.LISTA.from_dictionary(
+      dictionary, lam=lam, num_stages=num_stages, tied=True,
+      step_size=step_size, param_dtype=param_dtype, tied_thresholds=False,
+      scalar_threshold=True)

@@ -11,7 +11,10 @@ pooling/unpooling for `DeepMSparseEncoder` (eqs. 10, 11). `MLPEncoder` is the
 paper's fully connected baseline.
 
 Stages share W, S and theta (`tied=True`, the paper's setting), or carry
-their own S and theta (`tied=False`); either way they run under `lax.scan`.
+their own S and theta (`tied=False`); the neuron parameters can also be tied
+or not apart from S (`LISTA(tied=True, tied_thresholds=False)`: one S and a
+threshold per stage, the field's LISTA). Either way the stages run under
+`lax.scan`.
 `encoder(x, return_all_stages=True)` returns the codes of every stage,
 `(K, ..., p)`, from the scan's stacked outputs (per-stage losses, NMSE per
 stage), `encoder(x, num_stages=k)` runs the first k stages only, and
@@ -151,12 +154,14 @@ class _UnrolledEncoder(nnx.Module):
   """Shared body of the unrolled encoders: `z_{k+1} = neuron(W x + S z_k)`.
 
   Subclasses define `_neuron(u, neuron_params)` and `_neuron_parameters()`
-  (a pytree of per-stage neuron parameters, leading stage axis if untied).
+  (a pytree of per-stage neuron parameters, leading stage axis unless
+  `tied_neurons`).
   """
 
   def __init__(self, signal_dim: int, code_dim: int, *, num_stages: int,
                tied: bool, param_dtype: Any, input_init: nnx.Initializer,
-               recurrent_init: nnx.Initializer, rngs: nnx.Rngs):
+               recurrent_init: nnx.Initializer, rngs: nnx.Rngs,
+               tied_neurons: bool | None = None):
     self.signal_dim = validation.check_int_in_range(
         'signal_dim', signal_dim, 1, 2**31 - 1)
     self.code_dim = validation.check_int_in_range(
@@ -164,6 +169,9 @@ class _UnrolledEncoder(nnx.Module):
     self.num_stages = validation.check_int_in_range(
         'num_stages', num_stages, 1, 2**31 - 1)
     self.tied = bool(tied)
+    # The neuron parameters' sharing; S's by default.
+    self.tied_neurons = self.tied if tied_neurons is None else bool(
+        tied_neurons)
     recurrent_shape = (() if self.tied else (self.num_stages - 1,)) + (
         code_dim, code_dim)
     self.input_weights = nnx.Param(
@@ -177,8 +185,8 @@ class _UnrolledEncoder(nnx.Module):
 
   @property
   def _stage_shape(self) -> tuple[int, ...]:
-    """Leading shape of per-stage parameters: () if tied, (K,) if untied."""
-    return () if self.tied else (self.num_stages,)
+    """Leading shape of the neuron parameters: () if tied, else (K,)."""
+    return () if self.tied_neurons else (self.num_stages,)
 
   def _neuron(self, u: jax.Array, neuron_params: Any,
               settings: Any) -> jax.Array:
@@ -220,24 +228,24 @@ class _UnrolledEncoder(nnx.Module):
     stage_settings = self._stage_settings()
     first_settings = jax.tree.map(lambda a: a[0], stage_settings)
     later_settings = jax.tree.map(lambda a: a[1:num_stages], stage_settings)
-    if self.tied:
+    if self.tied_neurons:
       first_params, later_params = neuron_params, None
     else:
       first_params = jax.tree.map(lambda a: a[0], neuron_params)
-      later_params = (recurrent[:num_stages - 1],
-                      jax.tree.map(lambda a: a[1:num_stages], neuron_params))
+      later_params = jax.tree.map(lambda a: a[1:num_stages], neuron_params)
+    later_weights = None if self.tied else recurrent[:num_stages - 1]
 
     def stage(codes, inputs):
-      stage_params, settings = inputs
-      weights, params = ((recurrent, neuron_params) if self.tied
-                         else stage_params)
+      stage_weights, stage_params, settings = inputs
+      weights = recurrent if self.tied else stage_weights
+      params = neuron_params if self.tied_neurons else stage_params
       codes = self._neuron(drive + codes @ weights.T, params, settings)
       return codes, codes if return_all_stages else None
 
     first_codes = self._neuron(drive, first_params, first_settings)
-    codes, later_codes = jax.lax.scan(stage, first_codes,
-                                      (later_params, later_settings),
-                                      length=num_stages - 1)
+    codes, later_codes = jax.lax.scan(
+        stage, first_codes, (later_weights, later_params, later_settings),
+        length=num_stages - 1)
     if return_all_stages:
       return jnp.concatenate([first_codes[None], later_codes])
     return codes
@@ -247,16 +255,19 @@ class _UnrolledEncoder(nnx.Module):
 
     Returns:
       `{parameter name: stages}`: an int for a parameter used from that
-      stage on (W and tied parameters: 1), or an int array giving the stage
-      of each slice along the parameter's leading axis.
+      stage on (W and tied parameters: 1; a tied S with untied neurons: 2,
+      the first stage that uses it), or an int array giving the stage of
+      each slice along the parameter's leading axis.
     """
-    if self.tied:
+    if self.tied and self.tied_neurons:
       return {name: 1 for name in self._parameter_names()}
-    stages = {'input_weights': 1, 'input_gain': 1,
-              'recurrent_weights': np.arange(2, self.num_stages + 1)}
-    for name in self._parameter_names():
-      stages.setdefault(name, np.arange(1, self.num_stages + 1))
-    return stages
+    shared = {'input_weights': 1, 'input_gain': 1,
+              'recurrent_weights': (min(2, self.num_stages) if self.tied
+                                    else np.arange(2, self.num_stages + 1))}
+    neuron_stages = (1 if self.tied_neurons
+                     else np.arange(1, self.num_stages + 1))
+    return {name: shared.get(name, neuron_stages)
+            for name in self._parameter_names()}
 
   def _parameter_names(self) -> list[str]:
     return [name for name, value in vars(self).items()
@@ -312,8 +323,9 @@ class LISTA(_UnrolledEncoder):
     input_weights: W, shape `(code_dim, signal_dim)`.
     recurrent_weights: S, shape `(code_dim, code_dim)` if tied, else
       `(num_stages - 1, code_dim, code_dim)` (stages 2..K).
-    threshold: theta, shape `(code_dim,)` if tied, else `(num_stages,
-      code_dim)`.
+    threshold: theta, shape `(code_dim,)` if the thresholds are tied, else
+      `(num_stages, code_dim)`; without the last axis if
+      `scalar_threshold`.
   """
 
   def __init__(self, signal_dim: int, code_dim: int, *, num_stages: int = 2,
@@ -321,32 +333,41 @@ class LISTA(_UnrolledEncoder):
                param_dtype: Any = jnp.float32,
                input_init: nnx.Initializer = _scaled_normal(),
                recurrent_init: nnx.Initializer = _scaled_normal(),
-               rngs: nnx.Rngs):
+               rngs: nnx.Rngs, tied_thresholds: bool | None = None,
+               scalar_threshold: bool = False):
     """Builds a LISTA encoder with random weights.
 
     Args:
       signal_dim: n, the length of the input signals.
       code_dim: p, the length of the codes.
       num_stages: K >= 1, the number of unrolled stages.
-      tied: share S and theta across stages (True) or not.
+      tied: share S (and theta, unless `tied_thresholds` says otherwise)
+        across stages (True) or not.
       threshold: initial value of every theta_i, positive.
       param_dtype: dtype of the parameters.
       input_init: initializer of W, shape `(code_dim, signal_dim)`.
       recurrent_init: initializer of S.
       rngs: random streams; `rngs.params` initializes W and S.
+      tied_thresholds: share theta across stages; `tied` when None.
+      scalar_threshold: one theta for all entries (per stage if untied)
+        instead of one per entry.
     """
     super().__init__(signal_dim, code_dim, num_stages=num_stages, tied=tied,
                      param_dtype=param_dtype, input_init=input_init,
-                     recurrent_init=recurrent_init, rngs=rngs)
+                     recurrent_init=recurrent_init, rngs=rngs,
+                     tied_neurons=tied_thresholds)
     validation.check_positive('threshold', threshold)
-    self.threshold = nnx.Param(jnp.full(self._stage_shape + (code_dim,),
-                                        threshold, param_dtype))
+    self.threshold = nnx.Param(jnp.full(
+        self._stage_shape + (() if scalar_threshold else (code_dim,)),
+        threshold, param_dtype))
 
   @classmethod
   def from_dictionary(cls, dictionary: jax.Array, *, lam: float,
                       num_stages: int = 2, tied: bool = True,
                       step_size: float | None = None,
-                      param_dtype: Any = None) -> 'LISTA':
+                      param_dtype: Any = None,
+                      tied_thresholds: bool | None = None,
+                      scalar_threshold: bool = False) -> 'LISTA':
     """K stages of ISTA on problem (3), `1/2||x - D a||^2 + lam ||a||_1`.
 
     `W = mu D^T`, `S = I - mu D^T D` and `theta = lam * mu` (the proximal
@@ -357,16 +378,19 @@ class LISTA(_UnrolledEncoder):
       dictionary: D, shape `(signal_dim, code_dim)`.
       lam: the l1 weight, positive.
       num_stages: K >= 1.
-      tied: share S and theta across stages.
+      tied: share S (and theta, unless `tied_thresholds`) across stages.
       step_size: mu; `1 / ||D||_2^2` by default.
       param_dtype: parameter dtype; the dictionary's by default.
+      tied_thresholds: share theta across stages; `tied` when None.
+      scalar_threshold: one theta per stage (or in all) for all entries.
 
     Returns:
       The initialized encoder.
     """
     validation.check_positive('lam', lam)
     encoder, step_size = cls._from_iteration(
-        dictionary, step_size, param_dtype, num_stages=num_stages, tied=tied)
+        dictionary, step_size, param_dtype, num_stages=num_stages, tied=tied,
+        tied_thresholds=tied_thresholds, scalar_threshold=scalar_threshold)
     encoder.threshold[...] = jnp.full_like(encoder.threshold[...],
                                            lam * step_size)
     return encoder

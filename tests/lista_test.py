@@ -141,13 +141,13 @@ def test_stages_match_a_numpy_reference_and_shapes(kind):
   assert np.count_nonzero(all_stages[-1]) > 0
 
 
-@pytest.mark.parametrize('cls, matrix, shape', [
+@pytest.mark.parametrize('build, matrix, shape', [
     (lista.LISTACP, 'weights', (5, CODE_DIM, SIGNAL_DIM)),
-    (lista.SharedLISTA, 'recurrent_weights', (CODE_DIM, CODE_DIM)),
+    (lista.shared_lista, 'recurrent_weights', (CODE_DIM, CODE_DIM)),
 ])
-def test_untrained_encoder_is_ista_with_the_papers_step(cls, matrix, shape):
+def test_untrained_encoder_is_ista_with_the_papers_step(build, matrix, shape):
   dictionary = _dictionary()
-  model = cls(dictionary, num_stages=5, lam=0.1)
+  model = build(dictionary, num_stages=5, lam=0.1)
   x, _ = _signals()
   step = 1 / (1.001 * float(solvers.lipschitz_constant(dictionary)))
   expected = solvers.ista(x, dictionary, 0.1, num_iterations=5,
@@ -159,7 +159,7 @@ def test_untrained_encoder_is_ista_with_the_papers_step(cls, matrix, shape):
 
 def test_shared_lista_stages_match_a_numpy_reference():
   rng = np.random.default_rng(3)
-  model = lista.SharedLISTA(_dictionary(), num_stages=NUM_STAGES)
+  model = lista.shared_lista(_dictionary(), num_stages=NUM_STAGES)
   # Trained-looking parameters: B, S and distinct thresholds, all random.
   model.input_weights[...] = jnp.asarray(
       rng.normal(size=(CODE_DIM, SIGNAL_DIM)) * 0.3)

@@ -163,9 +163,9 @@ def np_stage_composition(model, x, num_stages):
 
   def per_stage(name, t):  # t: 0-based stage index.
     value = p[name]
-    if model.tied:
-      return value
-    return value[t - 1] if name == 'recurrent_weights' else value[t]
+    if name == 'recurrent_weights':
+      return value if model.tied else value[t - 1]
+    return value if model.tied_neurons else value[t]
 
   def neuron(u, t):
     if isinstance(model, models.LISTA):
@@ -203,6 +203,37 @@ def test_all_stages_equal_the_composition_of_single_stages(kind, tied):
   # The references are not trivial: nonzero codes that change per stage.
   assert np.count_nonzero(reference[-1]) > 0
   assert not np.allclose(reference[0], reference[-1])
+
+
+@pytest.mark.parametrize('tied, tied_thresholds, scalar_threshold', [
+    (True, False, True),  # The field's LISTA (l0enc.lista.shared_lista).
+    (True, False, False), (False, True, False)])
+def test_lista_thresholds_tied_apart_from_s(tied, tied_thresholds,
+                                            scalar_threshold):
+  num_stages = 4
+  model = models.LISTA(SIGNAL_DIM, CODE_DIM, num_stages=num_stages, tied=tied,
+                       tied_thresholds=tied_thresholds,
+                       scalar_threshold=scalar_threshold,
+                       param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+  shape = ((() if tied_thresholds else (num_stages,))
+           + (() if scalar_threshold else (CODE_DIM,)))
+  chex.assert_shape(model.threshold[...], shape)
+  chex.assert_shape(model.recurrent_weights[...],
+                    (() if tied else (num_stages - 1,)) + (CODE_DIM,) * 2)
+  # Distinct thresholds, so that a wrong stage's shows.
+  model.threshold[...] = jnp.asarray(
+      np.random.default_rng(2).uniform(0.05, 0.5, shape))
+  x = _signals((3,))
+  all_stages = model(x, return_all_stages=True)
+  reference = np_stage_composition(model, x, num_stages)
+  chex.assert_trees_all_close(all_stages, jnp.asarray(np.stack(reference)),
+                              atol=1e-10)
+  assert np.count_nonzero(reference[-1]) > 0
+  stages = model.parameter_stages()
+  np.testing.assert_array_equal(
+      stages['recurrent_weights'], 2 if tied else np.arange(2, 5))
+  np.testing.assert_array_equal(
+      stages['threshold'], 1 if tied_thresholds else np.arange(1, 5))
 
 
 @pytest.mark.parametrize('num_stages', [0, 5, 2.5])
