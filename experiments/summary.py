@@ -339,6 +339,8 @@ def _unrolled_variant(results: dict[str, Any]) -> str:
     changes.append(f"support cap {flags['max_support_percent']:g} % of p")
   if flags.get('new_stage_init', 'as_built') == 'previous_stage':
     changes.append('new stages start as a copy of the stage before')
+  if flags.get('restore_best'):
+    changes.append('phases end at their best validation epoch')
   return f" (ours: {', '.join(changes)})" if changes else ''
 
 

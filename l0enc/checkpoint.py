@@ -190,7 +190,8 @@ def _read_record(workdir: str | os.PathLike) -> dict[str, Any]:
 
 def save(workdir: str | os.PathLike, model: nnx.Module,
          optimizer: nnx.Optimizer, run: RunRecord,
-         history: Sequence[NamedTuple], diverged: bool = False) -> None:
+         history: Sequence[NamedTuple], diverged: bool = False,
+         keep_epoch: int | None = None) -> None:
   """Checkpoints the last epoch of `history`.
 
   A `diverged` epoch enters the record, but its (non-finite) arrays are not
@@ -204,6 +205,8 @@ def save(workdir: str | os.PathLike, model: nnx.Module,
     run: the run's settings.
     history: the `train.EpochRecord`s so far, the new epoch last.
     diverged: whether the last epoch diverged.
+    keep_epoch: an earlier epoch whose arrays are kept as well (`train.fit`
+      keeps the best epoch's, `epoch_model_arrays`).
 
   Raises:
     divergence.DivergedError: an array to write holds NaN or inf
@@ -235,7 +238,8 @@ def save(workdir: str | os.PathLike, model: nnx.Module,
   # Only after the record names the new arrays may older ones go; the
   # previous epoch's stay for `discard_last_epoch`.
   previous = _arrays_name(history[-2].epoch) if len(history) > 1 else None
-  _remove_arrays(workdir, keep=(arrays_name, previous))
+  _remove_arrays(workdir, keep=(arrays_name, previous, None if keep_epoch is
+                                None else _arrays_name(keep_epoch)))
 
 
 def _remove_arrays(workdir: str | os.PathLike, keep: Sequence[str | None]
@@ -342,6 +346,46 @@ def discard_last_epoch(workdir: str | os.PathLike) -> int:
   return len(history)
 
 
+def _model_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  return {name: array for name, array in arrays.items()
+          if name.startswith('model/')}
+
+
+def epoch_model_arrays(workdir: str | os.PathLike, epoch: int
+                       ) -> dict[str, np.ndarray]:
+  """The model arrays of a kept epoch (`save(..., keep_epoch=epoch)`).
+
+  Args:
+    workdir: a `fit` working directory.
+    epoch: the last epoch, the one before it, or the kept one.
+
+  Returns:
+    `flatten_state({'model': model})` of that epoch.
+
+  Raises:
+    validation.DamagedFileError: the epoch's arrays are missing or damaged.
+  """
+  return _model_arrays(validation.load_npz(
+      os.path.join(workdir, _arrays_name(epoch)), _CHECKPOINT_REMEDY))
+
+
+def load_model_arrays(model: nnx.Module, arrays: Mapping[str, np.ndarray],
+                      source: str) -> nnx.Module:
+  """Loads `flatten_state({'model': ...})` arrays into `model` (checked).
+
+  Args:
+    model: a model built as the one the arrays are of; updated in place.
+    arrays: the arrays, under 'model/...' names.
+    source: where they come from, named in the error message.
+
+  Returns:
+    `model`.
+  """
+  nodes = {'model': model}
+  nnx.update(nodes, unflatten_state(arrays, nnx.state(nodes), source))
+  return model
+
+
 def restore_model(workdir: str | os.PathLike, model: nnx.Module
                   ) -> nnx.Module:
   """Loads the parameters of the last checkpoint in `workdir` into `model`.
@@ -354,9 +398,5 @@ def restore_model(workdir: str | os.PathLike, model: nnx.Module
     `model`, updated in place.
   """
   _, arrays = _read_checkpoint(workdir)
-  model_arrays = {name: array for name, array in arrays.items()
-                  if name.startswith('model/')}
-  nodes = {'model': model}
-  nnx.update(nodes, unflatten_state(model_arrays, nnx.state(nodes),
-                                    f'The checkpoint in {workdir}'))
-  return model
+  return load_model_arrays(model, _model_arrays(arrays),
+                           f'The checkpoint in {workdir}')

@@ -101,6 +101,12 @@ class StagewiseConfig(NamedTuple):
       stalls (LISTA on the 250 x 500 benchmark: new stages start near 0 dB
       and the NMSE stops falling after stage 9). A copy of the trained stage
       t - 1 starts stage t at one more step of the stage before.
+    restore_best: end every phase with the parameters of its epoch with the
+      lowest validation loss instead of its last epoch's
+      (`l0enc.train.fit(restore_best=True)`); ours, the papers' codes keep
+      the last. A phase ends `patience` epochs after its best, and at a high
+      rate those epochs can be worse: a new stage started as a copy of the
+      one before moves away from it at the base rate.
   """
   learning_rate: float = 5e-4
   refine_decays: tuple[float, ...] = (0.2, 0.02)
@@ -113,6 +119,7 @@ class StagewiseConfig(NamedTuple):
   compile_per_stage: bool = False
   relative_steps: bool = False
   new_stage_init: str = 'as_built'
+  restore_best: bool = False
 
 
 NEW_STAGE_INITS = ('as_built', 'previous_stage')
@@ -150,9 +157,10 @@ class PhaseRecord(NamedTuple):
     steps: SGD steps the phase ran.
     epochs: validations.
     best_eval_loss: the lowest validation loss.
-    final_eval_loss: the validation loss at the end.
-    final_eval_nmse_db: the NMSE (dB) of stage `num_stages` on the
-      validation set at the end.
+    final_eval_loss: the validation loss of the parameters the phase ends
+      with (the last epoch's, or the best one's with `restore_best`).
+    final_eval_nmse_db: their NMSE (dB) of stage `num_stages` on the
+      validation set.
     eval_nmse_db: that NMSE after each epoch (the training curve).
     seconds: wall time of the phase's epochs (over all runs, if resumed).
   """
@@ -536,15 +544,18 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
                                  eval_batch_size=eval_batch_size),
         tx=tx, metric_fn=_nmse_metric, x_eval=x_eval,
         y_eval=y_eval, workdir=phase_dir, progress=progress,
-        steps_per_epoch=config.steps_per_epoch, stop_fn=stop)
+        steps_per_epoch=config.steps_per_epoch, stop_fn=stop,
+        restore_best=config.restore_best)
     history = result.history
+    best = min(history, key=lambda r: r.eval_loss)
+    final = best if config.restore_best else history[-1]
     record = PhaseRecord(
         name=phase.name, num_stages=phase.num_stages,
         learning_rate=phase.learning_rate, first_step=first_step,
         steps=history[-1].step, epochs=len(history),
-        best_eval_loss=min(r.eval_loss for r in history),
-        final_eval_loss=history[-1].eval_loss,
-        final_eval_nmse_db=history[-1].eval_metrics['nmse_db'],
+        best_eval_loss=best.eval_loss,
+        final_eval_loss=final.eval_loss,
+        final_eval_nmse_db=final.eval_metrics['nmse_db'],
         eval_nmse_db=[r.eval_metrics['nmse_db'] for r in history],
         seconds=sum(r.seconds for r in history))
     done.append(record)

@@ -407,7 +407,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
         progress: bool = True, on_nonfinite_loss: str = 'raise',
         data_id: str | None = None, steps_per_epoch: int | None = None,
         stop_fn: StopFn | None = None,
-        rate_fn: RateFn | None = None) -> FitResult:
+        rate_fn: RateFn | None = None,
+        restore_best: bool = False) -> FitResult:
   """Trains `model` on `(x_train, y_train)` by minibatch gradient descent.
 
   Each epoch visits `num_examples // batch_size` batches in the order of
@@ -482,6 +483,14 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
       `tx` with `make_optimizer`), so the rate is checkpointed with the
       state and the compiled step is reused. A function of the history
       only, so a resumed run follows the same rates.
+    restore_best: end with the model of the epoch with the lowest
+      evaluation loss (the first, on ties) instead of the last one's; needs
+      `x_eval`. Why: a run stopped at a plateau (`stop_fn`) ends `patience`
+      noisy epochs after its best. With a workdir, the best epoch's arrays
+      are kept for a resumed run, and the final checkpoint holds the model
+      `fit` returns (its optimizer state stays the last epoch's). Not after
+      an epoch that diverged (see `on_nonfinite_loss`): that checkpoint is
+      left for `checkpoint.discard_last_epoch`.
 
   Returns:
     `FitResult(model, history)`.
@@ -533,6 +542,9 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
       divergence.check_training_data(name, np.asarray(array))
   if (x_eval is None) != (y_eval is None):
     raise ValueError('give both x_eval and y_eval, or neither.')
+  if restore_best and x_eval is None:
+    raise ValueError('restore_best needs x_eval and y_eval: the best epoch '
+                     'is the one with the lowest evaluation loss.')
   if tx is None:
     tx = make_optimizer('sgd', PAPER_LEARNING_RATE)
   model.train()
@@ -547,6 +559,11 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     history = [EpochRecord(**epoch) for epoch in
                checkpoint.restore(workdir, model, optimizer, run)]
     logging.info('Resuming from %s after epoch %d.', workdir, len(history))
+  # The model arrays of the epoch with the lowest evaluation loss so far.
+  best_epoch = _best_epoch(history) if restore_best else None
+  best_arrays = (None if best_epoch is None else
+                 checkpoint.epoch_model_arrays(workdir, best_epoch))
+  ended_diverged = False
 
   # At most PROGRESS_CHUNKS dispatches per epoch (two compiled chunk sizes).
   steps_per_chunk = -(-steps_per_epoch // PROGRESS_CHUNKS)
@@ -596,11 +613,16 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
           checkpointed_epochs=len(history))
       if diverged is not None and on_nonfinite_loss == 'raise':
         raise diverged
+      ended_diverged = diverged is not None
       evaluation = Evaluation(None, {})
       if x_eval is not None and diverged is None:
         evaluation = evaluate(model, x_eval, y_eval, loss_fn=loss_fn,
                               metric_fn=metric_fn,
                               batch_size=config.eval_batch_size, mesh=mesh)
+        if restore_best and (best_epoch is None or evaluation.loss < min(
+            r.eval_loss for r in history if r.eval_loss is not None)):
+          best_epoch = epoch + 1
+          best_arrays = checkpoint.flatten_state(nnx.state({'model': model}))
       record = EpochRecord(
           epoch=epoch + 1, step=(epoch + 1) * steps_per_epoch, sigma=sigma,
           train_loss=float(np.mean(epoch_losses)),
@@ -613,7 +635,7 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
                         on_nonfinite_loss)
       if workdir is not None:
         checkpoint.save(workdir, model, optimizer, run, history,
-                        diverged=diverged is not None)
+                        diverged=diverged is not None, keep_epoch=best_epoch)
       if callback is not None:
         callback(record)
       if diverged is not None:
@@ -622,7 +644,21 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     # train_step donates its input state: leave the model holding the newest
     # arrays even when the loop is interrupted.
     nnx.update((model, optimizer), state)
+  if (best_epoch is not None and best_epoch != history[-1].epoch
+      and not ended_diverged):
+    checkpoint.load_model_arrays(model, best_arrays, f'epoch {best_epoch}')
+    if workdir is not None:
+      checkpoint.save(workdir, model, optimizer, run, history,
+                      keep_epoch=best_epoch)
   return FitResult(model, history)
+
+
+def _best_epoch(history: Sequence[EpochRecord]) -> int | None:
+  """The first epoch with the lowest evaluation loss (None without one)."""
+  evaluated = [r for r in history if r.eval_loss is not None]
+  if not evaluated:
+    return None
+  return min(evaluated, key=lambda r: r.eval_loss).epoch
 
 
 def set_learning_rate(optimizer: nnx.Optimizer, learning_rate: float

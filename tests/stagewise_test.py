@@ -209,15 +209,15 @@ class Interrupt(Exception):
 
 
 # Killed in the fourth phase (stage 2's refinement), or in the third (stage
-# 2's new-stage phase, which starts from a copy of stage 1 in our variant).
-@pytest.mark.parametrize('compile_per_stage,new_stage_init,killed_in', [
-    (False, 'as_built', 4), (True, 'as_built', 4),
-    (False, 'previous_stage', 3)])
+# 2's new-stage phase, which starts from a copy of stage 1 in our variant,
+# whose phases end at their best epochs).
+@pytest.mark.parametrize('settings,killed_in', [
+    (dict(), 4), (dict(compile_per_stage=True), 4),
+    (dict(new_stage_init='previous_stage', restore_best=True), 3)])
 def test_resume_after_a_kill_gives_identical_parameters(
-    tmp_path, monkeypatch, compile_per_stage, new_stage_init, killed_in):
+    tmp_path, monkeypatch, settings, killed_in):
   problem = _problem()
-  config = CONFIG._replace(compile_per_stage=compile_per_stage,
-                           new_stage_init=new_stage_init)
+  config = CONFIG._replace(**settings)
   arguments = dict(x_eval=problem.validation.signals,
                    y_eval=problem.validation.codes, config=config)
   encoder = lambda: _encoder('lista', problem, num_stages=2)
@@ -276,6 +276,27 @@ def test_copy_previous_stage_copies_the_per_stage_slices(stage):
   chex.assert_trees_all_equal(after, expected)
   with pytest.raises(ValueError, match='stage'):
     stagewise.copy_previous_stage(encoder, 1)
+
+
+def test_restore_best_ends_each_phase_at_its_best_validation():
+  problem = _problem()
+  # Long enough phases at a high rate that some end after a worse epoch.
+  config = CONFIG._replace(learning_rate=0.05, patience=2, max_epochs=6,
+                           restore_best=True)
+  result = stagewise.train_stagewise(
+      _encoder('lista', problem, 2), _batch_fn(problem),
+      x_eval=problem.validation.signals, y_eval=problem.validation.codes,
+      config=config)
+  for phase in result.phases:
+    assert phase.final_eval_loss == phase.best_eval_loss
+    assert phase.final_eval_nmse_db == min(phase.eval_nmse_db)
+  assert any(phase.eval_nmse_db[-1] > min(phase.eval_nmse_db)
+             for phase in result.phases)
+  # The encoder is where the last phase's best epoch left it.
+  final = stagewise.stage_nmse_db(result.model, problem.validation.signals,
+                                  problem.validation.codes)[-1]
+  assert final == pytest.approx(result.phases[-1].final_eval_nmse_db,
+                                abs=1e-3)
 
 
 def test_only_new_stages_after_the_first_start_from_a_copy():

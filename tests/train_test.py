@@ -282,6 +282,7 @@ def test_make_optimizer_refuses_bad_settings(arguments, match):
     (dict(y_train=np.zeros((10, CODE_DIM))), 'examples'),
     (dict(config=train.TrainConfig(batch_size=1000)), 'exceeds'),
     (dict(x_eval=np.zeros((4, SIGNAL_DIM))), 'x_eval and y_eval'),
+    (dict(restore_best=True), 'restore_best needs x_eval'),
     (dict(config=train.TrainConfig(initial_sigma=1.0)), 'initial_sigma'),
     (dict(config=train.TrainConfig(num_epochs=-1)), 'num_epochs'),
     (dict(mesh=jax.sharding.Mesh(np.asarray(jax.devices()), ('batch',))),
@@ -392,6 +393,45 @@ def test_stop_fn_ends_training_and_a_resumed_run_stops_there_too(tmp_path):
   assert epochs == [] and len(again.history) == 3
   chex.assert_trees_all_equal(state_arrays(again.model),
                               state_arrays(first.model))
+
+
+def test_restore_best_ends_with_the_best_epoch_and_survives_a_kill(tmp_path):
+  batch_fn = _stream()
+  x_eval, y_eval = jax.vmap(batch_fn)(jnp.arange(1000, 1004))
+  x_eval, y_eval = x_eval.reshape(-1, SIGNAL_DIM), y_eval.reshape(-1, CODE_DIM)
+  # A rate too high for a steady descent: the best epoch is not the last.
+  arguments = dict(key=jax.random.key(0),
+                   config=train.TrainConfig(num_epochs=6),
+                   tx=optax.adam(0.5), steps_per_epoch=5, x_eval=x_eval,
+                   y_eval=y_eval)
+  last = train.fit(make_encoder('lista'), _stream(), **arguments)
+  best = train.fit(make_encoder('lista'), _stream(), restore_best=True,
+                   **arguments)
+  losses = [r.eval_loss for r in best.history]
+  best_epoch = int(np.argmin(losses)) + 1
+  assert best_epoch < len(losses)  # The case the option is for.
+  assert losses == [r.eval_loss for r in last.history]  # Same training.
+  np.testing.assert_allclose(
+      train.evaluate(best.model, x_eval, y_eval).loss, min(losses),
+      rtol=1e-6)
+  assert train.evaluate(last.model, x_eval, y_eval).loss > min(losses)
+
+  # Killed after a later epoch: the resumed run reads the best epoch's
+  # arrays back, and the workdir's checkpoint holds the model it returns.
+  def kill(record):
+    if record.epoch == best_epoch + 1:
+      raise Interrupt
+
+  with pytest.raises(Interrupt):
+    train.fit(make_encoder('lista'), _stream(), workdir=tmp_path,
+              restore_best=True, callback=kill, **arguments)
+  resumed = train.fit(make_encoder('lista'), _stream(), workdir=tmp_path,
+                      restore_best=True, **arguments)
+  chex.assert_trees_all_equal(state_arrays(resumed.model),
+                              state_arrays(best.model))
+  chex.assert_trees_all_equal(
+      state_arrays(checkpoint.restore_model(tmp_path, make_encoder('lista'))),
+      state_arrays(best.model))
 
 
 @pytest.mark.parametrize('arguments,match', [

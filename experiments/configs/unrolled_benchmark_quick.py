@@ -52,6 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
       # Where a new stage starts: 'as_built' (the papers': one more ISTA/IHT
       # step) or 'previous_stage' (ours: a copy of the trained stage before).
       new_stage_init='as_built',
+      # End each phase at its best validation epoch (ours) or its last (the
+      # papers').
+      restore_best=False,
       # l0 weight that initializes the Deep l0 thresholds; None: the one IHT
       # chose on validation (deep_l0), the best on validation of the
       # untrained encoder (alista_l0).
