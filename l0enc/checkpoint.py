@@ -191,7 +191,8 @@ def _read_record(workdir: str | os.PathLike) -> dict[str, Any]:
 def save(workdir: str | os.PathLike, model: nnx.Module,
          optimizer: nnx.Optimizer, run: RunRecord,
          history: Sequence[NamedTuple], diverged: bool = False,
-         keep_epoch: int | None = None) -> None:
+         keep_epoch: int | None = None,
+         initial_evaluation: dict[str, Any] | None = None) -> None:
   """Checkpoints the last epoch of `history`.
 
   A `diverged` epoch enters the record, but its (non-finite) arrays are not
@@ -206,7 +207,10 @@ def save(workdir: str | os.PathLike, model: nnx.Module,
     history: the `train.EpochRecord`s so far, the new epoch last.
     diverged: whether the last epoch diverged.
     keep_epoch: an earlier epoch whose arrays are kept as well (`train.fit`
-      keeps the best epoch's, `epoch_model_arrays`).
+      keeps the best epoch's, `epoch_model_arrays`; 0: those of
+      `save_initial`).
+    initial_evaluation: the evaluation of the starting model, recorded for
+      `initial_evaluation` (`train.fit(restore_best=True)`).
 
   Raises:
     divergence.DivergedError: an array to write holds NaN or inf
@@ -234,12 +238,47 @@ def save(workdir: str | os.PathLike, model: nnx.Module,
   _write_record(workdir, {
       'format': _CHECKPOINT_FORMAT, 'epoch': last.epoch, 'step': last.step,
       'sigma': last.sigma, 'arrays': arrays_name, 'diverged': diverged,
-      'run': run.as_json(), 'history': [r._asdict() for r in history]})
+      'run': run.as_json(), 'history': [r._asdict() for r in history],
+      'initial_evaluation': initial_evaluation})
   # Only after the record names the new arrays may older ones go; the
   # previous epoch's stay for `discard_last_epoch`.
   previous = _arrays_name(history[-2].epoch) if len(history) > 1 else None
   _remove_arrays(workdir, keep=(arrays_name, previous, None if keep_epoch is
                                 None else _arrays_name(keep_epoch)))
+
+
+def save_initial(workdir: str | os.PathLike, model: nnx.Module,
+                 optimizer: nnx.Optimizer) -> None:
+  """Writes the arrays of the model training starts from, as epoch 0.
+
+  Not a checkpoint (no record names them): `save(..., keep_epoch=0)` keeps
+  them, and `epoch_model_arrays(workdir, 0)` reads them back.
+
+  Args:
+    workdir: the directory, created if needed.
+    model: the model before training.
+    optimizer: its optimizer.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  arrays = flatten_state(nnx.state({'model': model, 'optimizer': optimizer}))
+  reporting.write_binary_atomic(
+      os.path.join(workdir, _arrays_name(0)),
+      lambda file: np.savez(file, allow_pickle=False, **arrays))
+
+
+def initial_evaluation(workdir: str | os.PathLike) -> dict[str, Any]:
+  """The starting model's evaluation recorded by `save`.
+
+  Raises:
+    ValueError: the checkpoint records none (written without
+      `train.fit(restore_best=True)`).
+  """
+  evaluation = _read_record(workdir).get('initial_evaluation')
+  if evaluation is None:
+    raise ValueError(f'The checkpoint in {workdir} records no evaluation of '
+                     'the starting model: it was written without '
+                     'restore_best. Resume it with the same setting.')
+  return evaluation
 
 
 def _remove_arrays(workdir: str | os.PathLike, keep: Sequence[str | None]

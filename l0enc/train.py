@@ -118,9 +118,12 @@ class FitResult(NamedTuple):
   Attributes:
     model: the trained model (the model passed in, updated in place).
     history: one `EpochRecord` per epoch, those of resumed runs included.
+    initial_evaluation: with `restore_best`, the `Evaluation` of the model
+      `fit` started from (a candidate for the best, as epoch 0); else None.
   """
   model: nnx.Module
   history: list[EpochRecord]
+  initial_evaluation: 'Evaluation | None' = None
 
 
 class Evaluation(NamedTuple):
@@ -485,12 +488,16 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
       only, so a resumed run follows the same rates.
     restore_best: end with the model of the epoch with the lowest
       evaluation loss (the first, on ties) instead of the last one's; needs
-      `x_eval`. Why: a run stopped at a plateau (`stop_fn`) ends `patience`
-      noisy epochs after its best. With a workdir, the best epoch's arrays
-      are kept for a resumed run, and the final checkpoint holds the model
-      `fit` returns (its optimizer state stays the last epoch's). Not after
-      an epoch that diverged (see `on_nonfinite_loss`): that checkpoint is
-      left for `checkpoint.discard_last_epoch`.
+      `x_eval`. The model `fit` starts from is evaluated first and counts
+      as epoch 0, so training that only made it worse returns it unchanged.
+      Why: a run stopped at a plateau (`stop_fn`) ends `patience` noisy
+      epochs after its best, and a high rate can leave a good start for
+      worse at once. With a workdir, the best epoch's arrays are kept for a
+      resumed run (the start's as epoch 0, its evaluation in the record),
+      and the final checkpoint holds the model `fit` returns (its optimizer
+      state stays the last epoch's). Not after an epoch that diverged (see
+      `on_nonfinite_loss`): that checkpoint is left for
+      `checkpoint.discard_last_epoch`.
 
   Returns:
     `FitResult(model, history)`.
@@ -559,10 +566,25 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     history = [EpochRecord(**epoch) for epoch in
                checkpoint.restore(workdir, model, optimizer, run)]
     logging.info('Resuming from %s after epoch %d.', workdir, len(history))
-  # The model arrays of the epoch with the lowest evaluation loss so far.
-  best_epoch = _best_epoch(history) if restore_best else None
-  best_arrays = (None if best_epoch is None else
-                 checkpoint.epoch_model_arrays(workdir, best_epoch))
+  # The epoch with the lowest evaluation loss so far (0: the start) and its
+  # model arrays.
+  initial = best_epoch = best_arrays = None
+  if restore_best:
+    if history:
+      initial = Evaluation(**checkpoint.initial_evaluation(workdir))
+      best_epoch, best_loss = 0, initial.loss
+      for record in history:
+        if record.eval_loss is not None and record.eval_loss < best_loss:
+          best_epoch, best_loss = record.epoch, record.eval_loss
+      best_arrays = checkpoint.epoch_model_arrays(workdir, best_epoch)
+    else:
+      initial = evaluate(model, x_eval, y_eval, loss_fn=loss_fn,
+                         metric_fn=metric_fn,
+                         batch_size=config.eval_batch_size, mesh=mesh)
+      best_epoch, best_loss = 0, initial.loss
+      best_arrays = checkpoint.flatten_state(nnx.state({'model': model}))
+      if workdir is not None:
+        checkpoint.save_initial(workdir, model, optimizer)
   ended_diverged = False
 
   # At most PROGRESS_CHUNKS dispatches per epoch (two compiled chunk sizes).
@@ -619,9 +641,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
         evaluation = evaluate(model, x_eval, y_eval, loss_fn=loss_fn,
                               metric_fn=metric_fn,
                               batch_size=config.eval_batch_size, mesh=mesh)
-        if restore_best and (best_epoch is None or evaluation.loss < min(
-            r.eval_loss for r in history if r.eval_loss is not None)):
-          best_epoch = epoch + 1
+        if restore_best and evaluation.loss < best_loss:
+          best_epoch, best_loss = epoch + 1, evaluation.loss
           best_arrays = checkpoint.flatten_state(nnx.state({'model': model}))
       record = EpochRecord(
           epoch=epoch + 1, step=(epoch + 1) * steps_per_epoch, sigma=sigma,
@@ -635,7 +656,8 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
                         on_nonfinite_loss)
       if workdir is not None:
         checkpoint.save(workdir, model, optimizer, run, history,
-                        diverged=diverged is not None, keep_epoch=best_epoch)
+                        diverged=diverged is not None, keep_epoch=best_epoch,
+                        initial_evaluation=_as_record(initial))
       if callback is not None:
         callback(record)
       if diverged is not None:
@@ -644,21 +666,18 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
     # train_step donates its input state: leave the model holding the newest
     # arrays even when the loop is interrupted.
     nnx.update((model, optimizer), state)
-  if (best_epoch is not None and best_epoch != history[-1].epoch
+  if (restore_best and history and best_epoch != history[-1].epoch
       and not ended_diverged):
     checkpoint.load_model_arrays(model, best_arrays, f'epoch {best_epoch}')
     if workdir is not None:
       checkpoint.save(workdir, model, optimizer, run, history,
-                      keep_epoch=best_epoch)
-  return FitResult(model, history)
+                      keep_epoch=best_epoch,
+                      initial_evaluation=_as_record(initial))
+  return FitResult(model, history, initial)
 
 
-def _best_epoch(history: Sequence[EpochRecord]) -> int | None:
-  """The first epoch with the lowest evaluation loss (None without one)."""
-  evaluated = [r for r in history if r.eval_loss is not None]
-  if not evaluated:
-    return None
-  return min(evaluated, key=lambda r: r.eval_loss).epoch
+def _as_record(evaluation: Evaluation | None) -> dict[str, Any] | None:
+  return None if evaluation is None else evaluation._asdict()
 
 
 def set_learning_rate(optimizer: nnx.Optimizer, learning_rate: float

@@ -288,8 +288,9 @@ def test_restore_best_ends_each_phase_at_its_best_validation():
       x_eval=problem.validation.signals, y_eval=problem.validation.codes,
       config=config)
   for phase in result.phases:
-    assert phase.final_eval_loss == phase.best_eval_loss
-    assert phase.final_eval_nmse_db == min(phase.eval_nmse_db)
+    # The best epoch's, or the start's if no epoch beat it.
+    assert phase.final_eval_loss <= phase.best_eval_loss
+    assert phase.final_eval_nmse_db <= min(phase.eval_nmse_db) + 1e-6
   assert any(phase.eval_nmse_db[-1] > min(phase.eval_nmse_db)
              for phase in result.phases)
   # The encoder is where the last phase's best epoch left it.

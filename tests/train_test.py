@@ -410,6 +410,8 @@ def test_restore_best_ends_with_the_best_epoch_and_survives_a_kill(tmp_path):
   losses = [r.eval_loss for r in best.history]
   best_epoch = int(np.argmin(losses)) + 1
   assert best_epoch < len(losses)  # The case the option is for.
+  assert best.initial_evaluation.loss > min(losses)
+  assert last.initial_evaluation is None
   assert losses == [r.eval_loss for r in last.history]  # Same training.
   np.testing.assert_allclose(
       train.evaluate(best.model, x_eval, y_eval).loss, min(losses),
@@ -432,6 +434,42 @@ def test_restore_best_ends_with_the_best_epoch_and_survives_a_kill(tmp_path):
   chex.assert_trees_all_equal(
       state_arrays(checkpoint.restore_model(tmp_path, make_encoder('lista'))),
       state_arrays(best.model))
+
+
+def test_restore_best_returns_the_start_when_training_only_made_it_worse(
+    tmp_path):
+  batch_fn = _stream()
+  x_eval, y_eval = jax.vmap(batch_fn)(jnp.arange(1000, 1004))
+  x_eval, y_eval = x_eval.reshape(-1, SIGNAL_DIM), y_eval.reshape(-1, CODE_DIM)
+  start = train.evaluate(make_encoder('lista'), x_eval, y_eval)
+  arguments = dict(key=jax.random.key(0),
+                   config=train.TrainConfig(num_epochs=3),
+                   tx=optax.adam(3.0), steps_per_epoch=5, x_eval=x_eval,
+                   y_eval=y_eval, restore_best=True)
+
+  def kill_after_epoch_2(record):
+    if record.epoch == 2:
+      raise Interrupt
+
+  with pytest.raises(Interrupt):
+    train.fit(make_encoder('lista'), _stream(), workdir=tmp_path,
+              callback=kill_after_epoch_2, **arguments)
+  result = train.fit(make_encoder('lista'), _stream(), workdir=tmp_path,
+                     **arguments)
+  # Every epoch diverged upwards; the model is the one training began with.
+  assert min(r.eval_loss for r in result.history) > 10 * start.loss
+  assert result.initial_evaluation == start
+  chex.assert_trees_all_equal(state_arrays(result.model),
+                              state_arrays(make_encoder('lista')))
+  chex.assert_trees_all_equal(
+      state_arrays(checkpoint.restore_model(tmp_path, make_encoder('lista'))),
+      state_arrays(make_encoder('lista')))
+  # A workdir written without restore_best has no start to go back to.
+  train.fit(make_encoder('lista'), _stream(), workdir=tmp_path / 'plain',
+            **dict(arguments, restore_best=False))
+  with pytest.raises(ValueError, match='without restore_best'):
+    train.fit(make_encoder('lista'), _stream(), workdir=tmp_path / 'plain',
+              **arguments)
 
 
 @pytest.mark.parametrize('arguments,match', [
