@@ -299,15 +299,17 @@ def ddse_rows(results_dir: str) -> list[Row]:
 # settings, e.g. the support-selection cap), from the run with its lowest
 # validation NMSE.
 UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16',
-                  'unrolled_benchmark_long_warm'),
+                  'unrolled_benchmark_long_warm',
+                  'unrolled_benchmark_long_warm_best'),
                  ('unrolled_benchmark_paper',), ('unrolled_benchmark',))
 UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_shared', 'lista_cpss',
                                          'alista')),
                    ('our l0 encoders', ('deep_l0', 'deep_msparse',
                                         'alista_l0', 'alista_msparse')),
                    ('our variant, fine-tuned end to end after stage-wise '
-                    'training', ('lista_cpss_e2e', 'alista_e2e',
-                                 'alista_l0_e2e', 'alista_msparse_e2e')))
+                    'training', ('lista_e2e', 'lista_cpss_e2e',
+                                 'alista_e2e', 'alista_l0_e2e',
+                                 'alista_msparse_e2e')))
 UNROLLED_LABELS = {'lista': 'LISTA', 'lista_shared': 'LISTA (shared B, S)',
                    'lista_cpss': 'LISTA-CPSS',
                    'alista': 'ALISTA', 'deep_l0': 'Deep l0 (SS)',
