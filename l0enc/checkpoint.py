@@ -222,19 +222,8 @@ def save(workdir: str | os.PathLike, model: nnx.Module,
     arrays_name = (_arrays_name(history[-2].epoch) if len(history) > 1
                    else None)
   else:
-    arrays_name = _arrays_name(last.epoch)
-    arrays = flatten_state(nnx.state({'model': model,
-                                      'optimizer': optimizer}))
-    nonfinite = [name for name, array in arrays.items()
-                 if np.issubdtype(array.dtype, np.inexact)
-                 and not np.all(np.isfinite(array))]
-    if nonfinite:
-      raise divergence.DivergedError(
-          f'Refusing to checkpoint non-finite arrays {nonfinite[:5]} of '
-          f'epoch {last.epoch}.', epoch=last.epoch, step=last.step)
-    reporting.write_binary_atomic(
-        os.path.join(workdir, arrays_name),
-        lambda file: np.savez(file, allow_pickle=False, **arrays))
+    arrays_name = _write_arrays(workdir, model, optimizer, last.epoch,
+                                last.step)
   _write_record(workdir, {
       'format': _CHECKPOINT_FORMAT, 'epoch': last.epoch, 'step': last.step,
       'sigma': last.sigma, 'arrays': arrays_name, 'diverged': diverged,
@@ -260,10 +249,25 @@ def save_initial(workdir: str | os.PathLike, model: nnx.Module,
     optimizer: its optimizer.
   """
   os.makedirs(workdir, exist_ok=True)
+  _write_arrays(workdir, model, optimizer, 0, 0)
+
+
+def _write_arrays(workdir: str | os.PathLike, model: nnx.Module,
+                  optimizer: nnx.Optimizer, epoch: int, step: int) -> str:
+  """Writes the arrays of an epoch atomically; returns the file's name."""
   arrays = flatten_state(nnx.state({'model': model, 'optimizer': optimizer}))
+  nonfinite = [name for name, array in arrays.items()
+               if np.issubdtype(array.dtype, np.inexact)
+               and not np.all(np.isfinite(array))]
+  if nonfinite:
+    raise divergence.DivergedError(
+        f'Refusing to checkpoint non-finite arrays {nonfinite[:5]} of '
+        f'epoch {epoch}.', epoch=epoch, step=step)
+  name = _arrays_name(epoch)
   reporting.write_binary_atomic(
-      os.path.join(workdir, _arrays_name(0)),
+      os.path.join(workdir, name),
       lambda file: np.savez(file, allow_pickle=False, **arrays))
+  return name
 
 
 def initial_evaluation(workdir: str | os.PathLike) -> dict[str, Any]:

@@ -13,7 +13,10 @@ times those rates (their per-variable multipliers are decayed after each
 stage). Each phase ends when the validation loss has not improved for
 `patience` evaluations (a plateau), or after `max_epochs` of them.
 `train_end_to_end` is the plain alternative: the last stage's loss, all
-parameters, the same base -> x0.2 -> x0.02 phases.
+parameters, the same base -> x0.2 -> x0.02 phases. Our variants, off by
+default (`StagewiseConfig`): steps relative to each parameter's size, new
+stages started as a copy of the trained stage before, phases ended at their
+best validation.
 
 Every phase is one call of `l0enc.train.fit` on a stream of fresh batches
 (`batch_fn(step)`, e.g. `l0enc.synthetic.synthetic_batch`), with the steps
@@ -99,7 +102,7 @@ class StagewiseConfig(NamedTuple):
       maps the code reached so far to itself (`W D a + S_t a != a`), starts
       far above the error of the stage before it, and stage-wise training
       stalls (LISTA on the 250 x 500 benchmark: new stages start near 0 dB
-      and the NMSE stops falling after stage 9). A copy of the trained stage
+      and the NMSE stops falling after about stage 9). A copy of the trained stage
       t - 1 starts stage t at one more step of the stage before.
     restore_best: end every phase with the parameters of its epoch with the
       lowest validation loss, the phase's start counting as epoch 0,
@@ -552,12 +555,13 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
         restore_best=config.restore_best)
     history = result.history
     best = min(history, key=lambda r: r.eval_loss)
-    final = (best.eval_loss, best.eval_metrics['nmse_db'])
-    start = result.initial_evaluation
-    if start is not None and start.loss <= best.eval_loss:
-      final = (start.loss, start.metrics['nmse_db'])
-    if not config.restore_best:
-      final = (history[-1].eval_loss, history[-1].eval_metrics['nmse_db'])
+    final = (history[-1].eval_loss, history[-1].eval_metrics['nmse_db'])
+    if config.restore_best:
+      # fit ended at the best epoch, or at its start if none beat it.
+      start = result.initial_evaluation
+      final = ((start.loss, start.metrics['nmse_db'])
+               if start.loss <= best.eval_loss
+               else (best.eval_loss, best.eval_metrics['nmse_db']))
     record = PhaseRecord(
         name=phase.name, num_stages=phase.num_stages,
         learning_rate=phase.learning_rate, first_step=first_step,

@@ -500,7 +500,7 @@ def fit(model: nnx.Module, x_train: Any, y_train: Any = None, *,
       `checkpoint.discard_last_epoch`.
 
   Returns:
-    `FitResult(model, history)`.
+    `FitResult(model, history, initial_evaluation)`.
 
   Raises:
     ValueError: bad settings, or NaN or infinite data (before training).
