@@ -110,9 +110,9 @@ class StagewiseConfig(NamedTuple):
       ours, the papers' codes keep the last. A phase ends `patience` epochs
       after its best, and at a high rate a good start can get worse at
       once: with LISTA in the long preset, the first validation of a new
-      stage started as a copy was 3 to 4 dB above where the stage before
-      ended, and the first end-to-end phase of the trained encoder ended
-      11 dB above its start.
+      stage started as a copy was up to 4 dB above where the stage before
+      ended (more in later stages), and the first end-to-end phase of the
+      trained encoder ended 11 dB above its start.
   """
   learning_rate: float = 5e-4
   refine_decays: tuple[float, ...] = (0.2, 0.02)
