@@ -40,6 +40,14 @@ class Interrupt(Exception):
   pass
 
 
+def _kill_after(epoch):
+  """A `fit` callback that interrupts training after `epoch`."""
+  def interrupt(record):
+    if record.epoch == epoch:
+      raise Interrupt
+  return interrupt
+
+
 def test_squared_error_loss():
   outputs = jnp.array([[1.0, 2.0], [0.0, 0.0]])
   targets = jnp.array([[0.0, 0.0], [3.0, 0.0]])
@@ -182,14 +190,10 @@ def test_kill_and_resume_gives_the_same_parameters(kind, tmp_path):
   reference = train.fit(make_encoder(kind), x, y, key=key, config=config, tx=tx,
                         workdir=tmp_path / 'uninterrupted')
 
-  def kill_after_epoch_2(record):
-    if record.epoch == 2:
-      raise Interrupt
-
   workdir = tmp_path / 'killed'
   with pytest.raises(Interrupt):
     train.fit(make_encoder(kind), x, y, key=key, config=config, tx=tx,
-              workdir=workdir, callback=kill_after_epoch_2)
+              workdir=workdir, callback=_kill_after(2))
   assert json.loads((workdir / 'checkpoint.json').read_text())['epoch'] == 2
   resumed_epochs = []
   resumed = train.fit(make_encoder(kind), x, y, key=key, config=config, tx=tx,
@@ -240,14 +244,10 @@ def test_rate_fn_sets_the_rate_of_each_epoch_and_survives_a_resume(tmp_path):
   reference = train.fit(make_encoder('mlp'), x, y, key=jax.random.key(3), tx=tx,
                         config=config, rate_fn=halving).model
 
-  def kill_after_epoch_1(record):
-    if record.epoch == 1:
-      raise Interrupt
-
   with pytest.raises(Interrupt):
     train.fit(make_encoder('mlp'), x, y, key=jax.random.key(3), tx=tx,
               config=config, rate_fn=halving, workdir=tmp_path,
-              callback=kill_after_epoch_1)
+              callback=_kill_after(1))
   resumed = train.fit(make_encoder('mlp'), x, y, key=jax.random.key(3), tx=tx,
                       config=config, rate_fn=halving, workdir=tmp_path).model
   chex.assert_trees_all_equal(state_arrays(resumed), state_arrays(reference))
@@ -364,13 +364,9 @@ def test_stream_kill_and_resume_gives_the_same_parameters(tmp_path):
                    tx=optax.adam(1e-3))
   reference = train.fit(make_encoder('l0'), _stream(), **arguments)
 
-  def kill_after_epoch_2(record):
-    if record.epoch == 2:
-      raise Interrupt
-
   with pytest.raises(Interrupt):
     train.fit(make_encoder('l0'), _stream(), workdir=tmp_path,
-              callback=kill_after_epoch_2, **arguments)
+              callback=_kill_after(2), **arguments)
   resumed = train.fit(make_encoder('l0'), _stream(), workdir=tmp_path,
                       **arguments)
   chex.assert_trees_all_equal(state_arrays(resumed.model),
@@ -420,13 +416,10 @@ def test_restore_best_ends_with_the_best_epoch_and_survives_a_kill(tmp_path):
 
   # Killed after a later epoch: the resumed run reads the best epoch's
   # arrays back, and the workdir's checkpoint holds the model it returns.
-  def kill(record):
-    if record.epoch == best_epoch + 1:
-      raise Interrupt
-
   with pytest.raises(Interrupt):
     train.fit(make_encoder('lista'), _stream(), workdir=tmp_path,
-              restore_best=True, callback=kill, **arguments)
+              restore_best=True, callback=_kill_after(best_epoch + 1),
+              **arguments)
   resumed = train.fit(make_encoder('lista'), _stream(), workdir=tmp_path,
                       restore_best=True, **arguments)
   chex.assert_trees_all_equal(state_arrays(resumed.model),
@@ -447,13 +440,9 @@ def test_restore_best_returns_the_start_when_training_only_made_it_worse(
                    tx=optax.adam(3.0), steps_per_epoch=5, x_eval=x_eval,
                    y_eval=y_eval, restore_best=True)
 
-  def kill_after_epoch_2(record):
-    if record.epoch == 2:
-      raise Interrupt
-
   with pytest.raises(Interrupt):
     train.fit(make_encoder('lista'), _stream(), workdir=tmp_path,
-              callback=kill_after_epoch_2, **arguments)
+              callback=_kill_after(2), **arguments)
   result = train.fit(make_encoder('lista'), _stream(), workdir=tmp_path,
                      **arguments)
   # Every epoch diverged upwards; the model is the one training began with.
