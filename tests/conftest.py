@@ -1,4 +1,5 @@
-"""Test-session setup: one JAX compilation cache per test process.
+"""Test-session setup: one JAX compilation cache per test process, and
+XLA's cheap compilation.
 
 Many tests compile the same computation more than once: a retried or
 resumed training run rebuilds its batch function and train step, every unit
@@ -11,6 +12,12 @@ executable already built from the same XLA program. What is computed does
 not change: the cache key is the program itself (with the compiler options
 and devices), and nothing is kept between test sessions, so the suite costs
 on a fresh machine what it costs here.
+
+The tests' arrays are tiny, so compiling takes most of a test's time: XLA's
+optimization passes (`jax_disable_most_optimizations`) cost more than the
+slower programs they would speed up (a third of the DDSE experiment's test).
+The tests check what is computed, to tolerances, never how fast; the timing
+benchmarks time with their own runs.
 """
 
 import atexit
@@ -30,8 +37,10 @@ _MIN_COMPILE_SECONDS = 0.2
 # Subprocesses (the scripts and notebooks the tests run) read the
 # environment; this process has imported jax already, so set its config too.
 os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE_DIR
+os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '1'
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = str(
     _MIN_COMPILE_SECONDS)
 jax.config.update('jax_compilation_cache_dir', _CACHE_DIR)
+jax.config.update('jax_disable_most_optimizations', True)
 jax.config.update('jax_persistent_cache_min_compile_time_secs',
                   _MIN_COMPILE_SECONDS)
