@@ -300,7 +300,9 @@ def ddse_rows(results_dir: str) -> list[Row]:
 # validation NMSE.
 UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16',
                   'unrolled_benchmark_long_warm',
-                  'unrolled_benchmark_long_warm_best'),
+                  'unrolled_benchmark_long_warm_best',
+                  'unrolled_benchmark_patient',
+                  'unrolled_benchmark_patient_ss16'),
                  ('unrolled_benchmark_paper',), ('unrolled_benchmark',))
 UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_shared', 'lista_cpss',
                                          'alista')),

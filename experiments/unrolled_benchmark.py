@@ -41,7 +41,8 @@ The settings of the problem and the training are a `get_config()` file
 CPU cores, about 40 minutes, far from converged) and
 `unrolled_benchmark_paper.py` (the papers' phases, for one GPU) and
 `unrolled_benchmark_long.py` (long phases for the ALISTA forms on the CPU,
-run over several sessions: it resumes); any field
+run over several sessions: it resumes) and `unrolled_benchmark_patient.py`
+(the papers' stopping rule, phases of up to 30,000 steps, resumed); any field
 can be overridden as `--config.<field>=<value>`. Which methods and noise
 settings run, and where, are ordinary flags.
 
@@ -106,7 +107,7 @@ FLOOR_LAM_GRID = tuple(float(v) for v in np.geomspace(1e-5, 1.0, 21))
 M_GRID_FACTORS = (0.8, 1.0, 1.2, 1.5, 2.0)
 
 TRAININGS = ('stagewise', 'end_to_end')
-PRESETS = ('quick', 'paper', 'long')
+PRESETS = ('quick', 'paper', 'long', 'patient')
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 
 
@@ -118,8 +119,8 @@ class Settings:
   values (see their docstrings).
 
   Attributes:
-    preset: 'quick', 'paper' or 'long': names the report and the default
-      workdir and output directory.
+    preset: 'quick', 'paper', 'long' or 'patient': names the report and the
+      default workdir and output directory.
     note: the report's note on the preset.
     num_stages: stages (iterations) of every method.
     signal_dim: n.
@@ -139,6 +140,9 @@ class Settings:
       stage (the papers' 0.3).
     steps_per_epoch: steps between validations.
     patience: validations without improvement that end a phase.
+    min_relative_improvement: an improvement smaller than this fraction of
+      the phase's best validation loss does not count (0: any new minimum
+      counts, as in the papers' codes).
     max_epochs: most validations per phase.
     compile_per_stage: phases of stage t run stages 1..t only, one
       compilation per stage (`StagewiseConfig.compile_per_stage`).
@@ -173,6 +177,7 @@ class Settings:
   stage_decay: float
   steps_per_epoch: int
   patience: int
+  min_relative_improvement: float
   max_epochs: int
   compile_per_stage: bool
   new_stage_init: str
@@ -210,8 +215,9 @@ class Settings:
         learning_rate=self.learning_rate,
         refine_decays=tuple(float(v) for v in self.refine_decays),
         stage_decay=self.stage_decay, steps_per_epoch=self.steps_per_epoch,
-        patience=self.patience, max_epochs=self.max_epochs,
-        compile_per_stage=self.compile_per_stage,
+        patience=self.patience,
+        min_relative_improvement=self.min_relative_improvement,
+        max_epochs=self.max_epochs, compile_per_stage=self.compile_per_stage,
         new_stage_init=self.new_stage_init,
         restore_best=self.restore_best,
         phase_sigmas=(0.2, 0.05, 0.01, 0.005)[:1 + len(self.refine_decays)])

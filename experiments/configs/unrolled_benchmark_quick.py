@@ -46,6 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
       stage_decay=0.3,  # Earlier stages' rates, after each stage.
       steps_per_epoch=25,  # Steps between validations.
       patience=1,  # Validations without improvement that end a phase.
+      # Smaller improvements, as a fraction of the phase's best validation
+      # loss, do not count (the papers' codes: 0, any new minimum).
+      min_relative_improvement=1e-3,
       max_epochs=3,  # Most validations per phase.
       # One compiled step per stage, stages 1..t only (for long phases).
       compile_per_stage=False,
