@@ -42,7 +42,7 @@ CPU cores, about 40 minutes, far from converged) and
 `unrolled_benchmark_paper.py` (the papers' phases, for one GPU) and
 `unrolled_benchmark_long.py` (long phases for the ALISTA forms on the CPU,
 run over several sessions: it resumes) and `unrolled_benchmark_patient.py`
-(the papers' stopping rule, phases of up to 30,000 steps, resumed); any field
+(the papers' stopping rule, phases of up to 10,000 steps, resumed); any field
 can be overridden as `--config.<field>=<value>`. Which methods and noise
 settings run, and where, are ordinary flags.
 
