@@ -427,6 +427,16 @@ def nonzero_bins(settings: Settings) -> tuple[tuple[int, int], ...]:
   return tuple((low + 1, high) for low, high in zip(edges, edges[1:]))
 
 
+def code_counts(codes: jax.Array, settings: Settings) -> dict[str, Any]:
+  """How many of `codes` fall in each `nonzero_bins` group, and the most
+  nonzeros of one code: what a fixed validation or test set holds of the
+  rare codes with more nonzeros than support selection passes."""
+  nonzeros = np.count_nonzero(np.asarray(codes), axis=-1)
+  return {'codes': [int(np.sum((nonzeros >= low) & (nonzeros <= high)))
+                    for low, high in nonzero_bins(settings)],
+          'most_nonzeros': int(nonzeros.max())}
+
+
 def code_error_sources(estimate: jax.Array, codes: jax.Array,
                        settings: Settings) -> dict[str, Any]:
   """Where the test error of codes `estimate` of `codes` comes from.
@@ -668,6 +678,12 @@ def error_sources(results: dict[str, Any]) -> str:
              for method, row in rows.items()]
     lines.append(f'### {setting}\n')
     lines.append(reporting.markdown_table(headers, table))
+    counts = results.get('code_counts', {}).get(setting)
+    if counts:
+      lines.append('Codes per group, ' + '; '.join(
+          f"{split}: {' / '.join(map(str, counts[split]['codes']))} "
+          f"(at most {counts[split]['most_nonzeros']} nonzeros)"
+          for split in ('validation', 'test')) + '.\n')
   return '\n'.join(lines)
 
 
@@ -830,6 +846,7 @@ def main(argv):
       'config': {k: list(v) if isinstance(v, tuple) else v
                  for k, v in config._asdict().items()},
       'num_validation': settings.num_validation,
+      'code_counts': {},
       'settings': {}}
   # A fine-tuned variant starts from its base method's unit: it runs first.
   requested = set(FLAGS.methods) | set(map(base_method, FLAGS.methods))
@@ -840,6 +857,9 @@ def main(argv):
   for setting in FLAGS.settings:
     name = setting_name(setting)
     problem = make_problem(setting, settings)
+    results['code_counts'][name] = {
+        split: code_counts(getattr(problem, split).codes, settings)
+        for split in ('validation', 'test')}
     rows = results['settings'].setdefault(name, {})
     for method in methods:
       unit = os.path.join(workdir, name, method)
@@ -874,6 +894,7 @@ def main(argv):
       write_outputs(results, output_dir)
     if not rows:  # Only with --report_only.
       del results['settings'][name]
+      del results['code_counts'][name]
   if not results['settings']:
     raise ValueError(f'{workdir} holds no finished unit of --methods and '
                      '--settings to report.')

@@ -40,11 +40,12 @@ def _settings(**overrides):
   return configs.to_settings(benchmark.Settings, config, **overrides)
 
 
-@pytest.mark.parametrize('cap_percent, bins', [
-    (40.0, ((1, 2), (3, 4), (5, 10))),
-    (10.0, ((1, 2), (3, 10))),  # A cap below the expected count.
+@pytest.mark.parametrize('cap_percent, bins, counts', [
+    (40.0, ((1, 2), (3, 4), (5, 10)), [1, 1, 1]),
+    (10.0, ((1, 2), (3, 10)), [1, 2]),  # A cap below the expected count.
 ])
-def test_code_error_sources_against_hand_computed_values(cap_percent, bins):
+def test_code_error_sources_against_hand_computed_values(cap_percent, bins,
+                                                         counts):
   settings = _settings(code_dim=10, nonzero_prob=0.2,
                        max_support_percent=cap_percent)
   assert benchmark.nonzero_bins(settings) == bins
@@ -57,6 +58,9 @@ def test_code_error_sources_against_hand_computed_values(cap_percent, bins):
   error[1, 9] = 0.1
   error[2, 7] = 1.0
   error[3, 0] = 5.0
+  # The all-zero code is in no group.
+  assert benchmark.code_counts(codes, settings) == {'codes': counts,
+                                                    'most_nonzeros': 5}
   sources = benchmark.code_error_sources(codes + error, codes, settings)
   squared = np.array([0.04, 0.01, 1.0])
   energy = np.array([4.0, 3.0, 5.0])
@@ -139,6 +143,12 @@ def test_tiny_run_writes_every_output_and_resumes(tmp_path):
   assert 'before the end-to-end phases' in readme
   assert 'per test code: median' in readme
   assert 'Where the error comes from' in readme and 'nonzeros (' in readme
+  for split, size in (('validation', 20), ('test', 30)):
+    counts = results['code_counts']['noiseless'][split]
+    assert len(counts['codes']) == len(bounds)
+    assert sum(counts['codes']) <= size
+    assert 1 <= counts['most_nonzeros'] <= 20
+  assert 'Codes per group, validation: ' in readme
   # Finished units are read back, not trained again.
   again = _run(tmp_path, '--methods=ista,fista_converged,alista_msparse_e2e')
   assert 'alista_msparse: read back' in again.stderr
