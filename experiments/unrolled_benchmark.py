@@ -474,17 +474,49 @@ def code_error_sources(estimate: jax.Array, codes: jax.Array,
           'test_nmse_db_by_nonzeros': by_nonzeros}
 
 
+def worst_code_stages(stage_estimates: jax.Array,
+                      codes: jax.Array) -> dict[str, Any]:
+  """The test code with the largest last-stage error, stage by stage.
+
+  Args:
+    stage_estimates: every stage's codes, shape `(K, N, p)`.
+    codes: the true codes, shape `(N, p)`.
+
+  Returns:
+    `worst_code_nmse_db`: that code's NMSE at each stage (does it improve,
+    stall or grow?); `others_nmse_db`: the NMSE (ratio of sums) of the
+    other codes at each stage, the headline without that one code.
+  """
+  stage_estimates, codes = np.asarray(stage_estimates), np.asarray(codes)
+  error = np.sum((stage_estimates - codes)**2, axis=-1)  # (K, N)
+  energy = np.sum(codes**2, axis=-1)
+  worst = int(np.argmax(error[-1]))
+  others = np.arange(codes.shape[0]) != worst
+  return {'worst_code_nmse_db': [
+              float(v) for v in 10 * np.log10(error[:, worst] / energy[worst])],
+          'others_nmse_db': [
+              float(v) for v in 10 * np.log10(
+                  error[:, others].sum(axis=1) / energy[others].sum())]}
+
+
+# The keys `last_stage_metrics` adds to a learned row.
+LAST_STAGE_KEYS = ('test_code_nmse_db', 'worst_code',
+                   'test_nmse_db_by_nonzeros', 'worst_code_stages')
+
+
 def last_stage_metrics(encoder: nnx.Module,
                        problem: synthetic.SyntheticProblem,
                        settings: Settings) -> dict[str, Any]:
-  """`code_error_sources` of a trained encoder's last stage on the test set.
+  """`code_error_sources` of a trained encoder's last stage on the test set,
+  and `worst_code_stages`.
 
   (The last stage's validation NMSE is the last phase's
   `final_eval_nmse_db`.)
   """
   encoder.eval()
-  return code_error_sources(encoder(problem.test.signals), problem.test.codes,
-                            settings)
+  stages = encoder(problem.test.signals, return_all_stages=True)
+  return {**code_error_sources(stages[-1], problem.test.codes, settings),
+          'worst_code_stages': worst_code_stages(stages, problem.test.codes)}
 
 
 def base_method(method: str) -> str:
@@ -512,7 +544,7 @@ def with_last_stage_metrics(row: dict[str, Any], method: str,
                             settings: Settings, unit: str) -> bool:
   """Adds `last_stage_metrics` to a unit finished before they were recorded
   (`restore_trained`); returns False, changing nothing, if it cannot."""
-  if 'test_nmse_db_by_nonzeros' in row:
+  if all(key in row for key in LAST_STAGE_KEYS):
     return False
   encoder = build_encoder(base_method(method), problem, settings,
                           row['init_l0_lam'])
@@ -707,6 +739,13 @@ def reading(results: dict[str, Any]) -> str:
     if worst:
       codes += (f"; its worst test code ({worst['nonzeros']} nonzeros) "
                 f"carries {100 * worst['error_share']:.0f} % of the error")
+    stages = rows[method].get('worst_code_stages')
+    if stages:
+      curve = stages['worst_code_nmse_db']
+      best = int(np.argmin(curve))
+      codes += (f" (its own NMSE {curve[best]:.1f} dB at its best stage, "
+                f"{best + 1}, {curve[-1]:.1f} dB at the last; the other "
+                f"codes {stages['others_nmse_db'][-1]:.1f} dB)")
     base = base_method(method)
     if method in FINE_TUNED and base in rows:
       codes += (f"; {rows[base]['test_nmse_db'][-1]:.1f} dB before the "

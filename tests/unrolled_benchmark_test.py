@@ -81,6 +81,21 @@ def test_code_error_sources_against_hand_computed_values(cap_percent, bins,
         squared[members].sum() / energy[members].sum()), rtol=1e-5)
 
 
+def test_worst_code_stages_against_hand_computed_values():
+  codes = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], np.float32)
+  stages = np.stack([codes + 0.1, codes + 0.1, codes])
+  # Code 2 (energy 2): squared error 0.02, then 1.0, then 2.0.
+  stages[1, 2] = codes[2] + [1.0, 0.0]
+  stages[2, 2] = codes[2] + [np.sqrt(2.0), 0.0]
+  stages[2, 0, 1] = 0.1  # Code 0: 0.01 at stage 3; code 1 exact.
+  curves = benchmark.worst_code_stages(stages, codes)
+  np.testing.assert_allclose(curves['worst_code_nmse_db'], 10 * np.log10(
+      np.array([0.02, 1.0, 2.0]) / 2.0), rtol=1e-5, atol=1e-5)
+  # Codes 0 and 1 (energies 1 and 4).
+  np.testing.assert_allclose(curves['others_nmse_db'], 10 * np.log10(
+      np.array([0.04, 0.04, 0.01]) / 5.0), rtol=1e-5)
+
+
 def test_bad_support_cap_is_named():
   with pytest.raises(ValueError, match='max_support_percent'):
     _settings(max_support_percent=120.0)
@@ -134,6 +149,8 @@ def test_tiny_run_writes_every_output_and_resumes(tmp_path):
   assert all(low <= high for low, high in bounds)
   assert all(a[1] + 1 == b[0] for a, b in zip(bounds, bounds[1:]))
   assert 0 < sum(g['codes'] for g in groups) <= 30
+  stages = rows['alista_msparse']['worst_code_stages']
+  assert len(stages['worst_code_nmse_db']) == len(stages['others_nmse_db']) == 2
   for row in rows.values():
     assert 0 < row['worst_code']['error_share'] <= 1
     assert [g['nonzeros'] for g in row['test_nmse_db_by_nonzeros']] == bounds
@@ -142,6 +159,7 @@ def test_tiny_run_writes_every_output_and_resumes(tmp_path):
   assert 'Deep M-sparse, ALISTA form + end to end (ours)' in readme
   assert 'before the end-to-end phases' in readme
   assert 'per test code: median' in readme
+  assert 'at its best stage' in readme and 'the other codes' in readme
   assert 'Where the error comes from' in readme and 'nonzeros (' in readme
   for split, size in (('validation', 20), ('test', 30)):
     counts = results['code_counts']['noiseless'][split]
