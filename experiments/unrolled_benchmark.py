@@ -485,9 +485,13 @@ def worst_code_stages(stage_estimates: jax.Array,
   Returns:
     `worst_code_nmse_db`: that code's NMSE at each stage (does it improve,
     stall or grow?); `others_nmse_db`: the NMSE (ratio of sums) of the
-    other codes at each stage, the headline without that one code.
+    other codes at each stage, the headline without that one code. An
+    all-zero code has no relative error and is left out, as in
+    `code_error_sources`.
   """
   stage_estimates, codes = np.asarray(stage_estimates), np.asarray(codes)
+  keep = np.any(codes != 0, axis=-1)
+  stage_estimates, codes = stage_estimates[:, keep], codes[keep]
   error = np.sum((stage_estimates - codes)**2, axis=-1)  # (K, N)
   energy = np.sum(codes**2, axis=-1)
   worst = int(np.argmax(error[-1]))

@@ -82,12 +82,14 @@ def test_code_error_sources_against_hand_computed_values(cap_percent, bins,
 
 
 def test_worst_code_stages_against_hand_computed_values():
-  codes = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], np.float32)
+  codes = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [0.0, 0.0]],
+                   np.float32)
   stages = np.stack([codes + 0.1, codes + 0.1, codes])
   # Code 2 (energy 2): squared error 0.02, then 1.0, then 2.0.
   stages[1, 2] = codes[2] + [1.0, 0.0]
   stages[2, 2] = codes[2] + [np.sqrt(2.0), 0.0]
   stages[2, 0, 1] = 0.1  # Code 0: 0.01 at stage 3; code 1 exact.
+  stages[2, 3] = 10.0  # The all-zero code 3 is left out.
   curves = benchmark.worst_code_stages(stages, codes)
   np.testing.assert_allclose(curves['worst_code_nmse_db'], 10 * np.log10(
       np.array([0.02, 1.0, 2.0]) / 2.0), rtol=1e-5, atol=1e-5)

@@ -5,8 +5,8 @@ its best validation NMSE is more than 4,000 steps old, any new minimum
 counting (`better_wait`, at most 10^6 steps). This preset keeps that rule,
 validating every 100 steps (40 validations without a new minimum, no
 threshold on the improvement), and caps a phase at 10,000 steps so that one
-method fits in two sessions of two CPU cores (with a 30,000-step cap, ALISTA's
-first refinement of stage 3 ran to the cap, 18 minutes, still setting new
+method fits in a few sessions of two CPU cores (with a 30,000-step cap,
+ALISTA's first refinement of stage 3 ran to the cap still setting new
 minima, at a pace the sessions could not follow). The long preset waits 500
 steps for a 0.1 % improvement and caps a phase at 3,000: the comparison of
 the two is the ablation of the budget. Resumed over sessions like the long
