@@ -511,9 +511,31 @@ def optimal_codes(x, dictionary, *, lam=None, m=None, l1_lam=None, tol=1e-6,
                                   lam=lam, step_size=step_size)
   check_problem(dictionary, lam, m)
   step_size = _step_size(dictionary, step_size)
-  if l1_lam is None:
-    l1_lam = default_l1_lam(x, dictionary, lam=lam)
-  warm_start = fista(x, dictionary, l1_lam, num_iterations=max_iterations,
-                     tol=tol, step_size=step_size)
+  warm_start = l1_warm_start(x, dictionary, lam=lam, l1_lam=l1_lam, tol=tol,
+                             max_iterations=max_iterations,
+                             step_size=step_size)
   return iht(x, dictionary, lam=lam, m=m, num_iterations=max_iterations,
              tol=tol, step_size=step_size, init=warm_start.codes)
+
+
+def l1_warm_start(x, dictionary, *, lam=None, l1_lam=None, tol=1e-6,
+                  max_iterations=10_000, step_size=None) -> SolverResult:
+  """The l1 solution `optimal_codes` starts IHT from (FISTA to `tol`).
+
+  Args:
+    x: signals, shape `(..., n)`.
+    dictionary: shape `(n, p)`.
+    lam: l0 weight of problem (1), or None for problem (2): sets the default
+      `l1_lam` (`default_l1_lam`).
+    l1_lam: the l1 weight; `default_l1_lam` when None.
+    tol: relative-change tolerance.
+    max_iterations: cap on the iterations.
+    step_size: `mu`, at most (and by default) `1 / ||D||_2^2`.
+
+  Returns:
+    FISTA's `SolverResult`.
+  """
+  if l1_lam is None:
+    l1_lam = default_l1_lam(x, dictionary, lam=lam)
+  return fista(x, dictionary, l1_lam, num_iterations=max_iterations, tol=tol,
+               step_size=step_size)

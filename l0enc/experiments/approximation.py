@@ -418,9 +418,9 @@ def code_metrics(predicted, target) -> dict[str, float]:
 
 def iht_curve(x: np.ndarray, dictionary: np.ndarray, target: np.ndarray,
               config: Config, max_iterations: int, *,
-              solver: Callable[..., solvers.SolverResult] = solvers.iht
-              ) -> list[dict[str, float]]:
-  """Metrics of IHT from zero after 1, 2, ..., max_iterations steps.
+              solver: Callable[..., solvers.SolverResult] = solvers.iht,
+              init: np.ndarray | None = None) -> list[dict[str, float]]:
+  """Metrics of IHT from zero (or `init`) after 1, ..., max_iterations steps.
 
   Args:
     x: signals, shape `(N, n)`.
@@ -429,12 +429,14 @@ def iht_curve(x: np.ndarray, dictionary: np.ndarray, target: np.ndarray,
     config: the setting (its problem and l0 weight or sparsity).
     max_iterations: the last iteration count.
     solver: `solvers.iht` or `adaptive_solvers.normalized_iht`.
+    init: the codes IHT starts from, shape `(N, p)`; zeros when None.
 
   Returns:
     The `_code_metrics` after each iteration.
   """
   x, dictionary = jnp.asarray(x), jnp.asarray(dictionary)
-  codes = jnp.zeros((len(x), dictionary.shape[1]), x.dtype)
+  codes = (jnp.zeros((len(x), dictionary.shape[1]), x.dtype) if init is None
+           else jnp.asarray(init, x.dtype))
   curve = []
   for _ in range(max_iterations):
     # One step at a time from the previous codes: one compilation in all.
