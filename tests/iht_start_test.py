@@ -1,6 +1,6 @@
-"""experiments/iht_start.py and `iht_curve(init=...)` on a tiny problem."""
+"""`l0enc.experiments.iht_start`, its script and `iht_curve(init=...)` on a
+tiny problem."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,12 +13,10 @@ import pytest
 from l0enc import reporting
 from l0enc import solvers
 from l0enc.experiments import approximation
+from l0enc.experiments import iht_start
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 SCRIPT = os.path.join(ROOT, 'experiments', 'iht_start.py')
-spec = importlib.util.spec_from_file_location('iht_start', SCRIPT)
-iht_start = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(iht_start)
 
 CONFIG = approximation.Config(code_dim=128, lam=0.05, iht_iterations=(2, 5))
 
