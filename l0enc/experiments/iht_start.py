@@ -54,13 +54,20 @@ def setting_curves(setting_dir: str) -> dict:
                                     init=warm.codes)}
 
 
+def paper_value(problem: str, metric: str, iterations: int,
+                code_dim: int | str) -> float:
+  """The paper's row for IHT after `iterations` at p = `code_dim`."""
+  return paper.APPROXIMATION_TABLES[PAPER_TABLE[problem, metric]][
+      f'IHT ({iterations} iterations)'][
+          paper.APPROXIMATION_CODE_DIMS.index(int(code_dim))]
+
+
 def tables(results: dict) -> str:
   lines = []
   for problem, by_dim in results['settings'].items():
     dims = sorted(by_dim, key=int)
     iterations = by_dim[dims[0]]['config']['iht_iterations']
     for metric in METRICS[problem]:
-      paper_rows = paper.APPROXIMATION_TABLES[PAPER_TABLE[problem, metric]]
       headers = ['IHT iterations'] + [
           f'p = {p}: {label}' for p in dims
           for label in ('paper', 'from zero', 'from the l1 solution')]
@@ -68,9 +75,7 @@ def tables(results: dict) -> str:
       for k in iterations:
         row = [str(k)]
         for p in dims:
-          paper_value = paper_rows[f'IHT ({k} iterations)'][
-              paper.APPROXIMATION_CODE_DIMS.index(int(p))]
-          row += [f'{paper_value:.2f}'] + [
+          row += [f'{paper_value(problem, metric, k, p):.2f}'] + [
               f"{by_dim[p][start][k - 1][metric]:.2f}" for start in STARTS]
         table.append(row)
       table.append(['0 (the l1 solution itself)'] + [
@@ -88,19 +93,17 @@ def reading(results: dict) -> str:
   lines = []
   for problem, by_dim in results['settings'].items():
     for metric in METRICS[problem]:
-      paper_rows = paper.APPROXIMATION_TABLES[PAPER_TABLE[problem, metric]]
       parts, below, cells = [], {start: 0 for start in STARTS}, 0
       for p in sorted(by_dim, key=int):
         curves = by_dim[p]
-        column = paper.APPROXIMATION_CODE_DIMS.index(int(p))
         gaps = {start: [] for start in STARTS}
         for k in curves['config']['iht_iterations']:
-          paper_value = paper_rows[f'IHT ({k} iterations)'][column]
+          theirs = paper_value(problem, metric, k, p)
           cells += 1
           for start in STARTS:
             ours = curves[start][k - 1][metric]
-            gaps[start].append(abs(ours - paper_value))
-            below[start] += ours < paper_value
+            gaps[start].append(abs(ours - theirs))
+            below[start] += ours < theirs
         mean = {start: sum(v) / len(v) for start, v in gaps.items()}
         parts.append(f"p = {p}: {mean['zero']:.2f} from zero, "
                      f"{mean['l1']:.2f} from the l1 solution")
