@@ -437,6 +437,15 @@ def code_counts(codes: jax.Array, settings: Settings) -> dict[str, Any]:
           'most_nonzeros': int(nonzeros.max())}
 
 
+def _without_zero_codes(codes: jax.Array, estimates: jax.Array
+                        ) -> tuple[np.ndarray, np.ndarray]:
+  """`codes` (N, p) and their `estimates` (..., N, p) without the all-zero
+  codes, which have no relative error."""
+  codes, estimates = np.asarray(codes), np.asarray(estimates)
+  keep = np.any(codes != 0, axis=-1)
+  return codes[keep], estimates[..., keep, :]
+
+
 def code_error_sources(estimate: jax.Array, codes: jax.Array,
                        settings: Settings) -> dict[str, Any]:
   """Where the test error of codes `estimate` of `codes` comes from.
@@ -449,10 +458,7 @@ def code_error_sources(estimate: jax.Array, codes: jax.Array,
   passes at most `max_support_percent` % of the entries unshrunk, and a
   Bernoulli code can have more nonzeros than that.
   """
-  codes, estimate = np.asarray(codes), np.asarray(estimate)
-  # An all-zero code has no relative error: left out.
-  keep = np.any(codes != 0, axis=-1)
-  codes, estimate = codes[keep], estimate[keep]
+  codes, estimate = _without_zero_codes(codes, estimate)
   per_code = np.asarray(metrics.sample_nmse_db(estimate, codes))
   error = np.sum((estimate - codes)**2, axis=-1)
   nonzeros = np.count_nonzero(codes, axis=-1)
@@ -485,13 +491,10 @@ def worst_code_stages(stage_estimates: jax.Array,
   Returns:
     `worst_code_nmse_db`: that code's NMSE at each stage (does it improve,
     stall or grow?); `others_nmse_db`: the NMSE (ratio of sums) of the
-    other codes at each stage, the headline without that one code. An
-    all-zero code has no relative error and is left out, as in
-    `code_error_sources`.
+    other codes at each stage, the headline without that one code
+    (all-zero codes left out, as in `code_error_sources`).
   """
-  stage_estimates, codes = np.asarray(stage_estimates), np.asarray(codes)
-  keep = np.any(codes != 0, axis=-1)
-  stage_estimates, codes = stage_estimates[:, keep], codes[keep]
+  codes, stage_estimates = _without_zero_codes(codes, stage_estimates)
   error = np.sum((stage_estimates - codes)**2, axis=-1)  # (K, N)
   energy = np.sum(codes**2, axis=-1)
   worst = int(np.argmax(error[-1]))
