@@ -301,6 +301,7 @@ def ddse_rows(results_dir: str) -> list[Row]:
 UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16',
                   'unrolled_benchmark_long_warm',
                   'unrolled_benchmark_long_warm_best',
+                  'unrolled_benchmark_long_relative',
                   'unrolled_benchmark_patient',
                   'unrolled_benchmark_patient_warm',
                   'unrolled_benchmark_patient_ss16',
@@ -347,6 +348,8 @@ def _unrolled_variant(results: dict[str, Any]) -> str:
     changes.append('new stages start as a copy of the stage before')
   if flags.get('restore_best'):
     changes.append('phases end at their best validation epoch')
+  if flags.get('relative_steps'):
+    changes.append('stage-wise steps relative to each parameter')
   return f" (ours: {', '.join(changes)})" if changes else ''
 
 

@@ -151,6 +151,9 @@ class Settings:
       `StagewiseConfig.new_stage_init`).
     restore_best: end each phase at its epoch with the best validation loss
       (ours; the papers keep the last; `StagewiseConfig.restore_best`).
+    relative_steps: every stage-wise update scaled by the size of what it
+      updates, `learning_rate` then a fraction of each parameter (ours; the
+      papers' steps are absolute; `StagewiseConfig.relative_steps`).
     l0_lam: l0 weight that initializes the Deep l0 thresholds; None: the one
       IHT chose on validation (for deep_l0), the best on validation of the
       untrained encoder (for alista_l0).
@@ -182,6 +185,7 @@ class Settings:
   compile_per_stage: bool
   new_stage_init: str
   restore_best: bool
+  relative_steps: bool
   l0_lam: float | None
   max_support_percent: float
   max_m: int
@@ -220,6 +224,7 @@ class Settings:
         max_epochs=self.max_epochs, compile_per_stage=self.compile_per_stage,
         new_stage_init=self.new_stage_init,
         restore_best=self.restore_best,
+        relative_steps=self.relative_steps,
         phase_sigmas=(0.2, 0.05, 0.01, 0.005)[:1 + len(self.refine_decays)])
 
 
@@ -888,7 +893,8 @@ def main(argv):
           'num_stages', 'signal_dim', 'code_dim', 'nonzero_prob', 'num_test',
           'batch_size', 'training', 'learning_rate', 'stage_decay', 'seed',
           'max_m', 'm_growth', 'l0_lam', 'max_support_percent',
-          'end_to_end_rate', 'new_stage_init', 'restore_best')},
+          'end_to_end_rate', 'new_stage_init', 'restore_best',
+          'relative_steps')},
       'config': {k: list(v) if isinstance(v, tuple) else v
                  for k, v in config._asdict().items()},
       'num_validation': settings.num_validation,

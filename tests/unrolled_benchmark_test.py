@@ -98,6 +98,17 @@ def test_worst_code_stages_against_hand_computed_values():
       np.array([0.04, 0.04, 0.01]) / 5.0), rtol=1e-5)
 
 
+@pytest.mark.parametrize('variant', [
+    dict(), dict(new_stage_init='previous_stage', restore_best=True,
+                 relative_steps=True)])
+def test_our_variants_reach_the_stagewise_config(variant):
+  config = _settings(**variant).stagewise_config()
+  defaults = dict(new_stage_init='as_built', restore_best=False,
+                  relative_steps=False)
+  for name, value in {**defaults, **variant}.items():
+    assert getattr(config, name) == value, name
+
+
 def test_bad_support_cap_is_named():
   with pytest.raises(ValueError, match='max_support_percent'):
     _settings(max_support_percent=120.0)

@@ -58,6 +58,10 @@ def get_config() -> ml_collections.ConfigDict:
       # End each phase at its best validation epoch (ours) or its last (the
       # papers').
       restore_best=False,
+      # Stage-wise updates scaled by the size of what they update (ours:
+      # learning_rate is then a fraction of each parameter) or absolute (the
+      # papers').
+      relative_steps=False,
       # l0 weight that initializes the Deep l0 thresholds; None: the one IHT
       # chose on validation (deep_l0), the best on validation of the
       # untrained encoder (alista_l0).
