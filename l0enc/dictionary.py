@@ -6,7 +6,8 @@ Coding", JMLR 2010): each step sparse-codes a random minibatch against the
 current dictionary, folds the codes into running second-order statistics
 `A ~ E[a a^T]`, `B ~ E[x a^T]`, and updates every atom by one pass of block
 coordinate descent on `E ||x - D a||^2` given those statistics, then rescales
-it to unit norm. `pca_basis` gives the orthonormal `D_0` of DDSE (eq. 5 of
+it to unit norm. `tight_frame` moves a dictionary to the nearest unit-norm
+tight frame (the best-conditioned dictionary of its shape). `pca_basis` gives the orthonormal `D_0` of DDSE (eq. 5 of
 ../shared/papers/deep-double-sparsity-encoder.txt).
 """
 
@@ -133,6 +134,51 @@ def mutual_coherence(dictionary: jax.Array) -> jax.Array:
   atoms = _unit_columns(jnp.asarray(dictionary))
   gram = jnp.abs(atoms.T @ atoms)
   return jnp.max(jnp.where(jnp.eye(gram.shape[0], dtype=bool), 0, gram))
+
+
+def tight_frame(dictionary: jax.Array, num_iterations: int = 100
+                ) -> jax.Array:
+  """The unit-norm dictionary nearest to `dictionary` whose frame is tight.
+
+  Alternating projections (Tropp, Dhillon, Heath and Strohmer, "Designing
+  structured tight frames via an alternating projection method", IEEE
+  Trans. Inf. Theory 2005): the nearest `p/n`-tight frame to `D = U S V^T`
+  in Frobenius norm is `sqrt(p/n) U V^T` (their Theorem 2), the nearest
+  unit-norm dictionary rescales each column; the two steps alternate,
+  starting and ending with unit-norm columns. A tight frame has
+  `D D^T = (p/n) I`, so `||D||_2^2 = p/n`, the least any unit-norm
+  dictionary of that shape can have: IHT's step `1/||D||_2^2` is then as
+  large as it can be. With `p <= n` the target is orthonormal columns
+  (`U V^T`), and IHT solves problem (1) in one step.
+
+  Args:
+    dictionary: shape `(n, p)`, nonzero columns.
+    num_iterations: pairs of projections, at least 1.
+
+  Returns:
+    Shape `(n, p)`, unit-norm columns, as tight as `num_iterations` allow.
+  """
+  dictionary = validation.as_float_array('dictionary', dictionary)
+  if jnp.ndim(dictionary) != 2:
+    raise ValueError('dictionary must have shape (n, p), got '
+                     f'{jnp.shape(dictionary)}.')
+  validation.check_finite('dictionary', dictionary)
+  num_iterations = validation.check_int_in_range(
+      'num_iterations', num_iterations, 1, 2**31 - 1)
+  return _tight_frame(jnp.asarray(dictionary), num_iterations)
+
+
+@functools.partial(jax.jit, static_argnames='num_iterations')
+def _tight_frame(dictionary, num_iterations):
+  n, p = dictionary.shape
+  scale = jnp.sqrt(jnp.asarray(max(p / n, 1.0), dictionary.dtype))
+
+  def project(atoms, _):
+    left, _, right = jnp.linalg.svd(atoms, full_matrices=False)
+    return _unit_columns(scale * left @ right), None
+
+  return jax.lax.scan(project, _unit_columns(dictionary), None,
+                      length=num_iterations)[0]
 
 
 def init_dictionary(key: jax.Array, signals: jax.Array,

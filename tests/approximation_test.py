@@ -145,6 +145,8 @@ def test_plot_writes_a_png(finished_run, tmp_path):
     (dict(adam_learning_rates=()), 'at least one rate'),
     (dict(whitening_epsilon=0.1), 'MNIST only'),
     (dict(dataset='mnist', whitening_epsilon=-0.1), 'whitening_epsilon'),
+    (dict(tight_frame=True), 'MNIST only'),
+    (dict(dataset='mnist', tight_frame=1), 'tight_frame'),
     (dict(validation_fraction=1.0), 'validation_fraction'),
     (dict(num_stages=0), 'num_stages'),
     (dict(adam_learning_rates=(1e-3, -1e-3)), 'adam_learning_rates'),
@@ -250,3 +252,25 @@ def test_bad_experiment_config_raises_naming_the_field(override, match):
   del config['code_dim']
   with pytest.raises(ValueError, match=match):
     approximation.experiment_settings(config)
+
+
+def test_mnist_tight_frame_is_made_from_the_cached_learned_dictionary(
+    tmp_path, monkeypatch):
+  # Small stand-in patches (n = 16), so no MNIST is read.
+  rng = np.random.default_rng(0)
+  patches = tuple(rng.normal(size=(size, 16)).astype(np.float32)
+                  for size in (300, 50))
+  monkeypatch.setattr(approximation, 'mnist_patches', lambda _: patches)
+  config = approximation.Config(dataset='mnist', code_dim=32,
+                                whitening_epsilon=0.1, dictionary_steps=3,
+                                dictionary_lam=0.5)
+  tight = dataclasses.replace(config, tight_frame=True)
+  *_, learned = approximation.load_signals(config, str(tmp_path))
+  *_, frame = approximation.load_signals(tight, str(tmp_path))
+  # One dictionary learning for both: the cache holds the learned one.
+  assert os.listdir(tmp_path) == [os.path.basename(
+      approximation.dictionary_cache_path(config, str(tmp_path)))]
+  np.testing.assert_allclose(np.linalg.norm(frame, axis=0), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(np.linalg.svd(frame, compute_uv=False)**2,
+                             32 / 16, rtol=1e-2)
+  assert np.linalg.norm(learned, 2)**2 > 1.05 * 32 / 16

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 import pytest
@@ -115,7 +116,33 @@ def test_grid_configs_cover_every_point():
           for c in points] == [(128, 0.1, 0.5), (128, 0.3, 0.5),
                                (256, 0.1, 0.5), (256, 0.3, 0.5)]
   assert all(c.dataset == 'mnist' and c.lam == 0.2 and c.m == 4 and
-             c.data_dir == '/data' for c in points)
+             c.data_dir == '/data' and not c.tight_frame for c in points)
+
+
+def test_grid_tries_tight_frames_at_every_point_and_names_their_files():
+  grid = calibration.Grid(whitening_epsilons=(0.01,), dictionary_lams=(0.1,),
+                          tight_frames=(False, True))
+  points = grid.configs((512,))
+  assert [c.tight_frame for c in points] == [False, True]
+  names = [os.path.basename(calibration.point_path('/w', c)) for c in points]
+  # The untight point keeps the name points had before tight frames.
+  assert names == ['p512_zca0.01_lam0.1.json', 'p512_zca0.01_lam0.1_tight.json']
+
+
+def test_read_choice_of_a_choice_made_before_tight_frames(tmp_path):
+  old = {'code_dim': 256, 'dataset': 'mnist', 'whitening_epsilon': 0.01,
+         'dictionary_lam': 0.25}  # A point's config as written before.
+  new = approximation.config_to_json(approximation.Config(
+      dataset='mnist', code_dim=512, whitening_epsilon=0.01,
+      dictionary_lam=0.1, tight_frame=True))
+  path = str(tmp_path / 'results.json')
+  reporting.write_json_atomic(path, {'chosen': {'256': {'config': old},
+                                                '512': {'config': new}}})
+  assert calibration.read_choice(path) == {
+      256: {'whitening_epsilon': 0.01, 'dictionary_lam': 0.25,
+            'tight_frame': False},
+      512: {'whitening_epsilon': 0.01, 'dictionary_lam': 0.1,
+            'tight_frame': True}}
 
 
 @pytest.mark.parametrize('override,match', [
@@ -124,6 +151,8 @@ def test_grid_configs_cover_every_point():
     (dict(dictionary_lams=(-1.0,)), 'dictionary_lams'),
     (dict(num_signals=0), 'num_signals'),
     (dict(literal_results='/missing.json'), 'literal_results'),
+    (dict(tight_frames=()), 'tight_frames'),
+    (dict(tight_frames=(1,)), 'tight_frames'),
 ])
 def test_bad_grid_raises_naming_the_field(override, match):
   with pytest.raises(ValueError, match=match):

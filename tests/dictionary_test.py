@@ -117,3 +117,51 @@ def test_mutual_coherence_of_orthonormal_atoms_is_zero():
       dictionary_lib.mutual_coherence(np.eye(4)), 0.0, atol=1e-7)
   with pytest.raises(ValueError, match='dictionary'):
     dictionary_lib.mutual_coherence(np.ones((4, 1)))
+
+
+@pytest.mark.parametrize('shape', [(6, 12), (8, 20)])
+def test_tight_frame_is_unit_norm_and_tight(shape):
+  n, p = shape
+  dictionary = np.random.default_rng(p).normal(size=shape) * np.linspace(
+      0.5, 3.0, p)  # Uneven columns and a spread-out spectrum.
+  frame = np.asarray(dictionary_lib.tight_frame(dictionary, 500))
+  np.testing.assert_allclose(np.linalg.norm(frame, axis=0), 1.0, rtol=1e-5)
+  # D D^T = (p/n) I: every singular value squared is p/n.
+  np.testing.assert_allclose(np.linalg.svd(frame, compute_uv=False)**2,
+                             p / n, rtol=2e-3)
+
+
+def test_tight_frame_first_step_is_the_scaled_polar_factor():
+  # One projection pair, against NumPy: sqrt(p/n) U V^T, columns unit-normed.
+  dictionary = np.random.default_rng(0).normal(size=(5, 9))
+  atoms = dictionary / np.linalg.norm(dictionary, axis=0)
+  left, _, right = np.linalg.svd(atoms, full_matrices=False)
+  polar = np.sqrt(9 / 5) * left @ right
+  expected = polar / np.linalg.norm(polar, axis=0)
+  chex.assert_trees_all_close(
+      np.asarray(dictionary_lib.tight_frame(dictionary, 1)), expected,
+      atol=1e-5)
+
+
+def test_tight_frame_keeps_a_unit_norm_tight_frame():
+  # Two orthonormal bases side by side: unit columns, D D^T = 2 I.
+  rotation = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 4)))[0]
+  frame = np.concatenate([np.eye(4), rotation], axis=1)
+  chex.assert_trees_all_close(
+      np.asarray(dictionary_lib.tight_frame(frame, 3)), frame, atol=1e-5)
+
+
+def test_tight_frame_of_a_square_dictionary_is_orthogonal():
+  frame = np.asarray(dictionary_lib.tight_frame(
+      np.random.default_rng(2).normal(size=(5, 5)), 2))
+  np.testing.assert_allclose(frame.T @ frame, np.eye(5), atol=1e-5)
+
+
+@pytest.mark.parametrize('dictionary,num_iterations,match', [
+    (np.ones(4), 1, 'shape'),
+    (np.full((2, 3), np.nan), 1, 'NaN'),
+    (np.ones((2, 3)), 0, 'num_iterations'),
+])
+def test_tight_frame_bad_input(dictionary, num_iterations, match):
+  with pytest.raises(ValueError, match=match):
+    dictionary_lib.tight_frame(dictionary, num_iterations)

@@ -5,8 +5,10 @@ zero, as a percentage of the optimal codes. Those rows depend only on the
 data, the preprocessing and the dictionary, not on any learned encoder, so
 they are a fingerprint of the problem the paper solved. It does not say how
 its dictionary was learned or whether its patches were whitened; this module
-chooses those settings (a ZCA regularizer and the l1 weight of dictionary
-learning) on a small grid so that our IHT rows come closest to the paper's.
+chooses those settings (a ZCA regularizer, the l1 weight of dictionary
+learning, and whether the learned dictionary is replaced by its nearest
+tight frame) on a small grid so that our IHT rows come closest to the
+paper's.
 
 The rule never looks at the test split, nor at any encoder's numbers: every
 grid point is scored on the validation share of the training split
@@ -49,6 +51,8 @@ class Grid:
       the covariance of the unit-variance patches).
     dictionary_lams: l1 weights of the dictionary-learning coding step
       tried.
+    tight_frames: whether the learned dictionary is replaced by its nearest
+      tight frame (`approximation.Config.tight_frame`), each tried.
     dictionary_steps: minibatches of dictionary learning (the experiment
       must use the same).
     num_signals: validation signals scored per grid point (from the
@@ -62,6 +66,7 @@ class Grid:
   """
   whitening_epsilons: tuple[float, ...] = (0.03, 0.1, 0.3)
   dictionary_lams: tuple[float, ...] = (0.5, 1.0)
+  tight_frames: tuple[bool, ...] = (False,)
   dictionary_steps: int = 600
   num_signals: int = 5000
   lam: float = 0.25
@@ -74,6 +79,10 @@ class Grid:
       if not getattr(self, name):
         raise ValueError(f'{name} must hold at least one value.')
       validation.check_positive(name, getattr(self, name))
+    if not self.tight_frames or not all(
+        isinstance(value, bool) for value in self.tight_frames):
+      raise ValueError('tight_frames must hold True and/or False, got '
+                       f'{self.tight_frames!r}.')
     big = 2**31 - 1
     validation.check_int_in_range('dictionary_steps', self.dictionary_steps,
                                   1, big)
@@ -100,9 +109,11 @@ class Grid:
         dataset='mnist', problem='l0', code_dim=code_dim, lam=self.lam,
         m=self.m, seed=self.seed, data_dir=data_dir,
         dictionary_steps=self.dictionary_steps,
-        dictionary_lam=dictionary_lam, whitening_epsilon=epsilon)
-            for code_dim, epsilon, dictionary_lam in itertools.product(
-                code_dims, self.whitening_epsilons, self.dictionary_lams)]
+        dictionary_lam=dictionary_lam, whitening_epsilon=epsilon,
+        tight_frame=tight_frame)
+            for code_dim, epsilon, dictionary_lam, tight_frame in
+            itertools.product(code_dims, self.whitening_epsilons,
+                              self.dictionary_lams, self.tight_frames)]
 
 
 def paper_rows(code_dim: int) -> dict[str, list[float]]:
@@ -191,9 +202,10 @@ def select(points: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 
 
 def point_path(workdir: str, config: approximation.Config) -> str:
+  tight = '_tight' if config.tight_frame else ''
   return os.path.join(
       workdir, f'p{config.code_dim}_zca{config.whitening_epsilon}_'
-      f'lam{config.dictionary_lam:g}.json')
+      f'lam{config.dictionary_lam:g}{tight}.json')
 
 
 def calibrate_point(config: approximation.Config, workdir: str,
@@ -242,7 +254,8 @@ def calibrate_point(config: approximation.Config, workdir: str,
 
 
 # The settings a calibration grid varies; every other setting is fixed.
-GRID_FIELDS = ('code_dim', 'whitening_epsilon', 'dictionary_lam')
+GRID_FIELDS = ('code_dim', 'whitening_epsilon', 'dictionary_lam',
+               'tight_frame')
 
 
 def finished_points(workdir: str,
@@ -255,7 +268,8 @@ def finished_points(workdir: str,
       are compared.
 
   Returns:
-    The points, ordered by code size, regularizer and l1 weight.
+    The points, ordered by code size, regularizer, l1 weight and tight
+    frame, their configs in today's form (`approximation.upgrade_config`).
   """
   fixed = lambda fields: {key: value for key, value in fields.items()
                           if key not in GRID_FIELDS + ('data_dir',)}
@@ -266,24 +280,27 @@ def finished_points(workdir: str,
       point = reporting.read_json(os.path.join(workdir, name))
       # Through Config, so that points written before a field existed get
       # its default.
-      if fixed(approximation.upgrade_config(point['config'])) == wanted:
+      point['config'] = approximation.upgrade_config(point['config'])
+      if fixed(point['config']) == wanted:
         points.append(point)
   return sorted(points, key=lambda point: tuple(
       point['config'][key] for key in GRID_FIELDS))
 
 
 def read_choice(path: str) -> dict[int, dict[str, Any]]:
-  """`{code_dim: {'whitening_epsilon', 'dictionary_lam'}}` from a results file.
+  """`{code_dim: {'whitening_epsilon', 'dictionary_lam', 'tight_frame'}}`.
 
   Args:
-    path: the `results.json` that experiments/calibrate_regime.py wrote.
+    path: the `results.json` that experiments/calibrate_regime.py wrote (a
+      choice written before tight frames were tried has none).
   """
   if not os.path.exists(path):
     raise ValueError(f'Calibration results {path} do not exist; run '
                      'experiments/calibrate_regime.py first.')
   results = reporting.read_json(path)
-  return {int(code_dim): {name: point['config'][name]
-                          for name in ('whitening_epsilon', 'dictionary_lam')}
+  return {int(code_dim): {
+      name: approximation.upgrade_config(point['config'])[name]
+      for name in ('whitening_epsilon', 'dictionary_lam', 'tight_frame')}
           for code_dim, point in results['chosen'].items()}
 
 
@@ -308,6 +325,7 @@ def report(points: Sequence[dict[str, Any]],
       config = point['config']
       body.append([
           f"{config['whitening_epsilon']}", f"{config['dictionary_lam']:g}",
+          'yes' if config.get('tight_frame') else 'no',
           f"{point['lipschitz']:.2f}", f"{point['coherence']:.2f}",
           f"{point['mean_nonzeros']:.1f}",
           *(cell(point['rows'][table]) for table in TABLES),
@@ -315,7 +333,7 @@ def report(points: Sequence[dict[str, Any]],
           f"{point['largest_relative_gap']:.0%}",
           '**chosen**' if point is chosen[code_dim] else ''])
     published = paper_rows(code_dim)
-    body.append(['paper', '', '', '', '', *(cell(published[table])
+    body.append(['paper', '', '', '', '', '', *(cell(published[table])
                                             for table in TABLES), '', '', ''])
     for result in literal:
       if (result['config']['code_dim'] == code_dim and
@@ -326,7 +344,7 @@ def report(points: Sequence[dict[str, Any]],
                                    for k in ITERATIONS]
         body.append([
             'none (literal; test split)',
-            f"{result['config']['dictionary_lam']:g}",
+            f"{result['config']['dictionary_lam']:g}", 'no',
             f"{result['data']['dictionary_lipschitz']:.2f}", '–',
             f"{l0['data']['mean_nonzeros_of_optimal_codes']:.1f}",
             cell(row(l0, 'prediction_error')),
@@ -335,7 +353,8 @@ def report(points: Sequence[dict[str, Any]],
     sections.append(
         f'**p = {code_dim}** (IHT after 2 / 5 / 10 iterations from zero)\n\n' +
         reporting.markdown_table(
-            ['whitening ε', 'dictionary l1 weight', '‖D‖₂²', 'max coherence',
+            ['whitening ε', 'dictionary l1 weight', 'tight frame', '‖D‖₂²',
+             'max coherence',
              'nonzeros of optimal codes (1)', 'Table 1: error (%)',
              'Table 2: error (%)', 'Table 3: support error', 'distance',
              'largest gap', ''], body))
