@@ -8,8 +8,8 @@ experiments/configs/calibrate_regime_paper.py; change a field with
 `--config.field=value`), the code sizes from --p.
 
 For each code size p and each grid point (ZCA whitening regularizer x
-dictionary l1 weight x tight frame or not) it learns the dictionary on the whitened MNIST
-training patches (cached in --dictionary_dir, where
+dictionary l1 weight x tight frame or not) it learns the dictionary on the
+whitened MNIST training patches (cached in --dictionary_dir, where
 experiments/approximation.py finds it), computes the optimal codes of the
 validation share of the training split and IHT's 2 / 5 / 10-iteration
 errors, and scores the distance to the paper's rows

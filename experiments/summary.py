@@ -68,8 +68,14 @@ def _regime(results: Sequence[dict[str, Any]]) -> str:
   epsilons = [r['config'].get('whitening_epsilon') for r in results]
   if all(epsilon is None for epsilon in epsilons):
     return 'literal regime (no whitening)'
-  return ('calibrated regime, ZCA-whitened (ε = '
-          + ' / '.join(_epsilon(epsilon) for epsilon in epsilons) + ')')
+  regime = ('calibrated regime, ZCA-whitened (ε = '
+            + ' / '.join(_epsilon(epsilon) for epsilon in epsilons) + ')')
+  tight = sorted({r['config']['code_dim'] for r in results
+                  if r['config'].get('tight_frame')})
+  if tight:
+    regime += (', the dictionary a tight frame at p = '
+               + ' / '.join(str(code_dim) for code_dim in tight))
+  return regime
 
 
 def _epsilon(epsilon: float | None) -> str:

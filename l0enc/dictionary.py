@@ -7,7 +7,8 @@ current dictionary, folds the codes into running second-order statistics
 `A ~ E[a a^T]`, `B ~ E[x a^T]`, and updates every atom by one pass of block
 coordinate descent on `E ||x - D a||^2` given those statistics, then rescales
 it to unit norm. `tight_frame` moves a dictionary to the nearest unit-norm
-tight frame (the best-conditioned dictionary of its shape). `pca_basis` gives the orthonormal `D_0` of DDSE (eq. 5 of
+tight frame (the least spectral norm a unit-norm dictionary of its shape can
+have). `pca_basis` gives the orthonormal `D_0` of DDSE (eq. 5 of
 ../shared/papers/deep-double-sparsity-encoder.txt).
 """
 
