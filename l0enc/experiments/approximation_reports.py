@@ -142,8 +142,11 @@ def _problems_table(results: Sequence[dict[str, Any]]) -> str:
 
   def dictionary_lam(result):
     # A synthetic problem's dictionary is given, not learned.
-    return (f"{result['config']['dictionary_lam']:g}"
-            if result['config']['dataset'] == 'mnist' else '–')
+    if result['config']['dataset'] != 'mnist':
+      return '–'
+    tight = ', then its tight frame' if result['config'].get(
+        'tight_frame') else ''
+    return f"{result['config']['dictionary_lam']:g}{tight}"
 
   def coherence(result):
     value = result['data'].get('dictionary_coherence')
