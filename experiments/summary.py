@@ -313,6 +313,7 @@ UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16',
                   'unrolled_benchmark_long_warm_relative',
                   'unrolled_benchmark_long_relative',
                   'unrolled_benchmark_patient',
+                  'unrolled_benchmark_patient_e2e_long',
                   'unrolled_benchmark_patient_warm',
                   'unrolled_benchmark_patient_ss16_warm'),
                  ('unrolled_benchmark_paper',), ('unrolled_benchmark',))
@@ -359,6 +360,10 @@ def _unrolled_variant(results: dict[str, Any]) -> str:
     changes.append('phases end at their best validation epoch')
   if flags.get('relative_steps'):
     changes.append('stage-wise steps relative to each parameter')
+  if flags.get('end_to_end_max_epochs') is not None:
+    steps = (flags['end_to_end_max_epochs'] *
+             results.get('config', {}).get('steps_per_epoch', 1))
+    changes.append(f'end-to-end phases of at most {steps:,} steps')
   return f" (ours: {', '.join(changes)})" if changes else ''
 
 

@@ -144,6 +144,8 @@ class Settings:
       the phase's best validation loss does not count (0: any new minimum
       counts, as in the papers' codes).
     max_epochs: most validations per phase.
+    end_to_end_max_epochs: most validations per end-to-end phase of the
+      fine-tuned variants (ours); None: `max_epochs`.
     compile_per_stage: phases of stage t run stages 1..t only, one
       compilation per stage (`StagewiseConfig.compile_per_stage`).
     new_stage_init: 'as_built' (the papers') or 'previous_stage' (ours: a
@@ -182,6 +184,7 @@ class Settings:
   patience: int
   min_relative_improvement: float
   max_epochs: int
+  end_to_end_max_epochs: int | None
   compile_per_stage: bool
   new_stage_init: str
   restore_best: bool
@@ -208,6 +211,9 @@ class Settings:
                        f'{self.refine_decays!r}.')
     validation.check_positive('l0_lam', self.l0_lam)
     validation.check_positive('end_to_end_rate', self.end_to_end_rate)
+    if self.end_to_end_max_epochs is not None:
+      validation.check_int_in_range('end_to_end_max_epochs',
+                                    self.end_to_end_max_epochs, 1, 2**31 - 1)
     if not 0 < self.max_support_percent <= 100:
       raise ValueError('max_support_percent must be in (0, 100], got '
                        f'{self.max_support_percent}.')
@@ -617,6 +623,23 @@ def learned_row(method: str, problem: synthetic.SyntheticProblem,
       start, settings.training)
 
 
+def end_to_end_config(settings: Settings) -> stagewise.StagewiseConfig:
+  """The end-to-end phases of the fine-tuned variants (`fine_tuned_row`).
+
+  The stage-wise phases' config at `settings.end_to_end_rate`, in relative
+  steps, with the last stage-wise phase's HELU sigma throughout and at most
+  `settings.end_to_end_max_epochs` validations per phase (`max_epochs` when
+  None).
+  """
+  config = settings.stagewise_config()
+  return config._replace(
+      learning_rate=settings.end_to_end_rate,
+      phase_sigmas=(config.phase_sigmas[-1],) * len(config.phase_sigmas),
+      relative_steps=True,
+      max_epochs=(config.max_epochs if settings.end_to_end_max_epochs is None
+                  else settings.end_to_end_max_epochs))
+
+
 def fine_tuned_row(method: str, problem: synthetic.SyntheticProblem,
                    settings: Settings, base_row: dict[str, Any],
                    base_unit: str, workdir: str) -> dict[str, Any]:
@@ -651,10 +674,7 @@ def fine_tuned_row(method: str, problem: synthetic.SyntheticProblem,
   if not restore_trained(encoder, base_row, base_unit, settings):
     raise ValueError(f'{method} starts from {base}, whose last checkpoint is '
                      f'not in {base_unit}: rerun {base} there first.')
-  config = settings.stagewise_config()
-  config = config._replace(learning_rate=settings.end_to_end_rate,
-                           phase_sigmas=(config.phase_sigmas[-1],)
-                           * len(config.phase_sigmas), relative_steps=True)
+  config = end_to_end_config(settings)
   start = time.perf_counter()
   result = stagewise.train_end_to_end(
       encoder, _stream(problem, base_row['steps']),
@@ -893,8 +913,8 @@ def main(argv):
           'num_stages', 'signal_dim', 'code_dim', 'nonzero_prob', 'num_test',
           'batch_size', 'training', 'learning_rate', 'stage_decay', 'seed',
           'max_m', 'm_growth', 'l0_lam', 'max_support_percent',
-          'end_to_end_rate', 'new_stage_init', 'restore_best',
-          'relative_steps')},
+          'end_to_end_rate', 'end_to_end_max_epochs', 'new_stage_init',
+          'restore_best', 'relative_steps')},
       'config': {k: list(v) if isinstance(v, tuple) else v
                  for k, v in config._asdict().items()},
       'num_validation': settings.num_validation,

@@ -109,9 +109,25 @@ def test_our_variants_reach_the_stagewise_config(variant):
     assert getattr(config, name) == value, name
 
 
-def test_bad_support_cap_is_named():
+@pytest.mark.parametrize('end_to_end_max_epochs, expected', [(None, 3),
+                                                              (40, 40)])
+def test_end_to_end_phases_take_their_own_cap(end_to_end_max_epochs,
+                                              expected):
+  settings = _settings(end_to_end_max_epochs=end_to_end_max_epochs,
+                       end_to_end_rate=0.003)
+  config = benchmark.end_to_end_config(settings)
+  assert config.max_epochs == expected
+  assert config.learning_rate == 0.003 and config.relative_steps
+  assert set(config.phase_sigmas) == {settings.stagewise_config(
+  ).phase_sigmas[-1]}
+  assert settings.stagewise_config().max_epochs == 3  # Stage-wise unchanged.
+
+
+def test_bad_settings_are_named():
   with pytest.raises(ValueError, match='max_support_percent'):
     _settings(max_support_percent=120.0)
+  with pytest.raises(ValueError, match='end_to_end_max_epochs'):
+    _settings(end_to_end_max_epochs=0)
 
 
 def _run(tmp_path, *extra):

@@ -50,6 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
       # loss, do not count (the papers' codes: 0, any new minimum).
       min_relative_improvement=1e-3,
       max_epochs=3,  # Most validations per phase.
+      # Most validations per end-to-end phase of the fine-tuned variants
+      # (ours); None: max_epochs.
+      end_to_end_max_epochs=config_dict.placeholder(int),
       # One compiled step per stage, stages 1..t only (for long phases).
       compile_per_stage=False,
       # Where a new stage starts: 'as_built' (the papers': one more ISTA/IHT
