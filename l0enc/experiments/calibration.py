@@ -288,7 +288,7 @@ def finished_points(workdir: str,
 
 
 def read_choice(path: str) -> dict[int, dict[str, Any]]:
-  """`{code_dim: {'whitening_epsilon', 'dictionary_lam', 'tight_frame'}}`.
+  """`{code_dim: {grid field: chosen value}}` (every `GRID_FIELDS` but p).
 
   Args:
     path: the `results.json` that experiments/calibrate_regime.py wrote (a
@@ -297,11 +297,12 @@ def read_choice(path: str) -> dict[int, dict[str, Any]]:
   if not os.path.exists(path):
     raise ValueError(f'Calibration results {path} do not exist; run '
                      'experiments/calibrate_regime.py first.')
-  results = reporting.read_json(path)
-  return {int(code_dim): {
-      name: approximation.upgrade_config(point['config'])[name]
-      for name in ('whitening_epsilon', 'dictionary_lam', 'tight_frame')}
-          for code_dim, point in results['chosen'].items()}
+  choice = {}
+  for code_dim, point in reporting.read_json(path)['chosen'].items():
+    config = approximation.upgrade_config(point['config'])
+    choice[int(code_dim)] = {name: config[name] for name in GRID_FIELDS
+                             if name != 'code_dim'}
+  return choice
 
 
 def report(points: Sequence[dict[str, Any]],
