@@ -626,10 +626,13 @@ def learned_row(method: str, problem: synthetic.SyntheticProblem,
 def end_to_end_config(settings: Settings) -> stagewise.StagewiseConfig:
   """The end-to-end phases of the fine-tuned variants (`fine_tuned_row`).
 
-  The stage-wise phases' config at `settings.end_to_end_rate`, in relative
-  steps, with the last stage-wise phase's HELU sigma throughout and at most
+  The stage-wise phases' config at `settings.end_to_end_rate`, with the
+  last stage-wise phase's HELU sigma throughout and at most
   `settings.end_to_end_max_epochs` validations per phase (`max_epochs` when
-  None).
+  None), in relative steps (`StagewiseConfig.relative_steps`): the
+  thresholds of the last stages are a hundredth of the first's, and Adam's
+  absolute steps at a rate that moves the step sizes drive them through
+  zero (at SNR 40 dB such fine-tuning diverged in its first epoch).
   """
   config = settings.stagewise_config()
   return config._replace(
@@ -650,12 +653,8 @@ def fine_tuned_row(method: str, problem: synthetic.SyntheticProblem,
   together on the last stage's loss, the step sizes can take a schedule no
   single stage would choose (deep-unfolded gradient descent learns
   Chebyshev-like steps: Takabe and Wadayama, 2020). The phases are
-  `stagewise.end_to_end_phases` at `settings.end_to_end_rate` with the last
-  stage-wise phase's HELU sigma, on stream batches after the base's, in
-  relative steps (`StagewiseConfig.relative_steps`): the thresholds of the
-  last stages are a hundredth of the first's, and Adam's absolute steps at
-  a rate that moves the step sizes drive them through zero (at SNR 40 dB
-  such fine-tuning diverged in its first epoch).
+  `stagewise.end_to_end_phases` configured by `end_to_end_config`, on
+  stream batches after the base's.
 
   Args:
     method: '<base>_e2e'.
