@@ -146,6 +146,9 @@ class Settings:
     max_epochs: most validations per phase.
     end_to_end_max_epochs: most validations per end-to-end phase of the
       fine-tuned variants (ours); None: `max_epochs`.
+    end_to_end_restore_best: whether the end-to-end phases of the fine-tuned
+      variants end at their best validation epoch (ours); None:
+      `restore_best`.
     compile_per_stage: phases of stage t run stages 1..t only, one
       compilation per stage (`StagewiseConfig.compile_per_stage`).
     new_stage_init: 'as_built' (the papers') or 'previous_stage' (ours: a
@@ -185,6 +188,7 @@ class Settings:
   min_relative_improvement: float
   max_epochs: int
   end_to_end_max_epochs: int | None
+  end_to_end_restore_best: bool | None
   compile_per_stage: bool
   new_stage_init: str
   restore_best: bool
@@ -214,6 +218,8 @@ class Settings:
     if self.end_to_end_max_epochs is not None:
       validation.check_int_in_range('end_to_end_max_epochs',
                                     self.end_to_end_max_epochs, 1, 2**31 - 1)
+    validation.check_choice('end_to_end_restore_best',
+                            self.end_to_end_restore_best, (None, False, True))
     if not 0 < self.max_support_percent <= 100:
       raise ValueError('max_support_percent must be in (0, 100], got '
                        f'{self.max_support_percent}.')
@@ -629,7 +635,9 @@ def end_to_end_config(settings: Settings) -> stagewise.StagewiseConfig:
   The stage-wise phases' config at `settings.end_to_end_rate`, with the
   last stage-wise phase's HELU sigma throughout and at most
   `settings.end_to_end_max_epochs` validations per phase (`max_epochs` when
-  None), in relative steps (`StagewiseConfig.relative_steps`): the
+  None), ending at the best validation epoch where
+  `settings.end_to_end_restore_best` says so (`restore_best` when None),
+  in relative steps (`StagewiseConfig.relative_steps`): the
   thresholds of the last stages are a hundredth of the first's, and Adam's
   absolute steps at a rate that moves the step sizes drive them through
   zero (at SNR 40 dB such fine-tuning diverged in its first epoch).
@@ -640,7 +648,10 @@ def end_to_end_config(settings: Settings) -> stagewise.StagewiseConfig:
       phase_sigmas=(config.phase_sigmas[-1],) * len(config.phase_sigmas),
       relative_steps=True,
       max_epochs=(config.max_epochs if settings.end_to_end_max_epochs is None
-                  else settings.end_to_end_max_epochs))
+                  else settings.end_to_end_max_epochs),
+      restore_best=(config.restore_best
+                    if settings.end_to_end_restore_best is None
+                    else settings.end_to_end_restore_best))
 
 
 def fine_tuned_row(method: str, problem: synthetic.SyntheticProblem,
@@ -912,7 +923,8 @@ def main(argv):
           'num_stages', 'signal_dim', 'code_dim', 'nonzero_prob', 'num_test',
           'batch_size', 'training', 'learning_rate', 'stage_decay', 'seed',
           'max_m', 'm_growth', 'l0_lam', 'max_support_percent',
-          'end_to_end_rate', 'end_to_end_max_epochs', 'new_stage_init',
+          'end_to_end_rate', 'end_to_end_max_epochs',
+          'end_to_end_restore_best', 'new_stage_init',
           'restore_best', 'relative_steps')},
       'config': {k: list(v) if isinstance(v, tuple) else v
                  for k, v in config._asdict().items()},

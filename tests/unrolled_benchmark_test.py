@@ -123,11 +123,24 @@ def test_end_to_end_phases_take_their_own_cap(end_to_end_max_epochs,
   assert settings.stagewise_config().max_epochs == 3  # Stage-wise unchanged.
 
 
+@pytest.mark.parametrize('restore_best, end_to_end_restore_best, expected', [
+    (False, None, False), (True, None, True), (False, True, True),
+    (True, False, False)])
+def test_end_to_end_phases_take_their_own_restore_best(
+    restore_best, end_to_end_restore_best, expected):
+  settings = _settings(restore_best=restore_best,
+                       end_to_end_restore_best=end_to_end_restore_best)
+  assert benchmark.end_to_end_config(settings).restore_best == expected
+  assert settings.stagewise_config().restore_best == restore_best
+
+
 def test_bad_settings_are_named():
   with pytest.raises(ValueError, match='max_support_percent'):
     _settings(max_support_percent=120.0)
   with pytest.raises(ValueError, match='end_to_end_max_epochs'):
     _settings(end_to_end_max_epochs=0)
+  with pytest.raises(ValueError, match='end_to_end_restore_best'):
+    _settings(end_to_end_restore_best='yes')
 
 
 def _run(tmp_path, *extra):

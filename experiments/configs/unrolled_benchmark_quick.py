@@ -53,6 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
       # Most validations per end-to-end phase of the fine-tuned variants
       # (ours); None: max_epochs.
       end_to_end_max_epochs=config_dict.placeholder(int),
+      # Whether the end-to-end phases end at their best validation epoch
+      # (ours); None: restore_best.
+      end_to_end_restore_best=config_dict.placeholder(bool),
       # One compiled step per stage, stages 1..t only (for long phases).
       compile_per_stage=False,
       # Where a new stage starts: 'as_built' (the papers': one more ISTA/IHT
