@@ -314,6 +314,7 @@ UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16',
                   'unrolled_benchmark_long_relative',
                   'unrolled_benchmark_patient',
                   'unrolled_benchmark_patient_e2e_long',
+                  'unrolled_benchmark_patient_e2e_best',
                   'unrolled_benchmark_patient_warm',
                   'unrolled_benchmark_patient_ss16_warm'),
                  ('unrolled_benchmark_paper',), ('unrolled_benchmark',))
