@@ -365,8 +365,10 @@ def _unrolled_variant(results: dict[str, Any]) -> str:
     steps = (flags['end_to_end_max_epochs'] *
              results.get('config', {}).get('steps_per_epoch', 1))
     changes.append(f'end-to-end phases of at most {steps:,} steps')
-  if flags.get('end_to_end_restore_best') and not flags.get('restore_best'):
-    changes.append('end-to-end phases end at their best validation epoch')
+  end_to_end_best = flags.get('end_to_end_restore_best')
+  if end_to_end_best not in (None, bool(flags.get('restore_best'))):
+    changes.append('end-to-end phases end at their ' + (
+        'best validation epoch' if end_to_end_best else 'last epoch'))
   return f" (ours: {', '.join(changes)})" if changes else ''
 
 
