@@ -316,10 +316,11 @@ UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16',
                   'unrolled_benchmark_patient_e2e_long',
                   'unrolled_benchmark_patient_e2e_best',
                   'unrolled_benchmark_patient_warm',
+                  'unrolled_benchmark_patient_grad_decay',
                   'unrolled_benchmark_patient_ss16_warm'),
                  ('unrolled_benchmark_paper',), ('unrolled_benchmark',))
 UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_shared', 'lista_cpss',
-                                         'alista')),
+                                         'lista_cpss_shared', 'alista')),
                    ('our l0 encoders', ('deep_l0', 'deep_msparse',
                                         'alista_l0', 'alista_msparse')),
                    ('our variant, fine-tuned end to end after stage-wise '
@@ -328,6 +329,7 @@ UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_shared', 'lista_cpss',
                                  'alista_msparse_e2e')))
 UNROLLED_LABELS = {'lista': 'LISTA', 'lista_shared': 'LISTA (shared B, S)',
                    'lista_cpss': 'LISTA-CPSS',
+                   'lista_cpss_shared': 'LISTA-CPSS (shared W)',
                    'alista': 'ALISTA', 'deep_l0': 'Deep l0 (SS)',
                    'deep_msparse': 'Deep M-sparse',
                    'alista_l0': 'Deep l0, ALISTA form',
@@ -369,7 +371,13 @@ def _unrolled_variant(results: dict[str, Any]) -> str:
   if end_to_end_best not in (None, bool(flags.get('restore_best'))):
     changes.append('end-to-end phases end at their ' + (
         'best validation epoch' if end_to_end_best else 'last epoch'))
-  return f" (ours: {', '.join(changes)})" if changes else ''
+  parts = ([f"ours: {', '.join(changes)}"] if changes else [])
+  if flags.get('stage_decay_target', 'rate') == 'gradient':
+    # The papers' codes, not our variant: their per-stage decay acts on the
+    # gradients Adam sees (l0enc.stagewise.StagewiseConfig).
+    parts.insert(0, "the stage decay on the gradients, as in the papers' "
+                 'codes')
+  return f" ({'; '.join(parts)})" if parts else ''
 
 
 def unrolled_rows(results_dir: str) -> list[Row]:

@@ -14,7 +14,9 @@ fixed. Every method has 16 stages (iterations):
              iterations), lambda chosen on validation;
   learned    LISTA (Gregor and LeCun; untied, and with one B and S shared
              by the stages as in the field's code, `lista_shared`), LISTA-CP
-             and LISTA-CPSS (Chen et al. 2018), ALISTA (Liu et al. 2019),
+             and LISTA-CPSS (Chen et al. 2018; untied, and with one W shared
+             by the stages, the codes' default, `lista_cpss_shared`), ALISTA
+             (Liu et al. 2019),
              our Deep l0 encoder (untied,
              with support selection) and Deep M-sparse encoder (untied, M
              per stage), and the two in the ALISTA form (analytic W, only
@@ -79,8 +81,9 @@ from l0enc.experiments import paper
 
 NOISELESS = 'noiseless'
 CLASSICAL = ('ista', 'fista', 'iht', 'iht_m', 'fista_converged')
-LEARNED = ('lista', 'lista_shared', 'lista_cp', 'lista_cpss', 'alista',
-           'deep_l0', 'deep_msparse', 'alista_l0', 'alista_msparse')
+LEARNED = ('lista', 'lista_shared', 'lista_cp', 'lista_cpss',
+           'lista_cpss_shared', 'alista', 'deep_l0', 'deep_msparse',
+           'alista_l0', 'alista_msparse')
 # Our variant: a learned method trained as usual, then end to end on the
 # last stage's loss from where that left off (`fine_tuned_row`).
 FINE_TUNED_SUFFIX = '_e2e'
@@ -91,6 +94,7 @@ LABELS = {
     'iht_m': 'IHT, problem (2)', 'fista_converged': 'FISTA, converged',
     'lista': 'LISTA', 'lista_shared': 'LISTA, shared B and S',
     'lista_cp': 'LISTA-CP', 'lista_cpss': 'LISTA-CPSS',
+    'lista_cpss_shared': 'LISTA-CPSS, shared W',
     'alista': 'ALISTA', 'deep_l0': 'Deep l0 (SS)',
     'deep_msparse': 'Deep M-sparse (M per stage)',
     'alista_l0': 'Deep l0, ALISTA form (SS)',
@@ -138,6 +142,11 @@ class Settings:
     refine_decays: refinement rates as multiples of the base rate.
     stage_decay: rates of earlier stages are multiplied by this after each
       stage (the papers' 0.3).
+    stage_decay_target: 'rate' (the multipliers scale the steps: the
+      literal reading) or 'gradient' (they scale the gradients Adam sees, as
+      the papers' codes do; `StagewiseConfig.stage_decay_target`).
+    adam_eps: Adam's epsilon on our loss (the codes' 1e-8 on theirs is
+      `1e-8 / (batch_size / 2)` on ours; `StagewiseConfig.adam_eps`).
     steps_per_epoch: steps between validations.
     patience: validations without improvement that end a phase.
     min_relative_improvement: an improvement smaller than this fraction of
@@ -183,6 +192,8 @@ class Settings:
   end_to_end_rate: float
   refine_decays: tuple[float, ...]
   stage_decay: float
+  stage_decay_target: str
+  adam_eps: float
   steps_per_epoch: int
   patience: int
   min_relative_improvement: float
@@ -230,7 +241,9 @@ class Settings:
     return stagewise.StagewiseConfig(
         learning_rate=self.learning_rate,
         refine_decays=tuple(float(v) for v in self.refine_decays),
-        stage_decay=self.stage_decay, steps_per_epoch=self.steps_per_epoch,
+        stage_decay=self.stage_decay,
+        stage_decay_target=self.stage_decay_target, adam_eps=self.adam_eps,
+        steps_per_epoch=self.steps_per_epoch,
         patience=self.patience,
         min_relative_improvement=self.min_relative_improvement,
         max_epochs=self.max_epochs, compile_per_stage=self.compile_per_stage,
@@ -405,6 +418,9 @@ def build_encoder(method: str, problem: synthetic.SyntheticProblem,
   if method == 'lista_cpss':
     return lista.LISTACP(d, num_stages=num_stages, support_selection=True,
                          max_percent=cap)
+  if method == 'lista_cpss_shared':
+    return lista.LISTACP(d, num_stages=num_stages, support_selection=True,
+                         max_percent=cap, tied=True)
   if method == 'alista':
     return lista.ALISTA(d, num_stages=num_stages, max_percent=cap)
   if method == 'deep_l0':
@@ -925,7 +941,8 @@ def main(argv):
           'max_m', 'm_growth', 'l0_lam', 'max_support_percent',
           'end_to_end_rate', 'end_to_end_max_epochs',
           'end_to_end_restore_best', 'new_stage_init',
-          'restore_best', 'relative_steps')},
+          'restore_best', 'relative_steps', 'stage_decay_target',
+          'adam_eps')},
       'config': {k: list(v) if isinstance(v, tuple) else v
                  for k, v in config._asdict().items()},
       'num_validation': settings.num_validation,

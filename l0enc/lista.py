@@ -244,15 +244,18 @@ class _CoupledEncoder(nnx.Module):
 class LISTACP(_CoupledEncoder):
   """LISTA-CP, and LISTA-CPSS with `support_selection=True` (Chen et al. 2018).
 
-  `z_k = eta_k(z_{k-1} + W_k (x - D z_{k-1}))` with untied `W_k` (`p x n`)
-  and scalar thresholds theta_k. Initialization (the paper's code): every
+  `z_k = eta_k(z_{k-1} + W_k (x - D z_{k-1}))` with untied `W_k` (`p x n`),
+  or one W for all stages (`tied=True`: the default of the LISTA-CPSS and
+  ALISTA codes, `untied=False`, whose plots are of this form), and scalar
+  thresholds theta_k. Initialization (the paper's code): every
   `W_k = D^T / (1.001 ||D||_2^2)` and `theta_k = lam / (1.001 ||D||_2^2)`,
   i.e. K ISTA iterations with step 1/(1.001 L); with `neuron='helu'` theta_k
   is the IHT threshold `sqrt(2 lam mu)` instead (K IHT iterations in
   evaluation mode).
 
   Attributes:
-    weights: W_1..W_K, shape `(K, code_dim, signal_dim)`.
+    weights: W_1..W_K, shape `(K, code_dim, signal_dim)`, or the shared W,
+      `(code_dim, signal_dim)`, if tied (a parameter of stage 1).
     threshold: theta_1..theta_K, shape `(K,)` (not with 'top_m').
     dictionary: D, a `FixedMatrix`.
   """
@@ -263,7 +266,7 @@ class LISTACP(_CoupledEncoder):
                percent: float = PAPER_PERCENT,
                max_percent: float = PAPER_MAX_PERCENT,
                m: int | Sequence[int] | None = None, sigma: float = 0.2,
-               param_dtype: Any = None):
+               tied: bool = False, param_dtype: Any = None):
     """Builds the encoder from the dictionary, initialized as ISTA / IHT.
 
     Args:
@@ -277,9 +280,11 @@ class LISTACP(_CoupledEncoder):
       max_percent: its cap.
       m: M per stage (an int or K ints), with 'top_m' only.
       sigma: initial HELU_sigma ramp width, with 'helu'.
+      tied: one W shared by all stages instead of one per stage.
       param_dtype: parameter dtype; the dictionary's by default.
     """
     validation.check_positive('lam', lam)
+    validation.check_choice('tied', tied, (False, True))
     step_size = paper_step_size(_check_dictionary(dictionary))
     threshold = (solvers.iht_threshold(lam, step_size) if neuron == HELU
                  else lam * step_size)
@@ -288,15 +293,25 @@ class LISTACP(_CoupledEncoder):
                      support_selection=support_selection, percent=percent,
                      max_percent=max_percent, m=m, sigma=sigma,
                      param_dtype=param_dtype)
-    self.weights = nnx.Param(jnp.broadcast_to(
-        step_size * self.dictionary[...].T,
-        (self.num_stages, self.code_dim, self.signal_dim)))
+    self.tied = tied
+    weight = step_size * self.dictionary[...].T
+    self.weights = nnx.Param(weight if tied else jnp.broadcast_to(
+        weight, (self.num_stages, self.code_dim, self.signal_dim)))
 
-  def _gain_parameters(self) -> jax.Array:
-    return self.weights[...]
+  def _gain_parameters(self) -> jax.Array | None:
+    # A tied W is not scanned over: each stage reads the one matrix.
+    return None if self.tied else self.weights[...]
 
-  def _gain(self, residual: jax.Array, weights: jax.Array) -> jax.Array:
-    return residual @ weights.T
+  def _gain(self, residual: jax.Array, weights: jax.Array | None
+            ) -> jax.Array:
+    return residual @ (self.weights[...] if weights is None else weights).T
+
+  def parameter_stages(self) -> dict[str, Any]:
+    """A slice per stage (`[1, ..., K]`); a tied W is stage 1's."""
+    stages = super().parameter_stages()
+    if self.tied:
+      stages['weights'] = 1
+    return stages
 
 
 class ALISTA(_CoupledEncoder):

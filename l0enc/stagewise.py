@@ -8,9 +8,14 @@ stage t's own output, `||z_t - a||^2`, and training runs in phases
   2. all the parameters of stages 1..t at 0.2 x the base rate;
   3. the same at 0.02 x the base rate;
 
-and the parameters of an earlier stage s are stepped at `stage_decay^(t-s)`
-times those rates (their per-variable multipliers are decayed after each
-stage). Each phase ends when the validation loss has not improved for
+and each parameter first trained in an earlier stage s carries a multiplier
+`stage_decay^(t-s)` (decayed after each stage). The codes apply it to the
+gradient before Adam (`get_train_op`), whose normalization undoes a constant
+factor: every stage so far steps at the phase's rate until its scaled
+gradient nears Adam's epsilon (`stage_decay_target='gradient'`); the literal
+reading, `'rate'` (our default, that of the committed runs), scales the
+steps, so a stage trained three stages ago moves at 0.3^3 = 2.7 % of the
+rate. Each phase ends when the validation loss has not improved for
 `patience` evaluations (a plateau), or after `max_epochs` of them.
 `train_end_to_end` is the plain alternative: the last stage's loss, all
 parameters, the same base -> x0.2 -> x0.02 phases. Our variants, off by
@@ -104,6 +109,20 @@ class StagewiseConfig(NamedTuple):
       stalls (LISTA on the 250 x 500 benchmark: new stages start near 0 dB
       and the NMSE stops falling after about stage 9). A copy of the trained stage
       t - 1 starts stage t at one more step of the stage before.
+    stage_decay_target: where the multipliers `stage_decay^(t-s)` act:
+      'rate' (the literal reading of the papers' `decay_rate`: each update
+      scaled after Adam, so earlier stages all but freeze within a few
+      stages) or 'gradient' (what the LISTA-CPSS and ALISTA codes do,
+      `get_train_op`: the gradient scaled before Adam. Adam divides by the
+      gradient's RMS, so the factor cancels until the scaled gradient nears
+      `adam_eps`; stage s then steps at the full rate until `stage_decay^
+      (t-s)` times its gradient is that small, after about 15 stages for
+      the codes' loss).
+    adam_eps: Adam's epsilon (optax's 1e-8). The codes' 1e-8 is on
+      `tf.nn.l2_loss`, half the sum over a batch of B signals, which is B/2
+      times our loss (`l0enc.train.squared_error_loss`, the mean over the
+      batch): their epsilon is `1e-8 / (B / 2)` on ours, where it matters
+      only with `stage_decay_target='gradient'`.
     restore_best: end every phase with the parameters of its epoch with the
       lowest validation loss, the phase's start counting as epoch 0,
       instead of its last epoch's (`l0enc.train.fit(restore_best=True)`);
@@ -126,9 +145,12 @@ class StagewiseConfig(NamedTuple):
   relative_steps: bool = False
   new_stage_init: str = 'as_built'
   restore_best: bool = False
+  stage_decay_target: str = 'rate'
+  adam_eps: float = 1e-8
 
 
 NEW_STAGE_INITS = ('as_built', 'previous_stage')
+STAGE_DECAY_TARGETS = ('rate', 'gradient')
 
 
 class Phase(NamedTuple):
@@ -295,6 +317,9 @@ def check_config(config: StagewiseConfig) -> None:
   if config.new_stage_init not in NEW_STAGE_INITS:
     raise ValueError(f'new_stage_init must be one of {NEW_STAGE_INITS}, got '
                      f'{config.new_stage_init!r}.')
+  validation.check_choice('stage_decay_target', config.stage_decay_target,
+                          STAGE_DECAY_TARGETS)
+  validation.check_positive('adam_eps', config.adam_eps)
 
 
 def plateau(history: Sequence[train.EpochRecord], patience: int,
@@ -444,9 +469,11 @@ def _relative_scale(param: jax.Array) -> jax.Array:
 
 
 def phase_optimizer(settings: _PhaseSettings, *,
-                    relative_steps: bool = False
+                    relative_steps: bool = False,
+                    stage_decay_target: str = 'rate',
+                    adam_eps: float = 1e-8
                     ) -> optax.GradientTransformation:
-  """Adam at the phase's base rate, then the per-stage multipliers.
+  """Adam at the phase's base rate with the per-stage multipliers.
 
   One transformation serves all the phases of a run, so that they share
   one compiled training step: `init` reads the current phase's base rate
@@ -458,11 +485,20 @@ def phase_optimizer(settings: _PhaseSettings, *,
     settings: holds the phase whose optimizer `init` builds.
     relative_steps: scale each update by the size of what it updates
       (`StagewiseConfig.relative_steps`).
+    stage_decay_target: 'rate' (the multipliers scale Adam's updates) or
+      'gradient' (they scale the gradients Adam sees, as in the papers'
+      codes; `StagewiseConfig.stage_decay_target`).
+    adam_eps: Adam's epsilon.
 
   Returns:
     The transformation.
   """
-  adam = optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
+  validation.check_choice('stage_decay_target', stage_decay_target,
+                          STAGE_DECAY_TARGETS)
+  adam = optax.inject_hyperparams(optax.adam)(learning_rate=1.0,
+                                              eps=adam_eps)
+  scale = lambda tree, multipliers: jax.tree.map(
+      lambda u, m: u * m.astype(u.dtype), tree, multipliers)
 
   def init(params):
     phase = settings.phase
@@ -473,9 +509,13 @@ def phase_optimizer(settings: _PhaseSettings, *,
                                                      phase.multipliers))
 
   def update(updates, state, params=None):
+    if stage_decay_target == 'gradient':
+      # A zero multiplier (a parameter the phase does not train) gives a
+      # zero gradient, hence a zero Adam step.
+      updates = scale(updates, state.multipliers)
     updates, adam_state = adam.update(updates, state.adam, params)
-    updates = jax.tree.map(lambda u, m: u * m.astype(u.dtype), updates,
-                           state.multipliers)
+    if stage_decay_target == 'rate':
+      updates = scale(updates, state.multipliers)
     if relative_steps:
       if params is None:
         raise ValueError('relative_steps needs the parameters in update().')
@@ -528,7 +568,9 @@ def _run_phases(encoder: nnx.Module, phases: Sequence[Phase],
   stop = lambda history: plateau(history, config.patience,
                                  config.min_relative_improvement)
   settings = _PhaseSettings()
-  tx = phase_optimizer(settings, relative_steps=config.relative_steps)
+  tx = phase_optimizer(settings, relative_steps=config.relative_steps,
+                       stage_decay_target=config.stage_decay_target,
+                       adam_eps=config.adam_eps)
   model = stage_model(encoder, 1, config)
   for index in range(len(done), len(phases)):
     phase = phases[index]

@@ -1,5 +1,7 @@
 """Tests of l0enc.lista: the analytic weight, the coupled stages, shapes."""
 
+import functools
+
 import chex
 from flax import nnx
 import jax
@@ -81,6 +83,8 @@ def _build(kind, dictionary=None, num_stages=NUM_STAGES):
       'cp': lambda: lista.LISTACP(dictionary, num_stages=num_stages),
       'cpss': lambda: lista.LISTACP(dictionary, num_stages=num_stages,
                                     support_selection=True),
+      'cpss_tied': lambda: lista.LISTACP(dictionary, num_stages=num_stages,
+                                         support_selection=True, tied=True),
       'cp_helu_ss': lambda: lista.LISTACP(
           dictionary, num_stages=num_stages, neuron='helu', lam=0.05,
           support_selection=True),
@@ -93,7 +97,7 @@ def _build(kind, dictionary=None, num_stages=NUM_STAGES):
   }[kind]()
 
 
-KINDS = ['cp', 'cpss', 'cp_helu_ss', 'alista', 'alista_helu', 'alista_top_m']
+KINDS = ['cp', 'cpss', 'cpss_tied', 'cp_helu_ss', 'alista', 'alista_helu', 'alista_top_m']
 
 
 def np_coupled_stages(model, x):
@@ -106,7 +110,8 @@ def np_coupled_stages(model, x):
     if isinstance(model, lista.ALISTA):
       gain = model.step_size[...][k] * np.asarray(model.weight[...])
     else:
-      gain = np.asarray(model.weights[...][k])
+      gain = np.asarray(model.weights[...] if model.tied
+                        else model.weights[...][k])
     u = codes + (x - codes @ d.T) @ gain.T
     count = None if model.counts is None else model.counts[k]
     if model.neuron == 'top_m':
@@ -143,6 +148,8 @@ def test_stages_match_a_numpy_reference_and_shapes(kind):
 
 @pytest.mark.parametrize('build, matrix, shape', [
     (lista.LISTACP, 'weights', (5, CODE_DIM, SIGNAL_DIM)),
+    (functools.partial(lista.LISTACP, tied=True), 'weights',
+     (CODE_DIM, SIGNAL_DIM)),
     (lista.shared_lista, 'recurrent_weights', (CODE_DIM, CODE_DIM)),
 ])
 def test_untrained_encoder_is_ista_with_the_papers_step(build, matrix, shape):
@@ -215,6 +222,14 @@ def test_gradients_are_finite_and_reach_every_parameter(kind):
       nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
+def test_tied_weights_are_stage_one_parameters():
+  model = _build('cpss_tied')
+  stages = model.parameter_stages()
+  assert stages['weights'] == 1
+  np.testing.assert_array_equal(stages['threshold'],
+                                np.arange(1, NUM_STAGES + 1))
+
+
 def test_fixed_matrices_are_not_parameters():
   model = _build('alista')
   assert set(nnx.to_pure_dict(nnx.state(model, nnx.Param))) == {
@@ -254,6 +269,7 @@ def test_deep_l0_with_support_selection_and_msparse_with_m_per_stage():
     (lambda d: lista.LISTACP(d, neuron='relu'), 'neuron'),
     (lambda d: lista.LISTACP(d, neuron='top_m'), 'needs m'),
     (lambda d: lista.LISTACP(d, m=3), 'only for'),
+    (lambda d: lista.LISTACP(d, tied='yes'), 'tied'),
     (lambda d: lista.ALISTA(d, num_stages=2, neuron='top_m', m=[1, 2, 3]),
      'one entry per stage'),
     (lambda d: lista.ALISTA(d, lam=-1.0), 'lam'),

@@ -168,6 +168,51 @@ def test_relative_steps_scale_adam_by_the_size_of_each_stage_slice():
                                rtol=1e-4, atol=1e-9)
 
 
+@pytest.mark.parametrize('target', ['rate', 'gradient'])
+def test_stage_decay_scales_the_steps_or_the_gradients(target):
+  problem = _problem()
+  encoder = _encoder('lista', problem)
+  config = CONFIG._replace(stage_decay=0.5, stage_decay_target=target,
+                           adam_eps=1e-6)
+  phase = stagewise.stagewise_phases(encoder, config)[3]  # Stage 2, refine.
+  settings = stagewise._PhaseSettings()
+  settings.phase = phase
+  model = stagewise._StageOutput(encoder, 2)
+  before = _params(encoder)
+  optimizer = nnx.Optimizer(model, stagewise.phase_optimizer(
+      settings, stage_decay_target=target, adam_eps=config.adam_eps),
+                            wrt=nnx.Param)
+  x, codes = _batch_fn(problem)(0)
+  grads = nnx.grad(lambda m: train.squared_error_loss(m(x), codes))(model)
+  optimizer.update(model, grads)
+  after = _params(encoder)
+  # Reference: plain optax Adam, the multipliers applied by hand.
+  flat_grads = _params(grads.encoder)
+  factors = {name: np.reshape(
+      np.asarray(phase.multipliers[name], np.float32),
+      np.shape(phase.multipliers[name]) + (1,) * (
+          value.ndim - np.ndim(phase.multipliers[name])))
+             for name, value in flat_grads.items()}
+  adam = optax.adam(phase.learning_rate, eps=config.adam_eps)
+  if target == 'gradient':
+    scaled = {name: g * factors[name] for name, g in flat_grads.items()}
+    reference, _ = adam.update(scaled, adam.init(scaled))
+  else:
+    steps, _ = adam.update(flat_grads, adam.init(flat_grads))
+    reference = {name: u * factors[name] for name, u in steps.items()}
+  for name, value in before.items():
+    np.testing.assert_allclose(after[name] - value, reference[name],
+                               rtol=1e-4, atol=1e-10)
+  # Stage 1's thresholds (multiplier 0.5): Adam's first step is the rate
+  # times the gradient's sign, whatever its scale, unless rates are scaled.
+  step = np.abs(after['threshold'][0] - before['threshold'][0])
+  moved = np.abs(flat_grads['threshold'][0]) > 1e-3
+  assert moved.any()
+  np.testing.assert_allclose(
+      step[moved], phase.learning_rate * (0.5 if target == 'rate' else 1.0),
+      rtol=1e-2)
+
+
 def test_relative_steps_keep_positive_scalars_positive():
   problem = _problem()
   encoder = _encoder('alista', problem, num_stages=2)
@@ -358,6 +403,8 @@ def test_compiling_per_stage_trains_the_same_parameters():
     (CONFIG._replace(phase_sigmas=(0.2,)), 'phase_sigmas'),
     (CONFIG._replace(patience=0), 'patience'),
     (CONFIG._replace(new_stage_init='copy'), 'new_stage_init'),
+    (CONFIG._replace(stage_decay_target='grad'), 'stage_decay_target'),
+    (CONFIG._replace(adam_eps=0.0), 'adam_eps'),
 ])
 def test_bad_config_raises(config, match):
   problem = _problem()

@@ -160,6 +160,19 @@ def test_unrolled_rows_choose_between_runs_of_a_preset_on_validation(
                      '(ours: support cap 16 % of p): Deep l0, ALISTA form')
 
 
+@pytest.mark.parametrize('flags, expected', [
+    ({}, ''),
+    ({'stage_decay_target': 'rate'}, ''),
+    ({'stage_decay_target': 'gradient'},
+     " (the stage decay on the gradients, as in the papers' codes)"),
+    ({'stage_decay_target': 'gradient', 'restore_best': True},
+     " (the stage decay on the gradients, as in the papers' codes; ours: "
+     'phases end at their best validation epoch)'),
+])
+def test_unrolled_variant_names_the_stage_decay_target(flags, expected):
+  assert summary._unrolled_variant({'flags': flags}) == expected
+
+
 def test_task_rows_prefer_the_whitened_run_and_report_the_l0_codes(tmp_path):
   unit = lambda row, error, nonzeros=None, code_dim=128: {
       'unit': {'code_dim': code_dim}, 'row': row, 'validation_error': error,

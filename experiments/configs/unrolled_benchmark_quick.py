@@ -44,6 +44,12 @@ def get_config() -> ml_collections.ConfigDict:
       end_to_end_rate=1e-2,
       refine_decays=(0.2,),  # Refinement rates, multiples of the base.
       stage_decay=0.3,  # Earlier stages' rates, after each stage.
+      # Where stage_decay acts: 'rate' (the steps, the literal reading) or
+      # 'gradient' (the gradients Adam sees, as the papers' codes do).
+      stage_decay_target='rate',
+      # Adam's epsilon on our loss, the batch mean (the codes' 1e-8 on their
+      # half batch sum is 1e-8 / (batch_size / 2) here).
+      adam_eps=1e-8,
       steps_per_epoch=25,  # Steps between validations.
       patience=1,  # Validations without improvement that end a phase.
       # Smaller improvements, as a fraction of the phase's best validation

@@ -108,6 +108,7 @@ DDSE_BASELINE_LOSSES_AT_5_PERCENT_ABOVE = {'IV': 6.0, 'V': 4.0}
 # LISTA about -35 to -40, LISTA-CPSS about -60, ALISTA about -70 or below.
 # Our l0 encoders are held to the best l1 ones' level (-60 dB).
 UNROLLED_TARGETS_DB = {'lista': -35.0, 'lista_shared': -35.0,
-                       'lista_cpss': -60.0, 'alista': -70.0,
+                       'lista_cpss': -60.0, 'lista_cpss_shared': -60.0,
+                       'alista': -70.0,
                        'deep_l0': -60.0, 'deep_msparse': -60.0,
                        'alista_l0': -60.0, 'alista_msparse': -60.0}
