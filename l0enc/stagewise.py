@@ -13,7 +13,7 @@ and each parameter first trained in an earlier stage s carries a multiplier
 gradient before Adam (`get_train_op`), whose normalization undoes a constant
 factor: every stage so far steps at the phase's rate until its scaled
 gradient nears Adam's epsilon (`stage_decay_target='gradient'`); the literal
-reading, `'rate'` (our default, that of the committed runs), scales the
+reading, `'rate'` (our default), scales the
 steps, so a stage trained three stages ago moves at 0.3^3 = 2.7 % of the
 rate. Each phase ends when the validation loss has not improved for
 `patience` evaluations (a plateau), or after `max_epochs` of them.
