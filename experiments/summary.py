@@ -317,6 +317,7 @@ UNROLLED_RUNS = (('unrolled_benchmark_long', 'unrolled_benchmark_long_ss16',
                   'unrolled_benchmark_patient_e2e_best',
                   'unrolled_benchmark_patient_warm',
                   'unrolled_benchmark_patient_grad_decay',
+                  'unrolled_benchmark_patient_grad_decay_e2e_best',
                   'unrolled_benchmark_patient_ss16_warm'),
                  ('unrolled_benchmark_paper',), ('unrolled_benchmark',))
 UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_shared', 'lista_cpss',
@@ -324,7 +325,8 @@ UNROLLED_GROUPS = (('the LISTA family', ('lista', 'lista_shared', 'lista_cpss',
                    ('our l0 encoders', ('deep_l0', 'deep_msparse',
                                         'alista_l0', 'alista_msparse')),
                    ('our variant, fine-tuned end to end after stage-wise '
-                    'training', ('lista_e2e', 'lista_cpss_e2e',
+                    'training', ('lista_e2e', 'lista_shared_e2e',
+                                 'lista_cpss_e2e', 'lista_cpss_shared_e2e',
                                  'alista_e2e', 'alista_l0_e2e',
                                  'alista_msparse_e2e')))
 UNROLLED_LABELS = {'lista': 'LISTA', 'lista_shared': 'LISTA (shared B, S)',
