@@ -153,6 +153,8 @@ def test_plot_writes_a_png(finished_run, tmp_path):
     (dict(sgd_learning_rates=(0.0,)), 'sgd_learning_rates'),
     (dict(num_epochs=-1), 'num_epochs'),
     (dict(baseline_epochs=0), 'baseline_epochs'),
+    (dict(baseline_dropout_rates=()), 'baseline_dropout_rates'),
+    (dict(baseline_dropout_rates=(0.1, 1.0)), 'baseline_dropout_rates'),
     (dict(batch_size=0), 'batch_size'),
     (dict(batch_size=600), r'batch_size=600 exceeds the 576'),
     (dict(min_sigma=2.0), r'min_sigma must be in \[0, 0.2\]'),
@@ -193,6 +195,19 @@ def test_untied_deep_encoder_starts_as_the_tied_one(problem):
   # training.
   np.testing.assert_allclose(train.predict(untied, x), train.predict(tied, x),
                              rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('rates', [(0.1, 0.1, 0.5), (0.0,), (0.0, 0.0, 0.0)])
+def test_baseline_has_one_hidden_layer_per_dropout_rate(rates):
+  config = approximation.Config(baseline_dropout_rates=rates, **TINY)
+  baseline = approximation.build_baseline_encoder(8, config)
+  assert [d.rate for d in baseline.dropouts] == list(rates)
+  assert len(baseline.hidden_layers) == len(rates)
+  x = np.random.default_rng(1).normal(size=(32, 8)).astype(np.float32)
+  # Without dropout, training mode is deterministic and equals eval mode.
+  if not any(rates):
+    np.testing.assert_allclose(baseline(x), train.predict(baseline, x),
+                               rtol=1e-6)
 
 
 def test_a_damaged_problem_cache_names_the_file(finished_run, tmp_path):

@@ -40,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.tied = True
   config.num_epochs = 30
   config.baseline_epochs = 30
+  # The paper's keep probabilities 0.9 / 0.9 / 0.5, one per hidden layer.
+  config.baseline_dropout_rates = (0.1, 0.1, 0.5)
   config.batch_size = 128
   config.sgd_learning_rates = ()
   config.adam_learning_rates = (1e-3,)

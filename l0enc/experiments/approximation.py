@@ -64,6 +64,9 @@ class Config:
       both stages"); False gives each stage its own (our variant).
     num_epochs: training epochs of the deep encoder.
     baseline_epochs: training epochs of the baseline encoder.
+    baseline_dropout_rates: dropout rate after each hidden layer of the
+      baseline encoder (`models.MLPEncoder`), one per hidden layer; the
+      paper's keep probabilities 0.9 / 0.9 / 0.5 by default.
     batch_size: minibatch size (paper: 128).
     sgd_learning_rates: candidate rates of plain SGD, no momentum (the
       paper's optimizer, at 0.01).
@@ -114,6 +117,7 @@ class Config:
   tied: bool = True
   num_epochs: int = 20
   baseline_epochs: int = 20
+  baseline_dropout_rates: tuple[float, ...] = (0.1, 0.1, 0.5)
   batch_size: int = 128
   sgd_learning_rates: tuple[float, ...] = ()
   adam_learning_rates: tuple[float, ...] = (0.001,)
@@ -165,6 +169,13 @@ class Config:
       raise ValueError('tight_frame applies to MNIST only (the synthetic '
                        'codes refer to their generating dictionary), got '
                        f'dataset={self.dataset!r}.')
+    if not self.baseline_dropout_rates:
+      raise ValueError('baseline_dropout_rates must hold one rate per hidden '
+                       'layer of the baseline encoder, got none.')
+    for rate in self.baseline_dropout_rates:
+      if not 0 <= rate < 1:
+        raise ValueError(f'baseline_dropout_rates must be in [0, 1), got '
+                         f'{self.baseline_dropout_rates!r}.')
     validation.check_positive('clip_norm', self.clip_norm)
     if not 0 < self.validation_fraction < 1:
       raise ValueError('validation_fraction must be in (0, 1), got '
@@ -482,6 +493,14 @@ def build_deep_encoder(dictionary: np.ndarray, config: Config) -> nnx.Module:
         tied=config.tied)
   return models.DeepMSparseEncoder.from_dictionary(
       dictionary, m=config.m, num_stages=config.num_stages, tied=config.tied)
+
+
+def build_baseline_encoder(signal_dim: int, config: Config) -> nnx.Module:
+  """The paper's baseline: a fully connected ReLU network, randomly
+  initialized from the seed, one hidden layer of width p per dropout rate."""
+  return models.MLPEncoder(signal_dim, config.code_dim,
+                           dropout_rates=config.baseline_dropout_rates,
+                           rngs=nnx.Rngs(config.seed))
 
 
 def split_indices(config: Config,

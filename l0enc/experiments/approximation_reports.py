@@ -118,13 +118,16 @@ def _settings_line(config: dict[str, Any]) -> str:
   candidates = [f'SGD {rate:g}' for rate in config['sgd_learning_rates']] + [
       f'Adam {rate:g}' for rate in config['adam_learning_rates']]
   stages = 'tied' if config.get('tied', True) else 'untied (our variant)'
+  dropout = config.get('baseline_dropout_rates',
+                       approximation.Config.baseline_dropout_rates)
   return (
       f"**Settings** ({config['dataset']}; {config['num_stages']} {stages} "
       f"stages; candidates "
       f"{' / '.join(candidates)}"
       f"{' (chosen on validation)' if len(candidates) > 1 else ''}, batch "
       f"{config['batch_size']}, {config['num_epochs']} epochs (baseline "
-      f"{config['baseline_epochs']}), gradient clipping "
+      f"{config['baseline_epochs']}, dropout "
+      f"{' / '.join(f'{rate:g}' for rate in dropout)}), gradient clipping "
       f"{config['clip_norm']:g}, {sigma_schedule}; "
       f"{config['validation_fraction']:.0%} of the training signals held out "
       'for validation)')

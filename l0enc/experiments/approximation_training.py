@@ -26,7 +26,6 @@ from l0enc import checkpoint
 from l0enc import dictionary as dictionary_lib
 from l0enc import divergence
 from l0enc import metrics
-from l0enc import models
 from l0enc import reporting
 from l0enc import solvers
 from l0enc import train
@@ -230,8 +229,7 @@ def benchmark_trained_encoder(workdir: str, dictionary_dir: str | None = None,
       os.path.join(workdir, 'deep', _selected_name(selection['deep'])), model)
   speed = _encoding_speed(model, x_test, dictionary, config)
   x_fit = x_train[int(len(x_train) * config.validation_fraction):]
-  baseline = models.MLPEncoder(x_train.shape[1], config.code_dim,
-                               rngs=nnx.Rngs(config.seed))
+  baseline = approximation.build_baseline_encoder(x_train.shape[1], config)
   return {**speed,
           'num_train_signals': len(x_fit),
           'deep_epoch_seconds': _epoch_seconds(model, x_fit, config,
@@ -290,8 +288,8 @@ def _compute(config: approximation.Config, workdir: str,
   build_deep = lambda: approximation.build_deep_encoder(problem.dictionary,
                                                         config)
   baseline = train_with_selected_rate(
-      lambda: models.MLPEncoder(problem.x_train.shape[1], config.code_dim,
-                                rngs=nnx.Rngs(config.seed)),
+      lambda: approximation.build_baseline_encoder(
+          problem.x_train.shape[1], config),
       problem, config, config.baseline_epochs,
       os.path.join(workdir, 'baseline'))
   untrained = test_metrics(build_deep())
