@@ -13,10 +13,10 @@ and each parameter first trained in an earlier stage s carries a multiplier
 gradient before Adam (`get_train_op`), whose normalization undoes a constant
 factor: every stage so far steps at the phase's rate until its scaled
 gradient nears Adam's epsilon (`stage_decay_target='gradient'`); the literal
-reading, `'rate'` (our default), scales the
-steps, so a stage trained three stages ago moves at 0.3^3 = 2.7 % of the
-rate. Each phase ends when the validation loss has not improved for
-`patience` evaluations (a plateau), or after `max_epochs` of them.
+reading, `'rate'` (our default), scales the steps, so a stage trained three
+stages ago moves at 0.3^3 = 2.7 % of the rate. Each phase ends when the
+validation loss has not improved for `patience` evaluations (a plateau), or
+after `max_epochs` of them.
 `train_end_to_end` is the plain alternative: the last stage's loss, all
 parameters, the same base -> x0.2 -> x0.02 phases. Our variants, off by
 default (`StagewiseConfig`): steps relative to each parameter's size, new
