@@ -530,7 +530,9 @@ _DATA_PARALLEL_SCRIPT = textwrap.dedent('''
 def test_two_device_data_parallel_matches_one_device(tmp_path):
   output = tmp_path / 'results.npz'
   environment = dict(os.environ,
-                     XLA_FLAGS='--xla_force_host_platform_device_count=2',
+                     XLA_FLAGS=' '.join(filter(None, [
+                         os.environ.get('XLA_FLAGS'),
+                         '--xla_force_host_platform_device_count=2'])),
                      JAX_PLATFORMS='cpu')
   completed = subprocess.run(
       [sys.executable, '-c', _DATA_PARALLEL_SCRIPT, str(output)],
