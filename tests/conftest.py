@@ -1,5 +1,5 @@
 """Test-session setup: one JAX compilation cache per test process, XLA's
-cheap compilation, and the groups of test files the xdist workers share.
+cheap compilation, and how pytest-xdist hands the test files to workers.
 
 Many tests compile the same computation more than once: a retried or
 resumed training run rebuilds its batch function and train step, every unit
@@ -54,7 +54,7 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs',
 
 # The test files whose tests share the tiny task runs of `task_runs` (each
 # computed once per worker process) go to one worker together, so that it
-# computes them once; every other file goes to a worker of its own, as under
+# computes them once; every other file is a unit of its own, as under
 # `--dist loadfile` (its module fixtures are then computed once).
 _TASK_RUN_FILES = frozenset({'classification_test.py', 'clustering_test.py',
                              'task_reports_test.py', 'tasks_common_test.py'})
