@@ -175,6 +175,9 @@ def fixture_parse_flags(monkeypatch):
   monkeypatch.delenv('L0ENC_DATA_DIR', raising=False)
   known = set(flags.FLAGS)
 
+  def defined_by_absl(name):
+    return flags.FLAGS.find_module_defining_flag(name, '').startswith('absl')
+
   def parse(script, argv, parse_argv=True):
     path = os.path.join(ROOT, 'experiments', script)
     spec = importlib.util.spec_from_file_location(
@@ -182,13 +185,10 @@ def fixture_parse_flags(monkeypatch):
     # Flags another test module's import of a script defined (e.g. the
     # summary's) would clash with the script's own: set aside meanwhile.
     aside = {name: flags.FLAGS[name] for name in known
-             if not flags.FLAGS.find_module_defining_flag(
-                 name, '').startswith('absl')}
+             if not defined_by_absl(name)}
     for name in aside:
       delattr(flags.FLAGS, name)
-    # config_flags defines the --config.<field> overrides it finds in
-    # sys.argv when the script defines --config.
-    monkeypatch.setattr(sys, 'argv', [script] + argv)
+    kept = known - set(aside)
     try:
       # config_flags defines the --config.<field> overrides it finds in
       # sys.argv when the script defines --config.
@@ -199,12 +199,11 @@ def fixture_parse_flags(monkeypatch):
       # The help text of each flag the script's import defined (its own and
       # the --config its configs helper defines for it), absl's left out.
       return {name: flags.FLAGS[name].help
-              for name in set(flags.FLAGS) - (known - set(aside))
-              if not flags.FLAGS.find_module_defining_flag(
-                  name, '').startswith('absl')}
+              for name in set(flags.FLAGS) - kept
+              if not defined_by_absl(name)}
     finally:
       flags.FLAGS.unparse_flags()
-      for name in set(flags.FLAGS) - (known - set(aside)):
+      for name in set(flags.FLAGS) - kept:
         delattr(flags.FLAGS, name)
       for name, flag in aside.items():
         flags.FLAGS[name] = flag
