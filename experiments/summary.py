@@ -20,7 +20,7 @@ is read from a file a script wrote, and the papers' from the tables in
 
 import glob
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from absl import app
 from absl import flags
@@ -173,9 +173,14 @@ def _paper_best(dataset: str, rows: Sequence[str]) -> tuple[float, str]:
                                         paper.TASK_CODE_DIMS))
 
 
-# Tables 4-7 come, per data set, from the first of these that has it.
-CLASSIFICATION_RUNS = ('classification_whitened', 'classification_paper')
-CLUSTERING_RUNS = ('clustering_whitened', 'clustering_paper')
+# Tables 4-7 come, per data set, from the first group of runs that has it.
+# The runs of a group share the regime and differ in the learning rate,
+# which is then chosen on the validation split like any other setting: the
+# units of a group are pooled.
+CLASSIFICATION_RUNS = (('classification_whitened',
+                        'classification_whitened_rate'),
+                       ('classification_paper',))
+CLUSTERING_RUNS = (('clustering_whitened',), ('clustering_paper',))
 TASK_TITLES = {'mnist': 'Table 4: MNIST classification error (%)',
                'indian_pines': 'Table 5: Indian Pines classification error '
                                '(%)',
@@ -193,20 +198,46 @@ def _code_nonzeros(unit: dict[str, Any]) -> float | None:
   return unit.get('mean_test_code_nonzeros', unit.get('mean_code_nonzeros'))
 
 
-def _task_results(results_dir: str, runs: Sequence[str]
-                  ) -> list[tuple[str, dict[str, Any]]]:
-  """`(experiment, result)` per data set, from the first run that has it."""
+class _TaskRuns(NamedTuple):
+  """One data set's units, pooled over the runs of a group that have it."""
+  experiments: list[str]
+  configs: list[dict[str, Any]]
+  units: list[dict[str, Any]]
+
+
+def _task_results(results_dir: str,
+                  groups: Sequence[Sequence[str]]) -> list[_TaskRuns]:
+  """The units of each data set, from the first group of runs that has it."""
   found = {}
-  for experiment in runs:
-    for result in _read(results_dir, experiment) or []:
-      found.setdefault(result['config']['dataset'], (experiment, result))
+  for group in groups:
+    in_group = {}
+    for experiment in group:
+      for result in _read(results_dir, experiment) or []:
+        runs = in_group.setdefault(result['config']['dataset'],
+                                   _TaskRuns([], [], []))
+        runs.experiments.append(experiment)
+        runs.configs.append(result['config'])
+        runs.units.extend(result['units'].values())
+    for dataset, runs in in_group.items():
+      found.setdefault(dataset, runs)
   return [found[dataset] for dataset in TASK_TITLES if dataset in found]
 
 
-def _task_regime(experiment: str, result: dict[str, Any]) -> str:
-  epsilon = result['config'].get('whitening_epsilon')
-  return _source(experiment, 'no whitening' if epsilon is None else
-                 f'ZCA-whitened (ε = {epsilon:g})')
+def _task_regime(runs: _TaskRuns) -> str:
+  epsilons = {config.get('whitening_epsilon') for config in runs.configs}
+  if len(epsilons) > 1:
+    raise ValueError(f'{", ".join(runs.experiments)}: one group of runs, '
+                     f'but whitening epsilons {sorted(epsilons, key=str)}')
+  epsilon, = epsilons
+  regime = ('no whitening' if epsilon is None else
+            f'ZCA-whitened (ε = {epsilon:g})')
+  rates = sorted({config['learning_rate'] for config in runs.configs
+                  if 'learning_rate' in config})
+  if len(rates) > 1:
+    regime += (', learning rate ' + ' or '.join(f'{rate:g}' for rate in rates)
+               + ' chosen on validation per row and p')
+  return '; '.join(_source(experiment) for experiment in runs.experiments
+                   ) + ', ' + regime
 
 
 def task_rows(results_dir: str) -> list[Row]:
@@ -214,6 +245,8 @@ def task_rows(results_dir: str) -> list[Row]:
 
   Classification picks the paper's row with the lowest validation error;
   clustering, which has no held-out split, the lowest error on both sides.
+  Where a group of runs tried several learning rates, each (row, p) is the
+  run with its lowest validation error (classification) before that pick.
   The fully connected reference (not in the paper) stands beside it, and a
   last row gives the Deep l0 codes' mean nonzeros after training, the
   paper's form against ours, where the runs have both.
@@ -222,15 +255,22 @@ def task_rows(results_dir: str) -> list[Row]:
   for kind, runs in (('classification', CLASSIFICATION_RUNS),
                      ('clustering', CLUSTERING_RUNS)):
     error = 'test_error' if kind == 'classification' else 'error'
-    for experiment, result in _task_results(results_dir, runs):
-      dataset = result['config']['dataset']
+    for found in _task_results(results_dir, runs):
+      dataset = found.configs[0]['dataset']
       table = paper.TASK_TABLES.get(dataset, {})
-      units = [u for u in result['units'].values() if error in u]
+      score = lambda unit: unit.get('validation_error', unit[error])
+      # Each (row, p) once: the run with its lowest validation error, the
+      # group's first run (the preset's rate) on a tie.
+      chosen = {}
+      for unit in (u for u in found.units if error in u):
+        key = unit['row'], unit['unit']['code_dim']
+        if key not in chosen or score(unit) < score(chosen[key]):
+          chosen[key] = unit
+      units = list(chosen.values())
       ours = [u for u in units if u['row'] in table]
       if not ours:
         continue
-      best = min(ours, key=lambda unit: unit.get('validation_error',
-                                                 unit[error]))
+      best = min(ours, key=score)
       how = ('lowest validation error' if kind == 'classification'
              else 'lowest')
       reference = [u for u in units if u['row'] == FULLY_CONNECTED and
@@ -243,11 +283,11 @@ def task_rows(results_dir: str) -> list[Row]:
           + (f'; fully connected reference {reference[0][error]:.2f}'
              if reference else ''),
           f'{published:.2f} ({paper_where}: lowest of the same rows)',
-          _task_regime(experiment, result)])
+          _task_regime(found)])
       l0 = {u['row']: u for u in units if u['row'].startswith(DEEP_L0) and
             u['unit']['code_dim'] == 128}
       if len(l0) > 1 and None not in map(_code_nonzeros, l0.values()):
-        nonzeros.append((dataset, experiment, l0))
+        nonzeros.append((dataset, found.experiments, l0))
   if nonzeros:
     names = sorted({row for _, _, l0 in nonzeros for row in l0},
                    key=lambda row: (row != DEEP_L0, row))
@@ -259,7 +299,8 @@ def task_rows(results_dir: str) -> list[Row]:
                               if name in l0 else '-'
                               for _, _, l0 in nonzeros) for name in names),
         'not reported',
-        '; '.join(sorted({_source(e) for _, e, _ in nonzeros}))])
+        '; '.join(sorted({_source(e) for _, experiments, _ in nonzeros
+                          for e in experiments}))])
   return rows
 
 

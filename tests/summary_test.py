@@ -200,6 +200,38 @@ def test_task_rows_prefer_the_whitened_run_and_report_the_l0_codes(tmp_path):
   assert codes[1] == '120.0 · 18.0'
 
 
+def test_task_rows_choose_the_learning_rate_on_validation(tmp_path):
+  unit = lambda row, validation, test, code_dim=128: {
+      'unit': {'code_dim': code_dim}, 'row': row,
+      'validation_error': validation, 'test_error': test}
+  config = lambda rate: {'dataset': 'mnist', 'whitening_epsilon': 10.0,
+                         'learning_rate': rate}
+  write(tmp_path, 'classification_whitened', [{
+      'config': config(1e-3),
+      'units': {'a': unit('Tuned LISTA', 3.0, 3.5),
+                'b': unit('Deep M-Sparse (M = 10)', 4.0, 2.0),
+                'c': unit('Fully connected ReLU (reference)', 2.0, 2.5)}}])
+  write(tmp_path, 'classification_whitened_rate', [{
+      'config': config(3e-4),
+      'units': {'a': unit('Tuned LISTA', 2.5, 3.7),
+                'b': unit('Deep M-Sparse (M = 10)', 4.5, 1.0),
+                'c': unit('Fully connected ReLU (reference)', 2.2, 1.0)}}])
+  table4, = cells(summary.summary(str(tmp_path)))
+  # LISTA at the rate its validation error prefers (3e-4, test 3.70), not
+  # the lower test number; the reference likewise (1e-3, test 2.50).
+  assert table4[1] == ('3.70 (Tuned LISTA, p = 128: lowest validation error '
+                       "of the paper's rows); fully connected reference 2.50")
+  assert table4[3] == (
+      '`results/classification_whitened/`; '
+      '`results/classification_whitened_rate/`, ZCA-whitened (ε = 10), '
+      'learning rate 0.0003 or 0.001 chosen on validation per row and p')
+  # One group must share its regime.
+  write(tmp_path, 'classification_whitened_rate', [{
+      'config': dict(config(3e-4), whitening_epsilon=1.0), 'units': {}}])
+  with pytest.raises(ValueError, match='whitening epsilons'):
+    summary.summary(str(tmp_path))
+
+
 def test_ddse_rows_from_the_committed_results(tmp_path):
   with open(os.path.join(ROOT, 'results', 'ddse_paper', 'results.json')) as f:
     combined = json.load(f)
