@@ -39,6 +39,30 @@ def test_tables_and_plots(classification_run, clustering_run, tmp_path):
   assert os.path.getsize(tmp_path / 'cm.png') > 0
 
 
+def test_a_row_keeps_its_colour_across_panels(monkeypatch):
+  history = [{'epoch': 1, 'train_loss': 1.0, 'eval_metrics': {'error': 5.0}}]
+  unit = lambda row, code_dim: {'row': row, 'unit': {'code_dim': code_dim},
+                                'history': history}
+  result = lambda dataset, units: {
+      'experiment': 'classification',
+      'config': {'dataset': dataset, 'code_dims': [8]}, 'units': units}
+  # The second data set lacks the first's first row, so a per-panel colour
+  # cycle would give 'b' another colour there.
+  results = [result('mnist', {'a': unit('a', 8), 'b': unit('b', 8)}),
+             result('indian_pines', {'b': unit('b', 8), 'c': unit('c', 8)})]
+  figures = []
+  monkeypatch.setattr(task_reports.reporting, 'save_figure_atomic',
+                      lambda figure, path, dpi: figures.append(figure))
+  task_reports.plot_learning_curves(results, 'unused.png')
+  colours = {}
+  for axes in figures[0].axes:
+    for line in axes.get_lines():
+      colours.setdefault(line.get_label(), set()).add(line.get_color())
+  assert sorted(colours) == ['a', 'b', 'c']
+  assert all(len(found) == 1 for found in colours.values())
+  assert len(set.union(*colours.values())) == 3
+
+
 def test_paper_numbers_in_brackets_at_the_paper_settings():
   unit = {'unit': {'encoder': 'l0', 'code_dim': 256, 'm': None},
           'row': 'Deep l0-Regularized', 'error': 20.0}

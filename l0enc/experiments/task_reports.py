@@ -244,6 +244,12 @@ def plot_learning_curves(results: Sequence[dict[str, Any]],
   """
   panels = [(result, code_dim) for result in results
             for code_dim in result['config']['code_dims']]
+  # One colour per row across every panel, in the order rows first appear,
+  # so a row keeps its colour where panels have different rows.
+  rows = list(dict.fromkeys(unit['row'] for result in results
+                            for unit in result['units'].values()))
+  cycle = matplotlib.rcParams['axes.prop_cycle'].by_key()['color']
+  colors = {row: cycle[i % len(cycle)] for i, row in enumerate(rows)}
   figure = matplotlib.figure.Figure(figsize=(4.2 * len(panels), 6.5))
   axes = figure.subplots(2, len(panels), squeeze=False)
   for column, (result, code_dim) in enumerate(panels):
@@ -253,10 +259,11 @@ def plot_learning_curves(results: Sequence[dict[str, Any]],
       if unit['unit']['code_dim'] != code_dim or 'history' not in unit:
         continue
       epochs = [record['epoch'] for record in unit['history']]
+      style = dict(label=unit['row'], color=colors[unit['row']])
       top.plot(epochs, [record['eval_metrics']['error']
-                        for record in unit['history']], label=unit['row'])
+                        for record in unit['history']], **style)
       bottom.plot(epochs, [record['train_loss'] for record in unit['history']],
-                  label=unit['row'])
+                  **style)
     title = f"{DATASET_TITLES[result['config']['dataset']]}, p = {code_dim}"
     top.set(title=title, xlabel='epoch',
             ylabel=('validation error (%)' if classification else
