@@ -246,10 +246,9 @@ def plot_learning_curves(results: Sequence[dict[str, Any]],
             for code_dim in result['config']['code_dims']]
   # One colour per row across every panel, in the order rows first appear,
   # so a row keeps its colour where panels have different rows.
-  rows = list(dict.fromkeys(unit['row'] for result in results
-                            for unit in result['units'].values()))
-  cycle = matplotlib.rcParams['axes.prop_cycle'].by_key()['color']
-  colors = {row: cycle[i % len(cycle)] for i, row in enumerate(rows)}
+  rows = dict.fromkeys(unit['row'] for result in results
+                       for unit in result['units'].values())
+  colors = {row: f'C{index}' for index, row in enumerate(rows)}
   figure = matplotlib.figure.Figure(figsize=(4.2 * len(panels), 6.5))
   axes = figure.subplots(2, len(panels), squeeze=False)
   for column, (result, code_dim) in enumerate(panels):
